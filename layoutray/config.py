@@ -1,0 +1,416 @@
+"""Typed run configuration: phase YAMLs -> dataclasses, validated, overridable, serializable.
+
+A config file has the sections `model`, `training`, `validation`, `data`, `scaling`,
+`deepspeed`, `schedule` and `checkpoint`. Every value is checked when the dataclass is
+built; a mistake raises `ConfigError` naming the file, the dotted key and what is allowed.
+
+    cfg = load_config("configs/phases/phase1.yaml", overrides=["training.epochs=3"])
+    cfg.model.d_model        # 128
+    dump_yaml(cfg)           # round-trips through load_config
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = REPO_ROOT / "configs"
+PHASES = ("phase1", "phase2", "phase3", "phase4")
+
+
+class ConfigError(ValueError):
+    """A config value is wrong. The message names the file, the key and what is allowed."""
+
+    def __init__(self, key: str, problem: str, source: str | None = None):
+        self.key, self.problem, self.source = key, problem, source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}key '{key}': {problem}")
+
+
+def _check(key: str, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(key, f"must be {allowed}")
+
+
+def _in_range(key: str, value: float, lo: float | None = None, hi: float | None = None,
+              lo_open: bool = False) -> None:
+    bad = (lo is not None and (value <= lo if lo_open else value < lo)) or (hi is not None and value > hi)
+    if bad or (isinstance(value, float) and not math.isfinite(value)):
+        lo_s = "-inf" if lo is None else repr(lo)
+        hi_s = "inf" if hi is None else repr(hi)
+        raise ConfigError(key, f"got {value!r}; allowed {'(' if lo_open else '['}{lo_s}, {hi_s}]")
+
+
+# ---------------------------------------------------------------------------- sections
+
+
+@dataclass
+class ModelConfig:
+    d_model: int = 128
+    n_heads: int = 4
+    n_layers: int = 4  # per stack: vision encoder, structure encoder and decoder each
+    ff_mult: int = 4
+    patch_size: int = 32
+    image_height: int = 192
+    image_width: int = 320
+    image_channels: int = 1  # wireframes are greyscale
+    max_seq_len: int = 256
+    max_elements: int = 16
+    coord_bins: int = 128
+    max_spec_len: int = 64
+    # Reserved for the diffusion decoder and aesthetic constraints of later work (seed 000).
+    diffusion_steps: int = 100
+    aesthetic_constraints: Literal["off", "basic", "full", "advanced"] = "off"
+
+    def __post_init__(self):
+        for k in ("d_model", "n_heads", "n_layers", "ff_mult", "patch_size", "image_height",
+                  "image_width", "image_channels", "max_seq_len", "max_elements", "coord_bins",
+                  "max_spec_len", "diffusion_steps"):
+            _in_range(f"model.{k}", getattr(self, k), 1)
+        _check("model.d_model", self.d_model % self.n_heads == 0,
+               f"a multiple of model.n_heads ({self.n_heads}); got {self.d_model}")
+        _check("model.image_height", self.image_height % self.patch_size == 0,
+               f"a multiple of model.patch_size ({self.patch_size}); got {self.image_height}")
+        _check("model.image_width", self.image_width % self.patch_size == 0,
+               f"a multiple of model.patch_size ({self.patch_size}); got {self.image_width}")
+        _in_range("model.coord_bins", self.coord_bins, 2, 4096)
+        _in_range("model.image_channels", self.image_channels, 1, 3)
+        need = 2 + 5 * self.max_elements
+        _check("model.max_seq_len", self.max_seq_len >= need,
+               f">= 2 + 5 * model.max_elements = {need}; got {self.max_seq_len}")
+        _check("model.max_spec_len", self.max_spec_len >= 1 + self.max_elements,
+               f">= 1 + model.max_elements = {1 + self.max_elements}; got {self.max_spec_len}")
+
+
+@dataclass
+class TaskMix:
+    """Share of training examples shown as image only / spec only / both."""
+
+    image_only: float = 0.25
+    spec_only: float = 0.25
+    both: float = 0.5
+
+    def __post_init__(self):
+        for k in ("image_only", "spec_only", "both"):
+            _in_range(f"training.task_mix.{k}", getattr(self, k), 0.0, 1.0)
+        total = self.image_only + self.spec_only + self.both
+        _check("training.task_mix", abs(total - 1.0) < 1e-6, f"shares summing to 1.0; got {total:.4f}")
+
+
+@dataclass
+class TrainingConfig:
+    batch_size: int = 4  # global batch (all workers together)
+    micro_batch_size: int = 0  # per worker; 0 means batch_size // num_workers
+    learning_rate: float = 1e-4
+    epochs: int = 100
+    dropout: float = 0.3
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    seed: int = 0
+    label_smoothing: float = 0.0
+    task_mix: TaskMix = field(default_factory=TaskMix)
+    max_steps_per_epoch: int = 0  # 0: a full pass over the train split
+
+    def __post_init__(self):
+        _in_range("training.batch_size", self.batch_size, 1)
+        _in_range("training.micro_batch_size", self.micro_batch_size, 0)
+        _in_range("training.learning_rate", self.learning_rate, 0.0, 1.0, lo_open=True)
+        _in_range("training.epochs", self.epochs, 1)
+        _in_range("training.dropout", self.dropout, 0.0, 0.9)
+        _in_range("training.weight_decay", self.weight_decay, 0.0, 1.0)
+        _in_range("training.grad_clip", self.grad_clip, 0.0)
+        _in_range("training.label_smoothing", self.label_smoothing, 0.0, 0.5)
+        _in_range("training.max_steps_per_epoch", self.max_steps_per_epoch, 0)
+
+
+@dataclass
+class ValidationConfig:
+    patience: int = 10
+    min_delta: float = 0.0
+    generate_examples: int = 64  # fixed validation subset scored with generated layouts
+    every_epochs: int = 1
+
+    def __post_init__(self):
+        _in_range("validation.patience", self.patience, 1)
+        _in_range("validation.min_delta", self.min_delta, 0.0)
+        _in_range("validation.generate_examples", self.generate_examples, 0)
+        _in_range("validation.every_epochs", self.every_epochs, 1)
+
+
+@dataclass
+class AugmentConfig:
+    mirror_p: float = 0.5
+    jitter: float = 0.03  # max translate, and max relative scale change
+    noise_std: float = 0.04
+    blur_p: float = 0.2
+    element_dropout_p: float = 0.1
+
+    def __post_init__(self):
+        for k in ("mirror_p", "blur_p", "element_dropout_p"):
+            _in_range(f"data.augment.{k}", getattr(self, k), 0.0, 1.0)
+        _in_range("data.augment.jitter", self.jitter, 0.0, 0.25)
+        _in_range("data.augment.noise_std", self.noise_std, 0.0, 1.0)
+
+
+@dataclass
+class DataConfig:
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    strength: float = 1.0  # multiplies every augmentation probability and magnitude
+    max_bad_fraction: float = 0.05  # above this share of corrupted rows a run stops
+    preprocess_concurrency: int = 1
+
+    def __post_init__(self):
+        _in_range("data.strength", self.strength, 0.0, 4.0)
+        _in_range("data.max_bad_fraction", self.max_bad_fraction, 0.0, 1.0)
+        _in_range("data.preprocess_concurrency", self.preprocess_concurrency, 1)
+
+
+@dataclass
+class ScalingConfig:
+    num_workers: int = 1
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0
+
+    def __post_init__(self):
+        _in_range("scaling.num_workers", self.num_workers, 0)
+        _in_range("scaling.cpus_per_worker", self.cpus_per_worker, 0.0)
+        _in_range("scaling.gpus_per_worker", self.gpus_per_worker, 0.0)
+        _check("scaling.gpus_per_worker", self.use_gpu or self.gpus_per_worker == 0,
+               "0 when scaling.use_gpu is false")
+
+
+@dataclass
+class DeepSpeedConfig:
+    zero_stage: Literal[0, 1, 2, 3] = 0
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 only pays on GPUs with bf16 units
+    offload_optimizer: bool = False
+
+
+@dataclass
+class ScheduleConfig:
+    """Learning-rate, batch and regularization schedules (see layoutray/schedules.py)."""
+
+    lr: str = "warmup_cosine"
+    warmup_fraction: float = 0.05
+    min_lr_ratio: float = 0.0
+    batch: Literal["constant", "phi"] = "constant"
+    max_batch_size: int = 0  # 0: no cap beyond batch_size * phi^phases
+    batch_phases: int = 3
+    regularization: Literal["constant", "phi"] = "constant"
+    phi_phases: bool = False  # 38.2% exploration / 61.8% exploitation split
+    sampler: Literal["uniform", "phi"] = "uniform"
+
+    def __post_init__(self):
+        _in_range("schedule.warmup_fraction", self.warmup_fraction, 0.0, 1.0)
+        _in_range("schedule.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        _in_range("schedule.max_batch_size", self.max_batch_size, 0)
+        _in_range("schedule.batch_phases", self.batch_phases, 0, 16)
+
+
+@dataclass
+class CheckpointConfig:
+    num_to_keep: int = 2  # best N by validation loss
+    max_failures: int = 2  # worker-group restarts before a run fails
+
+    def __post_init__(self):
+        _in_range("checkpoint.num_to_keep", self.num_to_keep, 1)
+        _in_range("checkpoint.max_failures", self.max_failures, -1)
+
+
+@dataclass
+class RunConfig:
+    phase: Literal["phase1", "phase2", "phase3", "phase4"] = "phase1"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+    def __post_init__(self):
+        if self.scaling.num_workers > 0:
+            _check("training.batch_size", self.training.batch_size % self.scaling.num_workers == 0,
+                   f"a multiple of scaling.num_workers ({self.scaling.num_workers}); "
+                   f"got {self.training.batch_size}")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @property
+    def micro_batch_size(self) -> int:
+        if self.training.micro_batch_size:
+            return self.training.micro_batch_size
+        return max(1, self.training.batch_size // max(1, self.scaling.num_workers))
+
+
+# ---------------------------------------------------------------------------- building
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(key, f"must be a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}; "
+                                   f"got {value!r}")
+        return from_dict(tp, value, prefix=key + ".")
+    if typing.get_origin(tp) is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed or type(value) is not type(allowed[0]):
+            raise ConfigError(key, f"got {value!r}; allowed: {', '.join(repr(a) for a in allowed)}")
+        return value
+    if isinstance(tp, types.UnionType):
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):
+        # YAML 1.1 reads "1e-4" (no dot) as a string; accept it as the number it means.
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+        raise ConfigError(key, f"must be {_type_name(tp)}; got {value!r}")
+    return value
+
+
+def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a dict, refusing unknown keys and wrong types."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    for k in data:
+        if k not in names:
+            raise ConfigError(prefix + str(k), f"unknown key; allowed keys here: {', '.join(names)}")
+    kwargs = {k: _coerce(prefix + k, hints[k], v) for k, v in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:
+        # __post_init__ of a nested dataclass names keys from its own root; keep them.
+        raise ConfigError(e.key if "." in e.key or not prefix else prefix + e.key, e.problem) from None
+
+
+def _set_dotted(tree: dict, dotted: str, raw: str) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(dotted, f"'{p}' is a value, not a section")
+    node[parts[-1]] = yaml.safe_load(raw) if raw != "" else ""
+
+
+def parse_override(item: str) -> tuple[str, str]:
+    if "=" not in item:
+        raise ConfigError(item, "an override must look like key=value, e.g. training.epochs=5",
+                          source="--set")
+    key, raw = item.split("=", 1)
+    return key.strip(), raw
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
+                phase: str | None = None) -> RunConfig:
+    """Load a phase YAML (by path, or by phase name from configs/phases) and apply --set overrides."""
+    if path is None:
+        if phase not in PHASES:
+            raise ConfigError("phase", f"got {phase!r}; allowed: {', '.join(PHASES)}", source="--phase")
+        path = CONFIG_DIR / "phases" / f"{phase}.yaml"
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError("(file)", "file not found", source=str(path)) from None
+    except yaml.YAMLError as e:
+        raise ConfigError("(file)", f"is not valid YAML: {e}", source=str(path)) from None
+    if not isinstance(tree, dict):
+        raise ConfigError("(file)", "must be a mapping at the top level", source=str(path))
+    for item in overrides:
+        key, raw = parse_override(item)
+        try:
+            _set_dotted(tree, key, raw)
+        except ConfigError as e:
+            raise ConfigError(e.key, e.problem, source="--set") from None
+    try:
+        return from_dict(RunConfig, tree)
+    except ConfigError as e:
+        src = str(path) + (f" (with --set {', '.join(overrides)})" if overrides else "")
+        raise ConfigError(e.key, e.problem, source=src) from None
+
+
+def config_from_dict(tree: dict) -> RunConfig:
+    """Rebuild a RunConfig from `to_dict()` output (how configs travel to workers and artifacts)."""
+    return from_dict(RunConfig, tree)
+
+
+def dump_yaml(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+
+
+# ---------------------------------------------------------------------------- auto phase
+
+
+@dataclass
+class PhaseChoice:
+    phase: str
+    examples: int
+    reason: str
+    next_phase: str | None
+    examples_to_next: int | None
+
+
+def load_thresholds(path: str | Path | None = None) -> list[tuple[str, int | None]]:
+    """[(phase, max_examples or None)] in order, from configs/phases/thresholds.yaml."""
+    path = Path(path or CONFIG_DIR / "phases" / "thresholds.yaml")
+    tree = yaml.safe_load(path.read_text())
+    rows = tree.get("phases") if isinstance(tree, dict) else None
+    if not isinstance(rows, list) or not rows:
+        raise ConfigError("phases", "must be a non-empty list of {phase, max_examples}", source=str(path))
+    out: list[tuple[str, int | None]] = []
+    last = 0
+    for i, row in enumerate(rows):
+        key = f"phases[{i}]"
+        if not isinstance(row, dict) or set(row) != {"phase", "max_examples"}:
+            raise ConfigError(key, "must have exactly the keys phase, max_examples", source=str(path))
+        if row["phase"] not in PHASES:
+            raise ConfigError(key + ".phase", f"got {row['phase']!r}; allowed: {', '.join(PHASES)}",
+                              source=str(path))
+        cap = row["max_examples"]
+        last_row = i == len(rows) - 1
+        if last_row and cap is not None:
+            raise ConfigError(key + ".max_examples", "must be null for the last phase (no upper bound)",
+                              source=str(path))
+        if not last_row and (not isinstance(cap, int) or cap <= last):
+            raise ConfigError(key + ".max_examples", f"must be an integer above {last}; got {cap!r}",
+                              source=str(path))
+        out.append((row["phase"], cap))
+        last = cap or last
+    return out
+
+
+def choose_phase(examples: int, thresholds: list[tuple[str, int | None]] | None = None) -> PhaseChoice:
+    thresholds = thresholds or load_thresholds()
+    lower = 0
+    for i, (phase, cap) in enumerate(thresholds):
+        if cap is None or examples <= cap:
+            rng = f"{lower:,}+" if cap is None else f"{lower:,}-{cap:,}"
+            nxt = thresholds[i + 1][0] if i + 1 < len(thresholds) else None
+            to_next = (cap + 1 - examples) if cap is not None else None
+            return PhaseChoice(phase, examples, f"{examples:,} examples is in {phase}'s range {rng}",
+                               nxt, to_next)
+        lower = cap + 1
+    raise AssertionError("unreachable: the last threshold is unbounded")
