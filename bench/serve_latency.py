@@ -1,0 +1,205 @@
+"""Serving latency and throughput, all in one run; prints one JSON document.
+
+For concurrency 1, 4 and 16, with and without batching (LayoutModel max_batch_size 16 vs 1,
+changed live through user_config), it measures P50/P95/P99 latency and requests/s of
+  (a) router:     POST /v1/layouts through the Router over HTTP (the product path),
+  (b) direct:     POST /direct to a LayoutModel deployment over HTTP, no router,
+  (c) in_process: the same model called in this process on the same inputs
+                  (no batching: one predict call per request from c threads;
+                   batching: the c concurrent requests as one predict call).
+and checks the goals of issue 5:
+  - P95 at 16 concurrent <= 2x the single-request P50 (router, batching on),
+  - the router adds <= 10% to P50 over (b) (concurrency 1, batching on),
+  - batching raises requests/s at 16 concurrent by >= 2x (router).
+
+    python bench/serve_latency.py [--model DIR] [--seconds 5]
+
+Without --model it uses runs/quickstart/model when present, else exports a randomly initialised
+Phase 1 model (generation length is fixed by the request's element list, so timing does not
+depend on the weights).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+BODY = {"section_type": "hero", "elements": ["heading", "subheading", "paragraph", "button", "image"],
+        "canvas": {"width": 1440, "height": 800}, "samples": 1, "temperature": 0.0, "seed": 0}
+CONCURRENCY = (1, 4, 16)
+
+
+def _pct(values, q):
+    from serving.stats import percentile
+    v = percentile(values, q)
+    return None if v is None else round(v, 2)
+
+
+def summarize(lat_ms: list[float], wall_s: float, errors: int) -> dict:
+    return {"requests": len(lat_ms), "errors": errors, "p50_ms": _pct(lat_ms, 50), "p95_ms": _pct(lat_ms, 95),
+            "p99_ms": _pct(lat_ms, 99), "rps": round(len(lat_ms) / wall_s, 2) if wall_s else None}
+
+
+def run_closed_loop(call, concurrency: int, seconds: float, warmup_s: float = 1.0) -> dict:
+    """`concurrency` clients, each calling `call()` back to back; latencies after the warm-up."""
+    lat, errors, lock = [], [0], threading.Lock()
+    start = time.perf_counter()
+    t_measure, t_end = start + warmup_s, start + warmup_s + seconds
+
+    def client():
+        while True:
+            t0 = time.perf_counter()
+            if t0 >= t_end:
+                return
+            ok = call()
+            t1 = time.perf_counter()
+            if t0 >= t_measure:
+                with lock:
+                    if ok:
+                        lat.append((t1 - t0) * 1000.0)
+                    else:
+                        errors[0] += 1
+
+    with ThreadPoolExecutor(concurrency) as ex:
+        for f in [ex.submit(client) for _ in range(concurrency)]:
+            f.result()
+    return summarize(lat, seconds, errors[0])
+
+
+def http_caller(url: str):
+    import requests
+    local = threading.local()
+    data = json.dumps(BODY)
+
+    def call():
+        s = getattr(local, "s", None) or requests.Session()
+        local.s = s
+        r = s.post(url, data=data, headers={"Content-Type": "application/json"}, timeout=120)
+        return r.status_code == 200
+    return call
+
+
+def in_process(model_dir: str, concurrency: int, batching: bool, seconds: float) -> dict:
+    from serving.api import Limits, parse_layout_request
+    from serving.app import ModelCore
+
+    core = in_process.cache.get(model_dir) or ModelCore(model_dir)
+    in_process.cache[model_dir] = core
+    req = parse_layout_request(json.dumps(BODY).encode(), "application/json",
+                               Limits(max_elements=core.max_elements)).to_dict()
+    if not batching:
+        return run_closed_loop(lambda: not isinstance(core.predict_many([req])[0], Exception), concurrency, seconds)
+    # batching: the c concurrent requests arrive together and are answered by one call
+    lat, t_end, t0_all = [], time.perf_counter() + 1.0 + seconds, None
+    while time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        out = core.predict_many([req] * concurrency)
+        dt = (time.perf_counter() - t0) * 1000.0
+        if t_end - time.perf_counter() <= seconds and not any(isinstance(o, Exception) for o in out):
+            t0_all = t0_all or t0
+            lat.extend([dt] * concurrency)
+    return summarize(lat, time.perf_counter() - (t0_all or time.perf_counter()), 0)
+
+
+in_process.cache = {}
+
+
+def ensure_model(path: str | None) -> tuple[str, str]:
+    if path:
+        return str(Path(path).resolve()), "given"
+    default = REPO / "runs" / "quickstart" / "model"
+    if default.is_dir():
+        return str(default), "runs/quickstart/model"
+    import torch
+
+    from layoutray.artifact import export_artifact
+    from layoutray.config import load_config
+    from layoutray.model import build_model
+
+    cfg = load_config(phase="phase1")
+    torch.manual_seed(0)
+    out = Path(tempfile.mkdtemp(prefix="layoutray-bench-")) / "model"
+    export_artifact(build_model(cfg), cfg, str(out), {"name": "bench-random-phase1"})
+    return str(out), "random-init phase1 (no trained model found)"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", help="model artifact dir")
+    ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per configuration")
+    ap.add_argument("--torch-threads", type=int, default=1)
+    a = ap.parse_args()
+
+    os.environ.pop("RAY_ADDRESS", None)
+    import ray
+    from ray import serve
+
+    from serving.deploy import app_config, deploy
+
+    model_dir, model_src = ensure_model(a.model)
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    sock = __import__("socket").socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 120})
+    state_dir = tempfile.mkdtemp(prefix="layoutray-bench-state-")
+    base = f"http://127.0.0.1:{port}"
+
+    def apply(max_batch: int):
+        mcfg = {"max_batch_size": max_batch, "torch_threads": a.torch_threads}
+        deploy([app_config("layoutray", "/", {"stable_model": model_dir, "canary_model": model_dir,
+                                              "state_dir": state_dir, "model_num_cpus": 0.5},
+                           router={"weights": {"blue": 100, "green": 0}}, blue=mcfg, green=mcfg),
+                {"name": "direct", "route_prefix": "/direct", "import_path": "serving.app:build_direct_app",
+                 "args": {"model": model_dir, "num_cpus": 0.5},
+                 "deployments": [{"name": "LayoutModel_direct", "user_config": mcfg}]}])
+
+    import torch
+    torch.set_num_threads(a.torch_threads)
+    results: dict = {"router": {}, "direct": {}, "in_process": {}}
+    for batching in (True, False):
+        key = "batching" if batching else "no_batching"
+        apply(16 if batching else 1)
+        for name, url in (("router", base + "/v1/layouts"), ("direct", base + "/direct")):
+            call = http_caller(url)
+            for _ in range(5):
+                assert call(), f"{name} does not answer"
+            results[name][key] = {str(c): run_closed_loop(call, c, a.seconds) for c in CONCURRENCY}
+        results["in_process"][key] = {str(c): in_process(model_dir, c, batching, a.seconds) for c in CONCURRENCY}
+
+    r = results["router"]
+    d = results["direct"]
+    p95_16, p50_1 = r["batching"]["16"]["p95_ms"], r["batching"]["1"]["p50_ms"]
+    overhead = (r["batching"]["1"]["p50_ms"] - d["batching"]["1"]["p50_ms"]) / d["batching"]["1"]["p50_ms"]
+    speedup = r["batching"]["16"]["rps"] / max(1e-9, r["no_batching"]["16"]["rps"])
+    goals = {
+        "p95_at_16_vs_2x_single_p50": {"p95_ms": p95_16, "limit_ms": round(2 * p50_1, 2), "met": p95_16 <= 2 * p50_1},
+        "router_p50_overhead_vs_direct": {"overhead": round(overhead, 4),
+                                          "added_ms": round(r["batching"]["1"]["p50_ms"] - d["batching"]["1"]["p50_ms"], 2),
+                                          "limit": 0.10, "met": overhead <= 0.10},
+        "batching_rps_speedup_at_16": {"speedup": round(speedup, 2), "limit": 2.0, "met": speedup >= 2.0},
+    }
+    out = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "ray": ray.__version__,
+                       "torch": torch.__version__, "torch_threads": a.torch_threads},
+           "model": {"dir": model_dir, "source": model_src}, "request": BODY,
+           "seconds_per_config": a.seconds, "results": results, "goals": goals}
+    print(json.dumps(out, indent=2))
+    serve.shutdown()
+    ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,412 @@
+"""The Section Layout Generator, top to bottom.
+
+    image [B, C, H, W] --patches--> ViT encoder ----------> vision tokens [B, P, D] (+ modality 0)
+    spec  [B, S]       --embed----> structure encoder ----> spec tokens   [B, S, D] (+ modality 1)
+                                    memory = concat(vision, spec)  [B, M = P + S, D], key mask [B, M]
+    tokens_in [B, T]   --embed----> decoder (causal self-attn + cross-attn to memory) -> logits [B, T, V]
+
+Shapes: B batch, C image channels, H/W image size, P = (H/p)(W/p) patches, S spec tokens,
+M memory tokens, T layout tokens, D = cfg.d_model, Hh heads, hd = D / Hh head size, V vocab.
+
+Inputs, as the training loop builds them (all padded with PAD = 0 on the right):
+    image      float32 [B, C, H, W]   ink = 1, paper = 0 (layoutray.imaging.to_model_array)
+    has_image  bool    [B]            False: the vision tokens are masked out of the memory
+    spec       int64   [B, S]         tokenizer.encode_spec(...) -> [NULL] when there is no spec
+    tokens_in  int64   [B, T]         layout ids without the last token (BOS type x y w h ...)
+    targets    int64   [B, T]         layout ids without BOS (PAD is ignored by `loss`)
+
+Design choices, and why:
+- Own small pre-norm blocks instead of nn.Transformer, so the KV cache is explicit and every
+  attention goes through F.scaled_dot_product_attention (the fused kernel).
+- No attention-probability dropout: it forces SDPA off its fused CPU path. Dropout is applied to
+  embeddings and to each residual branch instead (`set_dropout` changes it live).
+- One token embedding is shared by the spec encoder, the decoder input and the output head
+  (tied weights): spec and layout use the same vocabulary, and there is no duplicate tensor to
+  special-case in safetensors or ZeRO.
+- The patch embedding is a Linear over flattened patches (one GEMM, same layout as a conv weight
+  [D, C, p, p] flattened), so layoutray.upgrade can resample it as a kernel.
+- Every stack has cfg.n_layers blocks (vision, structure, decoder), per seed 000's table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from layoutray.config import ModelConfig, RunConfig
+from layoutray.tokenizer import PAD, LayoutTokenizer
+
+# ---------------------------------------------------------------------------- building blocks
+
+
+class MLP(nn.Module):
+    def __init__(self, d: int, ff_mult: int):
+        super().__init__()
+        self.fc1 = nn.Linear(d, ff_mult * d)
+        self.fc2 = nn.Linear(ff_mult * d, d)
+
+    def forward(self, x):  # [B, N, D] -> [B, N, D]
+        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+
+
+def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """[B, N, D] -> [B, Hh, N, hd]"""
+    B, N, D = x.shape
+    return x.view(B, N, n_heads, D // n_heads).transpose(1, 2)
+
+
+def _merge(y: torch.Tensor) -> torch.Tensor:
+    """[B, Hh, N, hd] -> [B, N, D]"""
+    B, H, N, hd = y.shape
+    return y.transpose(1, 2).reshape(B, N, H * hd)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with a fused QKV projection (rows: all q, then all k, then all v)."""
+
+    def __init__(self, d: int, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.qkv = nn.Linear(d, 3 * d)
+        self.proj = nn.Linear(d, d)
+
+    def forward(self, x, key_mask=None, causal=False):
+        # x [B, N, D]; key_mask bool [B, 1, 1, N] (True = attend) or None
+        q, k, v = (_heads(t, self.n_heads) for t in self.qkv(x).chunk(3, dim=-1))  # [B, Hh, N, hd]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, is_causal=causal)
+        return self.proj(_merge(y))  # [B, N, D]
+
+
+class CrossAttention(nn.Module):
+    """Queries from the decoder, keys/values from the fused memory (computed once per generation)."""
+
+    def __init__(self, d: int, n_heads: int):
+        super().__init__()
+        self.n_heads = n_heads
+        self.q = nn.Linear(d, d)
+        self.kv = nn.Linear(d, 2 * d)
+        self.proj = nn.Linear(d, d)
+
+    def memory_kv(self, memory):  # [B, M, D] -> 2 x [B, Hh, M, hd]
+        k, v = self.kv(memory).chunk(2, dim=-1)
+        return _heads(k, self.n_heads), _heads(v, self.n_heads)
+
+    def forward(self, x, k, v, mem_mask=None):  # x [B, T, D]; k, v [B, Hh, M, hd]
+        q = _heads(self.q(x), self.n_heads)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mem_mask)
+        return self.proj(_merge(y))
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig, dropout: float):
+        super().__init__()
+        d = cfg.d_model
+        self.ln1 = nn.LayerNorm(d)
+        self.attn = SelfAttention(d, cfg.n_heads)
+        self.ln2 = nn.LayerNorm(d)
+        self.mlp = MLP(d, cfg.ff_mult)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, key_mask=None):  # [B, N, D] -> [B, N, D]
+        x = x + self.drop(self.attn(self.ln1(x), key_mask=key_mask))
+        return x + self.drop(self.mlp(self.ln2(x)))
+
+
+class DecoderBlock(nn.Module):
+    def __init__(self, cfg: ModelConfig, dropout: float):
+        super().__init__()
+        d = cfg.d_model
+        self.ln1 = nn.LayerNorm(d)
+        self.attn = SelfAttention(d, cfg.n_heads)
+        self.ln2 = nn.LayerNorm(d)
+        self.cross = CrossAttention(d, cfg.n_heads)
+        self.ln3 = nn.LayerNorm(d)
+        self.mlp = MLP(d, cfg.ff_mult)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, k_mem, v_mem, mem_mask=None):  # x [B, T, D] -> [B, T, D]
+        x = x + self.drop(self.attn(self.ln1(x), causal=True))
+        x = x + self.drop(self.cross(self.ln2(x), k_mem, v_mem, mem_mask))
+        return x + self.drop(self.mlp(self.ln3(x)))
+
+    def step_weights(self) -> tuple:
+        """This block's parameters as a plain tuple, gathered once per generation: a step reads
+        ~20 of them, and nn.Module attribute lookups cost more than the tiny matmuls at batch 1.
+        Weights come transposed ([in, out] views, no copy) for torch.addmm."""
+        return (self.ln1.weight, self.ln1.bias, self.attn.qkv.weight.t(), self.attn.qkv.bias,
+                self.attn.proj.weight.t(), self.attn.proj.bias, self.ln2.weight, self.ln2.bias,
+                self.cross.q.weight.t(), self.cross.q.bias, self.cross.proj.weight.t(),
+                self.cross.proj.bias, self.ln3.weight, self.ln3.bias, self.mlp.fc1.weight.t(),
+                self.mlp.fc1.bias, self.mlp.fc2.weight.t(), self.mlp.fc2.bias)
+
+
+def decoder_block_step(x, w: tuple, kv, cross_k, cross_v, mem_mask, t: int, n_heads: int,
+                       eps: float = 1e-5):
+    """DecoderBlock.forward for one new token at position t, with the KV cache (no dropout).
+
+    x [B, D] (the one new position); w = DecoderBlock.step_weights(); kv [B, 2, Hh, T_max, hd]
+    this layer's self-attention buffer (keys, values), written at t. Plain torch calls on plain
+    tensors in 2-D: at batch 1 a step costs per-call overhead more than arithmetic, and this path
+    is all that generation latency is made of. Tested equal to `forward` (KV cache vs full
+    recomputation in tests/layoutray/test_generate.py).
+    """
+    (ln1_w, ln1_b, qkv_wt, qkv_b, proj_wt, proj_b, ln2_w, ln2_b, q_wt, q_b, cproj_wt, cproj_b,
+     ln3_w, ln3_b, fc1_wt, fc1_b, fc2_wt, fc2_b) = w
+    B, D = x.shape
+    hd = D // n_heads
+    # causal self-attention: append this token's k, v; its one query may see every past key
+    h = F.layer_norm(x, (D,), ln1_w, ln1_b, eps)
+    qkv = torch.addmm(qkv_b, h, qkv_wt).view(B, 3, n_heads, 1, hd)  # [B, 3, Hh, 1, hd]
+    # (narrow/select rather than x[:, :, t] indexing: same views, a fraction of the Python cost)
+    kv.narrow(3, t, 1).copy_(qkv.narrow(1, 1, 2))
+    past = kv.narrow(3, 0, t + 1)  # [B, 2, Hh, t+1, hd]
+    y = F.scaled_dot_product_attention(qkv.select(1, 0), past.select(1, 0), past.select(1, 1))
+    x = torch.addmm(proj_b, y.view(B, D), proj_wt).add_(x)  # (one position: [B, Hh, 1, hd] is [B, D])
+    # cross-attention to the memory (keys/values computed once, in the cache)
+    h = F.layer_norm(x, (D,), ln2_w, ln2_b, eps)
+    q = torch.addmm(q_b, h, q_wt).view(B, n_heads, 1, hd)
+    y = F.scaled_dot_product_attention(q, cross_k, cross_v, attn_mask=mem_mask)
+    x = torch.addmm(cproj_b, y.view(B, D), cproj_wt).add_(x)
+    # MLP
+    h = F.gelu(torch.addmm(fc1_b, F.layer_norm(x, (D,), ln3_w, ln3_b, eps), fc1_wt), approximate="tanh")
+    return torch.addmm(fc2_b, h, fc2_wt).add_(x)
+
+
+@dataclass
+class KVCache:
+    """Decoder state during generation. Self-attention buffers grow by one position per step;
+    cross-attention keys/values are computed from the memory once."""
+
+    kv: list[torch.Tensor]  # per layer [B, 2, Hh, T_max, hd]: self-attention keys and values
+    cross_k: list[torch.Tensor]  # per layer [B, Hh, M, hd]
+    cross_v: list[torch.Tensor]
+    mem_mask: torch.Tensor | None  # [B, 1, 1, M] bool or None (all valid)
+    weights: list[tuple]  # per layer DecoderBlock.step_weights()
+    pos: int = 0  # tokens already written
+
+    def select(self, rows: torch.Tensor) -> "KVCache":
+        """Keep only `rows` (finished sequences drop out of the batch)."""
+        pick = lambda ts: [t.index_select(0, rows) for t in ts]  # noqa: E731
+        mask = None if self.mem_mask is None else self.mem_mask.index_select(0, rows)
+        return KVCache(pick(self.kv), pick(self.cross_k), pick(self.cross_v), mask, self.weights,
+                       self.pos)
+
+
+# ---------------------------------------------------------------------------- the model
+
+
+class LayoutModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, vocab_size: int, dropout: float = 0.0):
+        super().__init__()
+        self.cfg, self.vocab_size = cfg, vocab_size
+        d, p = cfg.d_model, cfg.patch_size
+        self.grid = (cfg.image_height // p, cfg.image_width // p)  # (rows, cols) of patches
+
+        # shared token embedding: spec encoder input, decoder input, output head (tied)
+        self.tok_emb = nn.Embedding(vocab_size, d)
+
+        # vision encoder: patches -> Linear, factorised 2-D positions (row + column)
+        self.patch_emb = nn.Linear(cfg.image_channels * p * p, d)
+        self.vis_row = nn.Parameter(torch.zeros(self.grid[0], d))
+        self.vis_col = nn.Parameter(torch.zeros(self.grid[1], d))
+        self.vis_blocks = nn.ModuleList(EncoderBlock(cfg, dropout) for _ in range(cfg.n_layers))
+        self.vis_ln = nn.LayerNorm(d)
+
+        # structure encoder: spec tokens (sorted multiset; positions let it count duplicates)
+        self.spec_pos = nn.Parameter(torch.zeros(cfg.max_spec_len, d))
+        self.spec_blocks = nn.ModuleList(EncoderBlock(cfg, dropout) for _ in range(cfg.n_layers))
+        self.spec_ln = nn.LayerNorm(d)
+
+        # token fusion: which modality a memory token comes from (0 vision, 1 spec)
+        self.modality = nn.Parameter(torch.zeros(2, d))
+
+        # layout decoder
+        self.dec_pos = nn.Parameter(torch.zeros(cfg.max_seq_len, d))
+        self.dec_blocks = nn.ModuleList(DecoderBlock(cfg, dropout) for _ in range(cfg.n_layers))
+        self.dec_ln = nn.LayerNorm(d)
+
+        self.drop = nn.Dropout(dropout)
+        self.apply(self._init_weights)
+        # GPT-2: scale the residual-branch outputs so the stream's variance does not grow with depth
+        for name, param in self.named_parameters():
+            if name.endswith(("proj.weight", "fc2.weight")):
+                nn.init.normal_(param, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, std=0.02)
+        elif isinstance(m, LayoutModel):
+            for prm in (m.vis_row, m.vis_col, m.spec_pos, m.modality, m.dec_pos):
+                nn.init.normal_(prm, std=0.02)
+
+    # --- encoders -------------------------------------------------------------------------
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> vision tokens [B, P, D]"""
+        B, C, H, W = image.shape
+        p, (gh, gw) = self.cfg.patch_size, self.grid
+        x = image.reshape(B, C, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5).reshape(B, gh * gw, C * p * p)
+        x = self.patch_emb(x)  # [B, P, D]
+        pos = (self.vis_row[:, None, :] + self.vis_col[None, :, :]).reshape(gh * gw, -1)  # [P, D]
+        x = self.drop(x + pos)
+        for blk in self.vis_blocks:
+            x = blk(x)
+        return self.vis_ln(x)
+
+    def encode_spec(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """[B, S] -> (spec tokens [B, S, D], valid [B, S] bool or None when nothing is padded)"""
+        S = spec.shape[1]
+        valid = spec != PAD
+        valid[:, 0] = True  # a spec is at least [NULL]; never let a row have no valid key
+        if bool(valid.all()):
+            valid = None
+        key_mask = None if valid is None else valid[:, None, None, :]  # [B, 1, 1, S]
+        x = self.drop(self.tok_emb(spec) + self.spec_pos[:S])
+        for blk in self.spec_blocks:
+            x = blk(x, key_mask=key_mask)
+        return self.spec_ln(x), valid
+
+    def encode(self, image: torch.Tensor | None, has_image: torch.Tensor, spec: torch.Tensor):
+        """Fused memory [B, M, D] and its key mask [B, 1, 1, M] (True = attend; None = all valid).
+
+        The vision encoder runs only on rows that have an image (spec-only rows cost nothing
+        there); their vision slots are zero and masked. In training it always runs, on the whole
+        batch when no row has an image, so every rank calls the same modules in the same order
+        (ZeRO-3 gathers parameters per module call; a rank skipping one would hang the others).
+        At inference a batch without images leaves the vision tokens out of the memory entirely.
+        """
+        s, s_valid = self.encode_spec(spec)
+        s = s + self.modality[1]
+        B = spec.shape[0]
+        has_image = has_image.to(torch.bool)
+        n_img = int(has_image.sum())
+        if n_img == 0 and not self.training:
+            mask = None if s_valid is None else s_valid[:, None, None, :]
+            return s, mask
+        if n_img == B:
+            v = self.encode_image(image)
+        elif n_img == 0:  # training, no image in the batch: keep the module call, mask it all
+            v = self.encode_image(image)
+        else:
+            rows = has_image.nonzero().squeeze(1)
+            v_rows = self.encode_image(image.index_select(0, rows))
+            v = v_rows.new_zeros(B, v_rows.shape[1], v_rows.shape[2]).index_copy(0, rows, v_rows)
+        v = v + self.modality[0]
+        memory = torch.cat([v, s], dim=1)  # [B, P + S, D]
+        if n_img == B and s_valid is None:
+            return memory, None
+        s_valid = s_valid if s_valid is not None else torch.ones(B, s.shape[1], dtype=torch.bool,
+                                                                 device=s.device)
+        valid = torch.cat([has_image[:, None].expand(B, v.shape[1]), s_valid], dim=1)  # [B, M]
+        return memory, valid[:, None, None, :]
+
+    # --- decoder --------------------------------------------------------------------------
+
+    def decode(self, tokens: torch.Tensor, memory: torch.Tensor, mem_mask=None) -> torch.Tensor:
+        """Teacher-forced decoder pass: tokens [B, T] -> logits [B, T, V]"""
+        T = tokens.shape[1]
+        x = self.drop(self.tok_emb(tokens) + self.dec_pos[:T])
+        for blk in self.dec_blocks:
+            k, v = blk.cross.memory_kv(memory)
+            x = blk(x, k, v, mem_mask)
+        return F.linear(self.dec_ln(x), self.tok_emb.weight)  # tied head
+
+    def forward(self, image, has_image, spec, tokens_in) -> torch.Tensor:
+        memory, mem_mask = self.encode(image, has_image, spec)
+        return self.decode(tokens_in, memory, mem_mask)  # [B, T, V]
+
+    @staticmethod
+    def loss(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Mean token cross entropy over non-PAD targets. logits [B, T, V], targets [B, T]."""
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                               ignore_index=PAD, label_smoothing=label_smoothing)
+
+    # --- generation support (see layoutray/generate.py) --------------------------------------
+
+    def init_cache(self, memory: torch.Tensor, mem_mask, max_len: int) -> KVCache:
+        B = memory.shape[0]
+        H, hd = self.cfg.n_heads, self.cfg.d_model // self.cfg.n_heads
+        cross = [blk.cross.memory_kv(memory) for blk in self.dec_blocks]
+        return KVCache(kv=[memory.new_empty(B, 2, H, max_len, hd) for _ in self.dec_blocks],
+                       cross_k=[kv[0] for kv in cross], cross_v=[kv[1] for kv in cross],
+                       mem_mask=mem_mask, weights=[blk.step_weights() for blk in self.dec_blocks])
+
+    def decode_step(self, tokens: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """tokens [B, 1] at position cache.pos -> next-token logits [B, V] (eval only)"""
+        t, H, eps = cache.pos, self.cfg.n_heads, self.dec_ln.eps
+        x = F.embedding(tokens[:, 0], self.tok_emb.weight) + self.dec_pos[t]  # [B, D]
+        for i, w in enumerate(cache.weights):
+            x = decoder_block_step(x, w, cache.kv[i], cache.cross_k[i], cache.cross_v[i],
+                                   cache.mem_mask, t, H, eps)
+        cache.pos = t + 1
+        x = F.layer_norm(x, x.shape[-1:], self.dec_ln.weight, self.dec_ln.bias, eps)
+        return x @ self.tok_emb.weight.t()  # tied head
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def vocab_size_for(cfg: ModelConfig) -> int:
+    return LayoutTokenizer(bins=cfg.coord_bins).vocab_size
+
+
+def _model_cfg(cfg: RunConfig | ModelConfig) -> ModelConfig:
+    return cfg.model if isinstance(cfg, RunConfig) else cfg
+
+
+def build_model(cfg: RunConfig | ModelConfig, dropout: float | None = None) -> LayoutModel:
+    """The model of a config, with its vocabulary; dropout defaults to training.dropout."""
+    mcfg = _model_cfg(cfg)
+    if dropout is None:
+        dropout = cfg.training.dropout if isinstance(cfg, RunConfig) else 0.0
+    return LayoutModel(mcfg, vocab_size_for(mcfg), dropout)
+
+
+def count_parameters(cfg: RunConfig | ModelConfig) -> int:
+    """Trainable parameters of a config's model, built on the meta device (no memory, ~ms)."""
+    with torch.device("meta"):
+        model = build_model(cfg, dropout=0.0)
+    return sum(p.numel() for p in model.parameters())
+
+
+def set_dropout(model: nn.Module, p: float) -> None:
+    """Change every dropout rate of a live model (a schedule calls this between steps)."""
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = float(p)
+
+
+def flops_per_example(cfg: RunConfig | ModelConfig, seq_len: int, spec_len: int = 1,
+                      with_image: bool = True, training: bool = True,
+                      vocab_size: int | None = None) -> int:
+    """Exact matmul FLOPs (2 per multiply-add) of one example; not the 6*N*tokens estimate.
+
+    Counts every GEMM (projections, MLPs, patch embedding, output head) and both attention
+    matmuls (QK^T and AV) at full size, causal ones included, as PaLM's MFU convention does.
+    Norms, softmax, GELU and embeddings lookups are left out (they are not matmul-unit work).
+    training=True multiplies the forward count by 3 (backward = grads w.r.t. inputs and weights,
+    2x forward). seq_len is T (decoder input tokens), spec_len is S.
+    """
+    c = _model_cfg(cfg)
+    d, L, f = c.d_model, c.n_layers, c.ff_mult
+    V = vocab_size or vocab_size_for(c)
+
+    def enc_layer(n: int) -> int:  # self-attention block + MLP over n tokens
+        return 2 * n * d * 3 * d + 2 * 2 * n * n * d + 2 * n * d * d + 2 * 2 * n * d * f * d
+
+    P = (c.image_height // c.patch_size) * (c.image_width // c.patch_size) if with_image else 0
+    M, T = P + spec_len, seq_len
+    fwd = L * enc_layer(spec_len)
+    if with_image:
+        fwd += 2 * P * c.image_channels * c.patch_size ** 2 * d + L * enc_layer(P)
+    cross = 2 * T * d * d + 2 * M * d * 2 * d + 2 * 2 * T * M * d + 2 * T * d * d
+    fwd += L * (enc_layer(T) + cross) + 2 * T * d * V
+    return fwd * (3 if training else 1)

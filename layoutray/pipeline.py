@@ -1,0 +1,560 @@
+"""Examples from Parquet shards to training tensors, with Ray Data or in-process.
+
+    ds = build_dataset("sections", "train", cfg, train=True, seed=cfg.training.seed)
+    for batch in iter_torch_batches(ds, cfg.micro_batch_size,
+                                    max_bad_fraction=cfg.data.max_bad_fraction):
+        batch["image"], batch["tokens"], ...          # see `collate`
+
+Stages: `read_parquet` (streaming, file order reshuffled every execution for training)
+-> `map_batches(Preprocessor)` (validate, decode, augment, tokenize: `preprocess_batch`)
+-> `iter_torch_batches` (drop accounting rows, re-batch, trim, tensors). The same
+`preprocess_batch` and `collate` run in-process in `iter_local_batches` (evaluation and
+the bare-PyTorch baseline), so both paths produce identical tensors.
+
+Shuffling. Training reads the shard files in a new order on every execution (one
+execution = one epoch) through `FileShuffleConfig(seed, reseed_after_execution=True)`.
+That keeps the pipeline streaming; `randomize_block_order` would do the same at block
+level but is an all-to-all barrier that waits for the whole read. Rows are mixed
+further by `local_shuffle_buffer_size` in `iter_torch_batches`. Augmentation draws from
+a per-row generator seeded with (seed, crc32(row id), epoch); the epoch is Ray Data's
+per-dataset execution index, which the map task sees in its DataContext.
+
+Bad rows. A row that fails validation is dropped and counted by reason (`REASONS`).
+The map step may run in other processes (actors on other nodes), so counts cannot live
+in a Python object there. Instead they travel *in the data*: `preprocess_batch` appends
+one accounting row per (input batch, shard) that had bad rows, with `valid=False`, the
+shard path in `shard` and per-reason counts in `bad`. Every good row carries its shard
+too. The consumer (`iter_torch_batches` / `iter_local_batches`) strips accounting rows
+out of the batches and folds them into a `BadRowReport` (rows and bad rows per shard and
+reason). This needs no actor, survives task retries (a retried task re-emits its rows
+once) and works for each Train worker's shard: each worker's report covers the rows it
+consumed, and reports merge with `BadRowReport.merge` or through `to_dict`. At the end
+of a pass, a bad fraction above `max_bad_fraction` raises `DataQualityError` naming the
+shard with the most bad rows; with `expected_rows` (from Parquet footers) the error is
+raised as soon as the count alone exceeds the allowance. The per-batch tallies are also
+in every yielded batch as `bad_counts`, and the report object is filled in place.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from layoutray.augment import AugmentParams, augment
+from layoutray.config import RunConfig, config_from_dict
+from layoutray.dataset import DatasetError, shard_paths
+from layoutray.imaging import ImageError, decode_png, to_model_array
+from layoutray.tokenizer import NULL, PAD, Box, LayoutTokenizer
+from layoutray.vocab import ELEMENT_INDEX, SECTION_INDEX
+
+TASKS = ("image_only", "spec_only", "both")
+IMAGE_ONLY, SPEC_ONLY, BOTH = range(3)
+REASONS = ("undecodable_png", "bad_box", "unknown_section_type", "unknown_element_type",
+           "too_many_elements", "no_elements", "malformed_row")
+REASON_INDEX = {r: i for i, r in enumerate(REASONS)}
+COLUMNS = ("id", "section_type", "image", "elements")  # what preprocessing reads
+BOX_TOL = 1e-4  # float32 rounding of x + w may overshoot 1 by a hair
+MAP_BATCH_ROWS = 64  # rows per map call: blocks of decoded images stay a few MB
+OUTPUT_BLOCK_BYTES = 16 * 1024 * 1024
+
+
+class DataQualityError(DatasetError):
+    """Too many corrupted rows; `shard` is the worst one, `report` has the details."""
+
+    def __init__(self, message: str, shard: str | None, report: "BadRowReport"):
+        super().__init__(message)
+        self.shard, self.report = shard, report
+
+
+class BadRow(ValueError):
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+def as_config(cfg: RunConfig | dict) -> RunConfig:
+    return cfg if isinstance(cfg, RunConfig) else config_from_dict(cfg)
+
+
+@functools.lru_cache(maxsize=8)
+def _tokenizer(bins: int) -> LayoutTokenizer:
+    return LayoutTokenizer(bins=bins)
+
+
+# ---------------------------------------------------------------------------- rows
+
+
+def parse_row(section_type: Any, elements: Any, image: Any, max_elements: int) -> tuple[list[Box], Any]:
+    """Validate one row; returns (boxes, decoded PIL image or None) or raises BadRow.
+
+    Cheap checks run first so that a bad row rarely costs a PNG decode.
+    """
+    if section_type not in SECTION_INDEX:
+        raise BadRow("unknown_section_type", repr(section_type))
+    elements = [] if elements is None else list(elements)
+    if not elements:
+        raise BadRow("no_elements")
+    if len(elements) > max_elements:
+        raise BadRow("too_many_elements", f"{len(elements)} > {max_elements}")
+    boxes = []
+    for e in elements:
+        e = dict(e)
+        if e.get("type") not in ELEMENT_INDEX:
+            raise BadRow("unknown_element_type", repr(e.get("type")))
+        vals = [e.get(k) for k in ("x", "y", "w", "h")]
+        if any(v is None for v in vals):
+            raise BadRow("bad_box", "missing coordinate")
+        x, y, w, h = (float(v) for v in vals)
+        if not all(np.isfinite((x, y, w, h))) or w <= 0 or h <= 0 or x < 0 or y < 0 \
+                or x + w > 1 + BOX_TOL or y + h > 1 + BOX_TOL:
+            raise BadRow("bad_box", f"{(x, y, w, h)}")
+        boxes.append(Box(e["type"], x, y, min(w, 1.0 - x), min(h, 1.0 - y)))
+    img = None
+    if image is not None:
+        try:
+            img = decode_png(bytes(image))
+        except ImageError as err:
+            raise BadRow("undecodable_png", str(err)) from None
+    return boxes, img
+
+
+def row_rng(seed: int, row_id: str, epoch: int) -> np.random.Generator:
+    # crc32, not hash(): Python salts str hashes per process, and rows are processed in
+    # whichever process Ray picks.
+    key = zlib.crc32(str(row_id).encode("utf-8"))
+    return np.random.default_rng([seed & 0xFFFFFFFFFFFFFFFF, key, epoch & 0xFFFFFFFF])
+
+
+def _column(batch: Any, name: str) -> list | None:
+    if isinstance(batch, pa.Table):
+        return batch.column(name).to_pylist() if name in batch.column_names else None
+    col = batch.get(name)
+    if col is None:
+        return None
+    if isinstance(col, (pa.Array, pa.ChunkedArray)):
+        return col.to_pylist()
+    return list(col)
+
+
+def _num_rows(batch: Any) -> int:
+    if isinstance(batch, pa.Table):
+        return batch.num_rows
+    return len(next(iter(batch.values()))) if batch else 0
+
+
+# ---------------------------------------------------------------------------- preprocessing
+
+
+def preprocess_batch(batch: Any, cfg: RunConfig | dict, *, train: bool, seed: int = 0,
+                     epoch: int = 0) -> dict[str, np.ndarray]:
+    """Rows of dataset.SCHEMA (+ optional "path") -> model-ready numpy columns.
+
+    Output columns (N good rows, then one accounting row per shard with bad rows):
+      image float16 [N, C, H, W] (ink 1, paper 0; zeros when has_image is false)
+      has_image bool [N]; task int8 [N] (index into TASKS); n_elements int32 [N]
+      tokens int32 [N, max_seq_len], tok_len int32 [N]   (PAD after tok_len)
+      spec int32 [N, max_spec_len], spec_len int32 [N]  (PAD after spec_len)
+      id str [N]; shard str [N]; valid bool [N]; bad int32 [N, len(REASONS)]
+    """
+    cfg = as_config(cfg)
+    m = cfg.model
+    tok = _tokenizer(m.coord_bins)
+    n = _num_rows(batch)
+    cols = {c: _column(batch, c) for c in COLUMNS}
+    paths = _column(batch, "path") or ["<memory>"] * n
+    missing = [c for c, v in cols.items() if v is None]
+    if missing:
+        raise DatasetError(f"{paths[0] if n else '<batch>'}: missing column(s) {', '.join(missing)}")
+    params = AugmentParams.from_config(cfg.data) if train else None
+    mix = cfg.training.task_mix
+    mix_p = np.array([mix.image_only, mix.spec_only, mix.both], dtype=np.float64)
+    mix_p = mix_p / mix_p.sum()
+
+    good: list[tuple] = []
+    tallies: dict[str, np.ndarray] = {}
+    for i in range(n):
+        shard = str(paths[i])
+        try:
+            boxes, img = parse_row(cols["section_type"][i], cols["elements"][i], cols["image"][i],
+                                   m.max_elements)
+        except BadRow as e:
+            tallies.setdefault(shard, np.zeros(len(REASONS), np.int32))[REASON_INDEX[e.reason]] += 1
+            continue
+        except Exception:  # a row shaped wrong in a way the schema allows (e.g. null fields)
+            tallies.setdefault(shard, np.zeros(len(REASONS), np.int32))[REASON_INDEX["malformed_row"]] += 1
+            continue
+        task_rng, aug_rng = row_rng(seed, cols["id"][i], epoch).spawn(2)
+        if img is None:
+            task = SPEC_ONLY
+        elif train:
+            task = int(task_rng.choice(3, p=mix_p))
+        else:
+            task = BOTH  # evaluation is deterministic: the richest input available
+        array = to_model_array(img, m.image_height, m.image_width, m.image_channels) \
+            if task != SPEC_ONLY else None
+        if train:
+            array, boxes = augment(array, boxes, aug_rng, params)
+        tokens = tok.encode_layout(boxes)
+        spec = [NULL] if task == IMAGE_ONLY else tok.encode_spec(cols["section_type"][i],
+                                                                 [b.type for b in boxes])
+        good.append((array, task, tokens, spec, len(boxes), str(cols["id"][i]), shard))
+
+    rows = len(good) + len(tallies)
+    out = {
+        "image": np.zeros((rows, m.image_channels, m.image_height, m.image_width), np.float16),
+        "has_image": np.zeros(rows, bool),
+        "task": np.zeros(rows, np.int8),
+        "n_elements": np.zeros(rows, np.int32),
+        "tokens": np.full((rows, m.max_seq_len), PAD, np.int32),
+        "tok_len": np.zeros(rows, np.int32),
+        "spec": np.full((rows, m.max_spec_len), PAD, np.int32),
+        "spec_len": np.zeros(rows, np.int32),
+        "valid": np.zeros(rows, bool),
+        "bad": np.zeros((rows, len(REASONS)), np.int32),
+    }
+    ids, shards = [], []
+    for r, (array, task, tokens, spec, n_el, row_id, shard) in enumerate(good):
+        if array is not None:
+            out["image"][r] = array
+            out["has_image"][r] = True
+        out["task"][r] = task
+        out["n_elements"][r] = n_el
+        out["tokens"][r, :len(tokens)] = tokens
+        out["tok_len"][r] = len(tokens)
+        out["spec"][r, :len(spec)] = spec
+        out["spec_len"][r] = len(spec)
+        out["valid"][r] = True
+        ids.append(row_id)
+        shards.append(shard)
+    for r, (shard, counts) in enumerate(tallies.items(), start=len(good)):
+        out["bad"][r] = counts
+        ids.append("")
+        shards.append(shard)
+    out["id"] = np.array(ids, dtype=object)
+    out["shard"] = np.array(shards, dtype=object)
+    return out
+
+
+def _execution_index() -> int:
+    """Ray Data's count of finished executions of this dataset, i.e. the epoch.
+
+    Private attribute, read defensively: without it augmentation still works, it just
+    repeats across epochs.
+    """
+    try:
+        from ray.data import DataContext
+        return int(getattr(DataContext.get_current(), "_execution_idx", 0))
+    except Exception:
+        return 0
+
+
+class Preprocessor:
+    """`map_batches` callable: builds the config once per actor, epoch from Ray Data."""
+
+    def __init__(self, cfg: dict, train: bool, seed: int):
+        self.cfg, self.train, self.seed = as_config(cfg), train, seed
+
+    def __call__(self, batch: Any) -> dict[str, np.ndarray]:
+        return preprocess_batch(batch, self.cfg, train=self.train, seed=self.seed,
+                                epoch=_execution_index())
+
+
+# ---------------------------------------------------------------------------- shards
+
+
+def check_shards(paths: list[Path]) -> int:
+    """Open every footer up front: a damaged file fails here, by name. Returns rows."""
+    rows = 0
+    for path in paths:
+        try:
+            f = pq.ParquetFile(path)
+            names = set(f.schema_arrow.names)
+            rows += f.metadata.num_rows
+        except Exception as e:  # pyarrow raises several types for a damaged footer
+            raise DatasetError(f"{path}: unreadable Parquet shard ({type(e).__name__}: {e})") from None
+        missing = [c for c in COLUMNS if c not in names]
+        if missing:
+            raise DatasetError(f"{path}: not a layoutray shard (missing column(s) {', '.join(missing)})")
+    return rows
+
+
+def split_shards(root: str | Path, split: str) -> tuple[list[Path], int]:
+    paths = shard_paths(root, split)
+    if not paths:
+        raise DatasetError(f"{Path(root) / split}: no part-*.parquet shards")
+    return paths, check_shards(paths)
+
+
+def build_dataset(root: str | Path, split: str, cfg: RunConfig | dict, *, train: bool,
+                  seed: int = 0, num_cpus: float = 1.0):
+    """A streaming Ray Dataset of preprocessed rows (never materialised).
+
+    Raises DatasetError naming the file when a shard's footer is unreadable. Consume
+    with `iter_torch_batches`; the dataset's row count is in `split_shards(...)[1]`.
+    """
+    import ray.data
+    from ray.data import ActorPoolStrategy, FileShuffleConfig
+
+    cfg = as_config(cfg)
+    paths, _ = split_shards(root, split)
+    ds = ray.data.read_parquet(
+        [str(p) for p in paths], include_paths=True,
+        # A fixed integer seed would replay one order; this reseeds per execution.
+        shuffle=FileShuffleConfig(seed=seed, reseed_after_execution=True) if train else None)
+    ds = ds.map_batches(
+        Preprocessor, fn_constructor_kwargs={"cfg": cfg.to_dict(), "train": train, "seed": seed},
+        batch_size=MAP_BATCH_ROWS, batch_format="pyarrow", zero_copy_batch=True,
+        compute=ActorPoolStrategy(size=cfg.data.preprocess_concurrency), num_cpus=num_cpus)
+    # The executor reads the last dataset's context. Small output blocks let the first
+    # batch leave a map task after MAP_BATCH_ROWS rows instead of after a whole shard
+    # (Ray's default merges outputs up to 128 MiB, i.e. ~1,000 decoded images).
+    ds.context.target_max_block_size = OUTPUT_BLOCK_BYTES
+    if not train:
+        ds.context.execution_options.preserve_order = True  # evaluation is repeatable
+    return ds
+
+
+# ---------------------------------------------------------------------------- accounting
+
+
+@dataclass
+class BadRowReport:
+    """Rows seen and dropped, per shard and reason, for one pass over the data."""
+
+    rows: Counter = field(default_factory=Counter)  # shard -> rows (good + bad)
+    bad: dict = field(default_factory=dict)  # shard -> Counter(reason -> rows)
+
+    def clear(self) -> None:
+        self.rows.clear()
+        self.bad.clear()
+
+    def add(self, batch: dict[str, np.ndarray]) -> None:
+        valid, shards = batch["valid"], batch["shard"]
+        self.rows.update(str(s) for s in shards[valid])
+        for i in np.flatnonzero(~valid):
+            shard, counts = str(shards[i]), batch["bad"][i]
+            self.rows[shard] += int(counts.sum())
+            per = self.bad.setdefault(shard, Counter())
+            for reason, k in zip(REASONS, counts):
+                if k:
+                    per[reason] += int(k)
+
+    def merge(self, other: "BadRowReport | dict") -> "BadRowReport":
+        other = other if isinstance(other, BadRowReport) else BadRowReport.from_dict(other)
+        self.rows.update(other.rows)
+        for shard, per in other.bad.items():
+            self.bad.setdefault(shard, Counter()).update(per)
+        return self
+
+    @property
+    def total_rows(self) -> int:
+        return sum(self.rows.values())
+
+    @property
+    def bad_rows(self) -> int:
+        return sum(sum(c.values()) for c in self.bad.values())
+
+    @property
+    def bad_fraction(self) -> float:
+        return self.bad_rows / self.total_rows if self.total_rows else 0.0
+
+    def by_reason(self) -> dict[str, int]:
+        total = Counter()
+        for per in self.bad.values():
+            total.update(per)
+        return {r: total.get(r, 0) for r in REASONS}
+
+    def reason_vector(self) -> np.ndarray:
+        return np.array(list(self.by_reason().values()), dtype=np.int64)
+
+    def worst_shard(self) -> str | None:
+        if not self.bad:
+            return None
+        return max(self.bad, key=lambda s: (sum(self.bad[s].values()),
+                                            sum(self.bad[s].values()) / max(1, self.rows[s])))
+
+    def to_dict(self) -> dict:
+        return {"rows": self.total_rows, "bad_rows": self.bad_rows,
+                "bad_fraction": round(self.bad_fraction, 6), "by_reason": self.by_reason(),
+                "by_shard": {s: {"rows": self.rows[s], "bad": dict(self.bad.get(s, {}))}
+                             for s in sorted(self.rows)}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BadRowReport":
+        rep = cls()
+        for s, v in d.get("by_shard", {}).items():
+            rep.rows[s] = v["rows"]
+            if v["bad"]:
+                rep.bad[s] = Counter(v["bad"])
+        return rep
+
+    def check(self, max_fraction: float, expected_rows: int | None = None) -> None:
+        """Raise DataQualityError when bad rows exceed `max_fraction` of the rows.
+
+        With `expected_rows` (the pass's size), the allowance is known before the pass
+        ends, so a hopeless run stops early.
+        """
+        denom = max(expected_rows or 0, self.total_rows)
+        if not denom or self.bad_rows / denom <= max_fraction:
+            return
+        worst = self.worst_shard()
+        per = self.bad[worst]
+        raise DataQualityError(
+            f"{self.bad_rows} of {denom} rows are corrupted ({self.bad_rows / denom:.1%}), above "
+            f"data.max_bad_fraction={max_fraction}; worst shard {worst}: {sum(per.values())} bad "
+            f"of {self.rows[worst]} rows ({', '.join(f'{r}={k}' for r, k in per.most_common())})",
+            worst, self)
+
+
+# ---------------------------------------------------------------------------- consumption
+
+
+def collate(batch: dict[str, np.ndarray]):
+    """Good rows -> tensors; sequences trimmed to the longest in the batch.
+
+    Returns image float32 [B,C,H,W], has_image bool [B], spec long [B,S], tokens long
+    [B,T], n_elements long [B], task long [B], spec_len long [B], tok_len long [B].
+    """
+    import torch
+
+    t = int(batch["tok_len"].max()) if len(batch["tok_len"]) else 1
+    s = int(batch["spec_len"].max()) if len(batch["spec_len"]) else 1
+    as_long = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
+    return {
+        "image": torch.from_numpy(batch["image"].astype(np.float32)),
+        "has_image": torch.from_numpy(np.asarray(batch["has_image"], dtype=bool)),
+        "spec": as_long(batch["spec"][:, :s]),
+        "tokens": as_long(batch["tokens"][:, :t]),
+        "n_elements": as_long(batch["n_elements"]),
+        "task": as_long(batch["task"]),
+        "spec_len": as_long(batch["spec_len"]),
+        "tok_len": as_long(batch["tok_len"]),
+    }
+
+
+_TENSOR_KEYS = ("image", "has_image", "spec", "tokens", "n_elements", "task", "spec_len", "tok_len")
+
+
+def _rebatch(raw: Iterable[dict[str, np.ndarray]], batch_size: int, drop_last: bool,
+             report: BadRowReport, max_bad_fraction: float,
+             expected_rows: int | None) -> Iterator[dict]:
+    """Strip accounting rows, count them, and cut exact `batch_size` batches."""
+    import torch
+
+    pending: list[dict[str, np.ndarray]] = []
+    held = 0
+
+    def emit(rows: dict[str, np.ndarray]) -> dict:
+        out = collate(rows)
+        out["bad_counts"] = torch.from_numpy(report.reason_vector())
+        return out
+
+    for b in raw:
+        report.add(b)
+        if expected_rows:
+            report.check(max_bad_fraction, expected_rows)
+        keep = np.asarray(b["valid"], dtype=bool)
+        if not keep.any():
+            continue
+        pending.append({k: np.asarray(b[k])[keep] for k in _TENSOR_KEYS})
+        held += int(keep.sum())
+        while held >= batch_size:
+            merged = {k: np.concatenate([p[k] for p in pending]) for k in _TENSOR_KEYS}
+            yield emit({k: v[:batch_size] for k, v in merged.items()})
+            held -= batch_size
+            pending = [{k: v[batch_size:] for k, v in merged.items()}] if held else []
+    if held and not drop_last:
+        yield emit({k: np.concatenate([p[k] for p in pending]) for k in _TENSOR_KEYS})
+    report.check(max_bad_fraction)
+
+
+def _as_dataset_error(e: Exception) -> DatasetError:
+    """Turn an exception from inside Ray into a one-line DatasetError naming the file."""
+    err: BaseException | None = e
+    while err is not None:  # a DatasetError raised in the map step, wrapped by Ray
+        cause = getattr(err, "cause", None)
+        if type(err) in (DatasetError, DataQualityError):
+            return err if type(err) is DataQualityError else DatasetError(str(err))
+        err = cause if isinstance(cause, BaseException) else err.__cause__
+    text = str(e)
+    lines = [ln.strip() for ln in text.splitlines() if re.match(r"^\s*\w*(Error|Exception)\b", ln)]
+    detail = (lines[-1] if lines else text.strip().splitlines()[-1] if text.strip() else type(e).__name__)[:300]
+    m = re.search(r"(/[^\s'\"]+?\.parquet)", text)
+    if m:
+        return DatasetError(f"{m.group(1)}: unreadable Parquet shard ({detail})")
+    return DatasetError(f"data pipeline failed ({type(e).__name__}: {detail})")
+
+
+def iter_torch_batches(ds_or_shard, batch_size: int, *, drop_last: bool = False,
+                       max_bad_fraction: float = 0.05, expected_rows: int | None = None,
+                       report: BadRowReport | None = None, prefetch_batches: int = 2,
+                       local_shuffle_buffer_size: int | None = None,
+                       local_shuffle_seed: int | None = None) -> Iterator[dict]:
+    """One pass over a Dataset from `build_dataset` or a Train worker's DataIterator.
+
+    Yields `collate` dicts plus `bad_counts` (long [len(REASONS)], this pass so far).
+    `report` (cleared first) holds this pass's BadRowReport afterwards. Pass
+    cfg.data.max_bad_fraction; the check runs when the pass ends (early with
+    `expected_rows`), so a loop that breaks off early skips it.
+    """
+    report = report if report is not None else BadRowReport()
+    report.clear()
+
+    def raw():
+        it = iter(ds_or_shard.iter_batches(
+            batch_size=batch_size, batch_format="numpy", prefetch_batches=prefetch_batches,
+            local_shuffle_buffer_size=local_shuffle_buffer_size,
+            local_shuffle_seed=local_shuffle_seed))
+        while True:
+            try:
+                b = next(it)
+            except StopIteration:
+                return
+            except DataQualityError:
+                raise
+            except Exception as e:
+                raise _as_dataset_error(e) from None
+            yield b
+
+    yield from _rebatch(raw(), batch_size, drop_last, report, max_bad_fraction, expected_rows)
+
+
+def iter_local_batches(root: str | Path, split: str, cfg: RunConfig | dict, batch_size: int,
+                       train: bool = False, seed: int = 0, *, epoch: int = 0,
+                       drop_last: bool = False, report: BadRowReport | None = None,
+                       read_rows: int = MAP_BATCH_ROWS) -> Iterator[dict]:
+    """The same batches as `iter_torch_batches(build_dataset(...))`, in this process.
+
+    No Ray: shards are read with pyarrow, in name order (a per-epoch permutation when
+    `train`). Bad rows are handled with cfg.data.max_bad_fraction over the split.
+    """
+    cfg = as_config(cfg)
+    paths, total = split_shards(root, split)
+    if train:
+        paths = [paths[i] for i in np.random.default_rng([seed & 0xFFFFFFFF, epoch]).permutation(len(paths))]
+    report = report if report is not None else BadRowReport()
+    report.clear()
+
+    def read(path: Path) -> Iterator[pa.Table]:
+        try:
+            for rb in pq.ParquetFile(path).iter_batches(batch_size=read_rows, columns=list(COLUMNS)):
+                table = pa.Table.from_batches([rb])
+                yield table.append_column("path", pa.array([str(path)] * table.num_rows, pa.string()))
+        except (OSError, pa.ArrowException) as e:  # a page damaged behind a good footer
+            raise DatasetError(f"{path}: unreadable Parquet shard ({type(e).__name__}: {e})") from None
+
+    def raw():
+        for path in paths:
+            for table in read(path):
+                yield preprocess_batch(table, cfg, train=train, seed=seed, epoch=epoch)
+
+    yield from _rebatch(raw(), batch_size, drop_last, report, cfg.data.max_bad_fraction, total)

@@ -1,0 +1,401 @@
+"""Training schedules: learning rate, batch size, training phases, regularisation, sampler weights.
+
+Everything here is a pure function of training progress (step t of T total steps), so a resumed
+run gets exactly the values an uninterrupted run would have had, and `layoutray schedule show`
+can print a schedule before any compute is spent. Formulas, and which ones are the seed's (002)
+and which are ours, are in docs/schedules.md.
+
+    lr_at("phi_decay", step=50, total_steps=100, base_lr=1e-3)     # 1e-3 * phi^-0.5
+    scheduler = make_torch_scheduler(optimizer, "warmup_cosine", total_steps=1000, warmup_steps=50)
+    deepspeed.initialize(..., lr_scheduler=lambda opt: make_torch_scheduler(opt, ...))
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from layoutray.config import ConfigError
+
+PHI = (1 + math.sqrt(5)) / 2  # 1.6180339887...; the seed's 1.618033988749 agrees to 1e-12
+INV_PHI = 1 / PHI  # 0.618...
+INV_PHI_SQUARED = 1 / PHI ** 2  # 0.381966... = 1 - 1/phi
+
+
+# ---------------------------------------------------------------------------- learning rate
+# Every schedule is lr(t, T, base, W, **kw) and linear in `base`, so lr(..., base=1) is the
+# multiplier a torch LambdaLR wants. t is clamped to [0, T] by `lr_at`.
+
+
+def _linear_warmup(t: float, warmup: int) -> float:
+    # Hugging Face warmup: step / max(1, warmup), 0 at step 0.
+    return t / max(1, warmup)
+
+
+def constant(t, T, base, warmup=0, **_):
+    """base; with warmup, HF get_constant_schedule_with_warmup (linear 0 -> base over W)."""
+    return base * _linear_warmup(t, warmup) if t < warmup else base
+
+
+def phi_decay(t, T, base, warmup=0, **_):
+    """Seed: base * phi^(-t/T). Ends at base/phi (0.618 base). Ignores warmup (the seed has none)."""
+    return base * PHI ** (-t / T)
+
+
+def phi_warmup(t, T, base, warmup=0, **_):
+    """Seed, exactly: base * (1 - phi^(-t/W)), for every t (no switch at W).
+
+    Reaches only 1 - 1/phi = 0.382 of base at t = W, 0.618 at 2W, 0.764 at 3W, approaching base
+    but never reaching it.
+    """
+    if warmup <= 0:
+        raise ConfigError("schedule.warmup_fraction", "phi_warmup needs warmup steps > 0 (it divides by W); set --warmup or schedule.warmup_fraction")
+    return base * (1 - PHI ** (-t / warmup))
+
+
+def phi_warmup_normalized(t, T, base, warmup=0, **_):
+    """Ours: the seed's warmup rescaled to reach base at W, then a phi decay over the rest.
+
+        t <= W:  base * (1 - phi^(-t/W)) / (1 - 1/phi)  =  base * phi^2 * (1 - phi^(-t/W))
+        t >  W:  base * phi^(-(t - W)/(T - W))          (base at W, base/phi at T)
+    """
+    if warmup <= 0:
+        raise ConfigError("schedule.warmup_fraction", "phi_warmup_normalized needs warmup steps > 0; set --warmup or schedule.warmup_fraction")
+    if t <= warmup:
+        return base * (1 - PHI ** (-t / warmup)) / INV_PHI_SQUARED
+    return base * PHI ** (-(t - warmup) / max(1, T - warmup))
+
+
+def phi_cosine(t, T, base, warmup=0, **_):
+    """Seed, exactly: base * (1 + cos(pi t/T)) / 2 * (1/phi). Peaks at base/phi, ends at 0."""
+    return base * (1 + math.cos(math.pi * t / T)) / 2 * INV_PHI
+
+
+def phi_cycle_bounds(T: float, cycles: int) -> list[float]:
+    """Start of each cycle plus T: lengths L, L*phi, L*phi^2 ... with L = T / sum(phi^i)."""
+    first = T / sum(PHI ** i for i in range(cycles))
+    bounds, at = [0.0], 0.0
+    for i in range(cycles):
+        at += first * PHI ** i
+        bounds.append(at)
+    bounds[-1] = float(T)  # the cycles tile T exactly, whatever the rounding
+    return bounds
+
+
+def phi_cosine_cycles(t, T, base, warmup=0, cycles: int = 3, decay_peaks: bool = False, **_):
+    """Ours (the seed names "cosine annealing with phi-proportioned cycles" without a formula).
+
+    `cycles` cosine cycles (restart to the peak at each start) whose lengths grow by phi and tile
+    T exactly. Cycle c (0-based) with local progress u in [0, 1):
+        lr = peak_c * (1 + cos(pi u)) / 2,  peak_c = base (or base * phi^(-c) with decay_peaks)
+    Ends at 0 at t = T. No 1/phi factor: the peak is base.
+    """
+    if cycles < 1:
+        raise ConfigError("schedule.lr", "phi_cosine_cycles needs cycles >= 1")
+    bounds = phi_cycle_bounds(T, cycles)
+    c = min(bisect.bisect_right(bounds, t) - 1, cycles - 1)
+    u = (t - bounds[c]) / (bounds[c + 1] - bounds[c])
+    peak = base * PHI ** (-c) if decay_peaks else base
+    return peak * (1 + math.cos(math.pi * u)) / 2
+
+
+def warmup_cosine(t, T, base, warmup=0, min_lr_ratio: float = 0.0, **_):
+    """HF get_cosine_schedule_with_warmup (num_cycles=0.5), with HF's min_lr_rate option:
+
+        t < W: base * t / max(1, W)
+        else:  base * (r + (1 - r) * (1 + cos(pi p)) / 2),  p = (t - W) / max(1, T - W)
+    """
+    if t < warmup:
+        return base * _linear_warmup(t, warmup)
+    p = (t - warmup) / max(1, T - warmup)
+    factor = 0.5 * (1 + math.cos(math.pi * p))
+    return base * max(0.0, factor * (1 - min_lr_ratio) + min_lr_ratio)
+
+
+def warmup_linear(t, T, base, warmup=0, **_):
+    """HF get_linear_schedule_with_warmup: linear 0 -> base over W, then linear to 0 at T."""
+    if t < warmup:
+        return base * _linear_warmup(t, warmup)
+    return base * max(0.0, (T - t) / max(1, T - warmup))
+
+
+def step(t, T, base, warmup=0, milestones: tuple[float, ...] = (0.5, 0.75), gamma: float = 0.1, **_):
+    """Step decay: x gamma (0.1) at each milestone fraction of T (1/2 and 3/4), after an optional
+    HF linear warmup: base, then base/10 from T/2, base/100 from 3T/4."""
+    if t < warmup:
+        return base * _linear_warmup(t, warmup)
+    drops = sum(1 for m in milestones if t >= m * T)
+    return base * gamma ** drops
+
+
+LR_SCHEDULES: dict[str, Callable[..., float]] = {
+    "constant": constant,
+    "warmup_cosine": warmup_cosine,
+    "warmup_linear": warmup_linear,
+    "step": step,
+    "phi_decay": phi_decay,
+    "phi_warmup": phi_warmup,
+    "phi_warmup_normalized": phi_warmup_normalized,
+    "phi_cosine": phi_cosine,
+    "phi_cosine_cycles": phi_cosine_cycles,
+}
+BASELINES = ("constant", "warmup_cosine", "warmup_linear", "step")
+PHI_SCHEDULES = tuple(n for n in LR_SCHEDULES if n.startswith("phi_"))
+
+
+def check_lr_schedule(name: str) -> Callable[..., float]:
+    fn = LR_SCHEDULES.get(name)
+    if fn is None:
+        raise ConfigError("schedule.lr", f"unknown schedule {name!r}; allowed: {', '.join(LR_SCHEDULES)}")
+    return fn
+
+
+def _check_steps(total_steps: int, warmup_steps: int) -> None:
+    if total_steps < 1:
+        raise ConfigError("total_steps", f"must be >= 1; got {total_steps}")
+    if not 0 <= warmup_steps <= total_steps:
+        raise ConfigError("schedule.warmup_fraction", f"warmup steps must be in [0, {total_steps}]; got {warmup_steps}")
+
+
+def lr_at(name: str, step: int, total_steps: int, base_lr: float, warmup_steps: int = 0, **kw) -> float:
+    """Learning rate of schedule `name` at `step` (clamped to [0, total_steps])."""
+    fn = check_lr_schedule(name)
+    _check_steps(total_steps, warmup_steps)
+    t = min(max(step, 0), total_steps)  # past T every schedule holds its final value
+    return float(fn(t, total_steps, base_lr, warmup_steps, **kw))
+
+
+def lr_lambda(name: str, total_steps: int, warmup_steps: int = 0, phi_phases: bool = False,
+              phase_settings: dict[str, "PhaseSettings"] | None = None, **kw) -> Callable[[int], float]:
+    """Multiplier of the optimizer's base LR at each step, for torch LambdaLR.
+
+    With phi_phases the multiplier also includes the training phase's `lr` factor (see
+    `PHASE_DEFAULTS`; 1.0 in both phases by default).
+    """
+    fn = check_lr_schedule(name)
+    _check_steps(total_steps, warmup_steps)
+    fn(0, total_steps, 1.0, warmup_steps, **kw)  # fail now, not at the first optimizer step
+
+    def multiplier(step: int) -> float:
+        m = lr_at(name, step, total_steps, 1.0, warmup_steps, **kw)
+        if phi_phases:
+            m *= phase_settings_at(step, total_steps, phase_settings).lr
+        return m
+
+    return multiplier
+
+
+def make_torch_scheduler(optimizer, name: str, total_steps: int, warmup_steps: int = 0, **kw):
+    """A torch LambdaLR over `optimizer`; fits DeepSpeed's `lr_scheduler=lambda opt: ...`."""
+    from torch.optim.lr_scheduler import LambdaLR
+
+    return LambdaLR(optimizer, lr_lambda(name, total_steps, warmup_steps, **kw))
+
+
+def lr_lambda_from_config(schedule, total_steps: int) -> Callable[[int], float]:
+    """lr_lambda for a `config.ScheduleConfig`: warmup = round(warmup_fraction * total_steps)."""
+    warmup = round(schedule.warmup_fraction * total_steps)
+    kw = {"min_lr_ratio": schedule.min_lr_ratio} if schedule.lr == "warmup_cosine" else {}
+    return lr_lambda(schedule.lr, total_steps, warmup, phi_phases=schedule.phi_phases, **kw)
+
+
+# ---------------------------------------------------------------------------- batch size
+
+
+def phase_index(step: int, total_steps: int, phases: int) -> int:
+    """Which of `phases` EQUAL parts of training `step` is in: 0 .. phases-1 (0 if phases <= 1).
+
+    Boundaries at k * T / phases. Shared by the batch and regularisation schedules so the
+    batch grows by phi exactly where regularisation shrinks by phi.
+    """
+    if phases <= 1 or total_steps <= 0:
+        return 0
+    return min(phases - 1, max(0, step) * phases // total_steps)
+
+
+def phi_batch_size(base: int, k: int, max_batch: int = 0, multiple: int = 1) -> int:
+    """base * phi^k, capped at max_batch (0: no cap), rounded to the nearest multiple of `multiple`
+    (micro-batch x world size), never below one multiple and never above the cap's multiple.
+
+    The seed truncates (int()); we round to the nearest multiple because DeepSpeed's train batch
+    must be micro_batch x gradient-accumulation x world size.
+    """
+    if base < 1 or multiple < 1:
+        raise ConfigError("training.batch_size", f"base batch and multiple must be >= 1; got {base}, {multiple}")
+    raw = base * PHI ** k
+    if max_batch > 0:
+        raw = min(raw, max_batch)
+    size = multiple * max(1, math.floor(raw / multiple + 0.5))  # half up, not banker's rounding
+    if max_batch > 0 and size > max_batch:
+        size = multiple * max(1, max_batch // multiple)  # rounding up must not break the cap
+    return size
+
+
+def batch_schedule(step: int, total_steps: int, base: int, phases: int = 3, max_batch: int = 0,
+                   micro_batch: int = 1, world_size: int = 1) -> int:
+    """Global batch size at `step`: phi_batch_size(base, k) in the k-th of `phases` equal parts.
+
+    A pure function of step, so a resumed run continues the same batch schedule.
+    """
+    k = phase_index(step, total_steps, phases)
+    return phi_batch_size(base, k, max_batch, micro_batch * world_size)
+
+
+def gradient_accumulation_steps(batch_size: int, micro_batch: int, world_size: int = 1) -> int:
+    """What DeepSpeed's set_train_batch_size implies: batch = micro x accumulation x world."""
+    per_step = micro_batch * world_size
+    if batch_size % per_step:
+        raise ValueError(f"batch {batch_size} is not a multiple of micro_batch x world_size = {per_step}")
+    return batch_size // per_step
+
+
+# ---------------------------------------------------------------------------- training phases
+
+PHASE_NAMES = ("exploration", "exploitation")
+
+
+def phi_split(total: int) -> tuple[int, int]:
+    """Seed: (int(total / phi^2), rest): 38.2% exploration, 61.8% exploitation."""
+    first = int(total * INV_PHI_SQUARED)
+    return first, total - first
+
+
+def training_phase(step: int, total: int) -> str:
+    return "exploration" if step < phi_split(total)[0] else "exploitation"
+
+
+@dataclass(frozen=True)
+class PhaseSettings:
+    """Multipliers applied during one training phase (on data.strength, dropout and the LR)."""
+
+    augmentation: float = 1.0
+    dropout: float = 1.0
+    lr: float = 1.0
+
+
+# Default: explore with the configured augmentation and dropout, then exploit with both cut by
+# 1/phi. The LR multiplier stays 1.0 in both so a phase split never confounds the LR comparison.
+PHASE_DEFAULTS: dict[str, PhaseSettings] = {
+    "exploration": PhaseSettings(augmentation=1.0, dropout=1.0, lr=1.0),
+    "exploitation": PhaseSettings(augmentation=INV_PHI, dropout=INV_PHI, lr=1.0),
+}
+
+
+def phase_settings_at(step: int, total: int, settings: dict[str, PhaseSettings] | None = None) -> PhaseSettings:
+    return (settings or PHASE_DEFAULTS)[training_phase(step, total)]
+
+
+# ---------------------------------------------------------------------------- regularisation
+
+
+def phi_regularization(base: float, k: int) -> float:
+    """base * phi^(-k): dropout or weight decay in the k-th phase."""
+    return base * PHI ** (-k)
+
+
+def regularization_at(step: int, total: int, base_dropout: float, base_wd: float,
+                      mode: str = "phi", phases: int = 3) -> tuple[float, float]:
+    """(dropout, weight decay) at `step`. "constant": the bases. "phi": both times phi^(-k) in
+    the k-th of `phases` equal parts (the batch schedule's boundaries). The phase-split dropout
+    multiplier (PhaseSettings.dropout), when enabled, multiplies on top of this."""
+    if mode == "constant":
+        return base_dropout, base_wd
+    if mode != "phi":
+        raise ConfigError("schedule.regularization", f"got {mode!r}; allowed: 'constant', 'phi'")
+    k = phase_index(step, total, phases)
+    return phi_regularization(base_dropout, k), phi_regularization(base_wd, k)
+
+
+# ---------------------------------------------------------------------------- sampler
+
+DEFAULT_DIFFICULTY_EDGES = (4, 8)  # buckets: 1-3, 4-7, 8+ elements
+
+
+def phi_bucket_weights(n_buckets: int, hardest_first: bool = False) -> list[float]:
+    """Sampling probabilities proportional to phi^(-i), i = bucket index, summing to 1.
+
+    Buckets are ordered easy -> hard (index 0 = fewest elements), so by default the easiest
+    bucket is sampled most; hardest_first reverses the weights. n=2: 0.618, 0.382;
+    n=3: 0.5, 0.309, 0.191 (1 + 1/phi + 1/phi^2 = 2).
+    """
+    if n_buckets < 1:
+        raise ValueError(f"n_buckets must be >= 1; got {n_buckets}")
+    w = [PHI ** (-i) for i in range(n_buckets)]
+    total = sum(w)
+    w = [x / total for x in w]
+    return w[::-1] if hardest_first else w
+
+
+def difficulty_bucket(n_elements: int, edges: tuple[int, ...] = DEFAULT_DIFFICULTY_EDGES) -> int:
+    """Difficulty = element count. `edges` are the ascending lowest counts of buckets 1, 2, ...:
+    with (4, 8), 0-3 elements -> 0, 4-7 -> 1, 8+ -> 2 (len(edges) + 1 buckets)."""
+    return bisect.bisect_right(list(edges), n_elements)
+
+
+# ---------------------------------------------------------------------------- `schedule show`
+
+
+def schedule_rows(lr: str, steps: int, base_lr: float, warmup: int = 0, batch: str = "constant",
+                  base_batch: int = 4, max_batch: int = 0, batch_phases: int = 3, micro_batch: int = 1,
+                  world_size: int = 1, **lr_kw) -> list[dict]:
+    """[{step, lr, batch_size, phase}] for steps 0 .. steps-1 (the optimizer steps of a run)."""
+    check_lr_schedule(lr)
+    if batch not in ("constant", "phi"):
+        raise ConfigError("schedule.batch", f"got {batch!r}; allowed: 'constant', 'phi'")
+    rows = []
+    for t in range(steps):
+        size = (batch_schedule(t, steps, base_batch, batch_phases, max_batch, micro_batch, world_size)
+                if batch == "phi" else base_batch)
+        rows.append({"step": t, "lr": lr_at(lr, t, steps, base_lr, warmup, **lr_kw),
+                     "batch_size": size, "phase": training_phase(t, steps)})
+    return rows
+
+
+def plot_rows(rows_by_name: dict[str, list[dict]], path: str, title: str = "") -> None:
+    """Learning rate and batch size against step, one line per schedule, to a PNG (Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_lr, ax_b) = plt.subplots(2, 1, figsize=(8, 6), sharex=True)
+    for name, rows in rows_by_name.items():
+        steps = [r["step"] for r in rows]
+        ax_lr.plot(steps, [r["lr"] for r in rows], label=name)
+        ax_b.step(steps, [r["batch_size"] for r in rows], where="post", label=name)
+    ax_lr.set_ylabel("learning rate")
+    ax_b.set_ylabel("batch size")
+    ax_b.set_xlabel("step")
+    ax_lr.legend(fontsize=8)
+    if title:
+        ax_lr.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def cmd_schedule_show(args) -> int:
+    if args.steps < 1:
+        raise ConfigError("--steps", f"must be >= 1; got {args.steps}")
+    rows = schedule_rows(args.lr, args.steps, args.base_lr, args.warmup, args.batch, args.base_batch,
+                         args.max_batch)
+    if args.plot:
+        plot_rows({args.lr: rows}, args.plot, title=f"{args.lr}, base lr {args.base_lr:g}, batch {args.batch}")
+        print(f"wrote {args.plot}")
+    if args.json:
+        print(json.dumps({"lr_schedule": args.lr, "steps": args.steps, "base_lr": args.base_lr,
+                          "warmup": args.warmup, "batch": args.batch, "rows": rows}))
+        return 0
+    if args.plot:
+        return 0
+    every = args.every if args.every > 0 else max(1, math.ceil(args.steps / 20))
+    shown = [r for r in rows if r["step"] % every == 0]
+    if shown[-1] is not rows[-1]:
+        shown.append(rows[-1])
+    print(f"{'step':>8}  {'lr':>12}  {'batch':>6}  phase")
+    for r in shown:
+        print(f"{r['step']:>8}  {r['lr']:>12.6g}  {r['batch_size']:>6}  {r['phase']}")
+    return 0

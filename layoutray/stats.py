@@ -1,0 +1,122 @@
+"""Statistics for comparing training arms over seeds: t confidence intervals, Welch's t-test,
+Mann-Whitney U, Cohen's d / Hedges' g.
+
+With the few seeds a sweep affords, read the numbers with care: Mann-Whitney's two-sided exact
+p-value can never go below 0.1 with 3 vs 3 samples (2 / C(6, 3) = 0.1), and a t-test on 3 seeds
+has little power. A CI that includes 0 difference is "no detectable difference", not "equal".
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+
+def _arr(values: Sequence[float], name: str = "values") -> np.ndarray:
+    a = np.asarray(list(values), dtype=float)
+    if a.size == 0:
+        raise ValueError(f"{name} is empty")
+    return a
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): Student-t interval mean +- t_{(1+c)/2, n-1} * s / sqrt(n).
+
+    One value has no interval: (x, nan, nan). Identical values give a zero-width interval.
+    """
+    a = _arr(values)
+    mean = float(a.mean())
+    if a.size < 2:
+        return mean, math.nan, math.nan
+    half = float(sps.t.ppf((1 + confidence) / 2, a.size - 1) * a.std(ddof=1) / math.sqrt(a.size))
+    return mean, mean - half, mean + half
+
+
+def welch_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """(t, two-sided p) of Welch's unequal-variance t-test (scipy ttest_ind, equal_var=False).
+
+    When both samples have zero variance scipy returns NaN; we return (0, 1) for equal means and
+    (+-inf, 0) for different ones, which is what the limit of the test says.
+    """
+    x, y = _arr(a, "a"), _arr(b, "b")
+    if x.size < 2 or y.size < 2:
+        raise ValueError("Welch's t-test needs at least 2 values per sample")
+    if np.ptp(x) == 0 and np.ptp(y) == 0:
+        diff = x[0] - y[0]
+        return (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
+    res = sps.ttest_ind(x, y, equal_var=False)
+    return float(res.statistic), float(res.pvalue)
+
+
+def welch_df(a: Sequence[float], b: Sequence[float]) -> float:
+    """Welch-Satterthwaite degrees of freedom."""
+    x, y = _arr(a, "a"), _arr(b, "b")
+    va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
+    if va + vb == 0:
+        return float(x.size + y.size - 2)
+    return float((va + vb) ** 2 / (va ** 2 / (x.size - 1) + vb ** 2 / (y.size - 1)))
+
+
+def diff_ci(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean(a) - mean(b), low, high), the Welch interval that matches `welch_t_test`."""
+    x, y = _arr(a, "a"), _arr(b, "b")
+    diff = float(x.mean() - y.mean())
+    se = math.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size)
+    half = float(sps.t.ppf((1 + confidence) / 2, welch_df(x, y)) * se)
+    return diff, diff - half, diff + half
+
+
+def mann_whitney(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
+    """(U of a, two-sided p) of the Mann-Whitney U test (scipy, method "auto": exact for small
+    samples without ties). All values equal: (n_a * n_b / 2, 1.0)."""
+    x, y = _arr(a, "a"), _arr(b, "b")
+    if np.ptp(np.concatenate([x, y])) == 0:
+        return x.size * y.size / 2, 1.0
+    res = sps.mannwhitneyu(x, y, alternative="two-sided")
+    return float(res.statistic), float(res.pvalue)
+
+
+def cohens_d(a: Sequence[float], b: Sequence[float]) -> float:
+    """(mean(a) - mean(b)) / pooled SD, pooled SD = sqrt(((na-1) sa^2 + (nb-1) sb^2) / (na+nb-2)).
+
+    Zero pooled SD: 0 for equal means, +-inf otherwise.
+    """
+    x, y = _arr(a, "a"), _arr(b, "b")
+    if x.size + y.size < 3:
+        raise ValueError("Cohen's d needs at least 3 values in all")
+    diff = float(x.mean() - y.mean())
+    ss = (x.size - 1) * (x.var(ddof=1) if x.size > 1 else 0.0) + (y.size - 1) * (y.var(ddof=1) if y.size > 1 else 0.0)
+    pooled = math.sqrt(ss / (x.size + y.size - 2))
+    if pooled == 0:
+        return 0.0 if diff == 0 else math.copysign(math.inf, diff)
+    return diff / pooled
+
+
+def hedges_g(a: Sequence[float], b: Sequence[float]) -> float:
+    """Cohen's d times the small-sample correction J = 1 - 3 / (4 (na + nb) - 9)."""
+    n = len(list(a)) + len(list(b))
+    return cohens_d(a, b) * (1 - 3 / (4 * n - 9))
+
+
+def compare_arms(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> dict:
+    """Everything a report row needs to compare arm a with arm b (differences are a - b).
+
+    Keys: n_a, n_b, mean_a, ci_a, mean_b, ci_b (ci as [low, high]), diff, diff_ci, welch_t,
+    welch_p, mannwhitney_u, mannwhitney_p, cohens_d, hedges_g, confidence.
+    """
+    x, y = _arr(a, "a"), _arr(b, "b")
+    ma, la, ha = mean_ci(x, confidence)
+    mb, lb, hb = mean_ci(y, confidence)
+    t, p_t = welch_t_test(x, y)
+    diff, dl, dh = diff_ci(x, y, confidence)
+    u, p_u = mann_whitney(x, y)
+    return {
+        "n_a": int(x.size), "n_b": int(y.size),
+        "mean_a": ma, "ci_a": [la, ha], "mean_b": mb, "ci_b": [lb, hb],
+        "diff": diff, "diff_ci": [dl, dh],
+        "welch_t": t, "welch_p": p_t, "mannwhitney_u": u, "mannwhitney_p": p_u,
+        "cohens_d": cohens_d(x, y), "hedges_g": hedges_g(x, y), "confidence": confidence,
+    }

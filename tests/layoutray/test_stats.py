@@ -1,0 +1,86 @@
+"""Statistics give known answers on synthetic inputs."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from layoutray import stats as St
+
+approx = pytest.approx
+A, B = [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]
+
+
+def test_mean_ci_by_hand():
+    # mean 3, s = sqrt(2.5) = 1.581139, se = s / sqrt(5) = 0.707107, t(0.975, 4) = 2.776445
+    # half width = 1.963243
+    m, lo, hi = St.mean_ci([1, 2, 3, 4, 5])
+    assert (m, lo, hi) == approx((3.0, 1.036757, 4.963243), abs=1e-6)
+    # 90%: t(0.95, 4) = 2.131847 -> half 1.507443
+    assert St.mean_ci([1, 2, 3, 4, 5], 0.90)[2] == approx(4.507443, abs=1e-6)
+    assert St.mean_ci([2.0, 2.0, 2.0]) == (2.0, 2.0, 2.0)
+    m, lo, hi = St.mean_ci([7.0])
+    assert m == 7.0 and math.isnan(lo) and math.isnan(hi)
+    with pytest.raises(ValueError):
+        St.mean_ci([])
+
+
+def test_welch_by_hand_and_against_scipy():
+    # means 2 and 5, variances 1 and 1: se = sqrt(1/3 + 1/3) = 0.816497, t = -3 / se = -3.674235
+    # df = (2/3)^2 / ((1/3)^2/2 + (1/3)^2/2) = 4
+    t, p = St.welch_t_test(A, B)
+    assert t == approx(-3.674235, abs=1e-6)
+    assert p == approx(2 * sps.t.sf(3.674235, 4), rel=1e-5)
+    assert St.welch_df(A, B) == approx(4.0)
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(0, 1, 7), rng.normal(0.5, 2, 9)
+    ref = sps.ttest_ind(x, y, equal_var=False)
+    assert St.welch_t_test(x, y) == approx((ref.statistic, ref.pvalue))
+
+
+def test_identical_and_separated_samples():
+    assert St.welch_t_test(A, A) == approx((0.0, 1.0))
+    assert St.mann_whitney(A, A)[1] == approx(1.0)
+    assert St.welch_t_test([1.0, 1.0], [1.0, 1.0]) == (0.0, 1.0)  # scipy alone gives NaN
+    assert St.welch_t_test([1.0, 1.0], [2.0, 2.0]) == (-math.inf, 0.0)
+    assert St.mann_whitney([1.0, 1.0], [1.0, 1.0]) == (2.0, 1.0)
+    low, high = np.arange(20.0), np.arange(20.0) + 100
+    assert St.welch_t_test(low, high)[1] < 1e-20
+    assert St.mann_whitney(low, high)[1] < 1e-6
+
+
+def test_mann_whitney_exact_small_samples():
+    # 3 vs 3 fully separated: U_a = 0; exact two-sided p = 2 / C(6, 3) = 0.1, the smallest
+    # p this test can give with 3 seeds per arm.
+    assert St.mann_whitney(A, B) == approx((0.0, 0.1))
+    assert St.mann_whitney(B, A) == approx((9.0, 0.1))
+    x, y = [0.3, 1.2, 0.7, 2.2], [1.5, 2.9, 0.9, 3.1, 2.0]
+    ref = sps.mannwhitneyu(x, y, alternative="two-sided")
+    assert St.mann_whitney(x, y) == approx((ref.statistic, ref.pvalue))
+
+
+def test_effect_sizes_by_hand():
+    # pooled SD = sqrt((2 x 1 + 2 x 1) / 4) = 1 -> d = (2 - 5) / 1 = -3
+    assert St.cohens_d(A, B) == approx(-3.0)
+    # J = 1 - 3 / (4 x 6 - 9) = 0.8 -> g = -2.4
+    assert St.hedges_g(A, B) == approx(-2.4)
+    # unequal variances: a var 1, b = [0, 4, 8] var 16 -> pooled sqrt((2 + 32) / 4) = 2.915476
+    assert St.cohens_d(A, [0.0, 4.0, 8.0]) == approx((2 - 4) / math.sqrt(8.5))
+    assert St.cohens_d([1.0, 1.0], [1.0, 1.0]) == 0.0
+
+
+def test_compare_arms_report_row():
+    row = St.compare_arms(A, B)
+    assert row["n_a"] == 3 and row["n_b"] == 3
+    assert row["mean_a"] == 2.0 and row["mean_b"] == 5.0
+    # mean 2, s = 1: half = t(0.975, 2) x 1 / sqrt(3) = 4.302653 x 0.577350 = 2.484138
+    assert row["ci_a"] == approx([2 - 2.484138, 2 + 2.484138], abs=1e-6)
+    # diff -3, half = t(0.975, 4) x 0.816497 = 2.776445 x 0.816497 = 2.266958
+    assert row["diff"] == -3.0
+    assert row["diff_ci"] == approx([-5.266958, -0.733042], abs=1e-6)
+    assert row["welch_p"] == approx(St.welch_t_test(A, B)[1])
+    assert row["mannwhitney_p"] == approx(0.1)
+    assert row["cohens_d"] == approx(-3.0) and row["hedges_g"] == approx(-2.4)
+    json.dumps(row)  # report-ready

@@ -1,0 +1,336 @@
+"""End to end: real Serve on a local Ray, real HTTP on 127.0.0.1, tiny real artifacts.
+
+One Serve application for the whole module. Configuration changes go through declarative deploys
+(what `serve deploy` does), so a user_config change reaches `reconfigure` on the running replicas.
+Order matters only at the end: the promotion test runs last (it swaps the stable slot).
+"""
+
+import base64
+import json
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from conftest import free_port
+
+TOKEN = "test-admin-token-7c1f"
+BODY = {"section_type": "hero", "elements": ["heading", "paragraph", "button"],
+        "canvas": {"width": 1440, "height": 800}}
+
+
+def _tiny_artifact(out_dir, seed: int) -> str:
+    import torch
+
+    from layoutray.artifact import export_artifact
+    from layoutray.config import load_config
+    from layoutray.model import build_model
+
+    cfg = load_config(phase="phase1", overrides=[
+        "model.d_model=32", "model.n_heads=2", "model.n_layers=1", "model.ff_mult=2", "model.patch_size=32",
+        "model.image_height=64", "model.image_width=96", "model.max_elements=8", "model.max_seq_len=48",
+        "model.coord_bins=32", "model.max_spec_len=16"])
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    export_artifact(model, cfg, str(out_dir), {"name": f"tiny-{seed}", "note": "random init, for tests"})
+    return str(out_dir)
+
+
+def poll(fn, timeout_s: float, what: str, every: float = 0.1):
+    """Call fn until it returns something truthy; fail with `what` at the deadline."""
+    deadline = time.time() + timeout_s
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last={last!r}")
+
+
+class Ctx:
+    def __init__(self, url, args):
+        self.url, self.args = url, args
+        self.router = {"weights": {"blue": 100, "green": 0}, "max_body_bytes": 65536, "tick_s": 0.1,
+                       "version_timeout_s": 10.0, "admin_token_file": args["token_file"]}
+        self.blue, self.green = {"max_batch_size": 8}, {"max_batch_size": 8}
+
+    def deploy(self, **changes):
+        from serving.deploy import app_config, deploy
+        for k, v in changes.items():
+            getattr(self, k).update(v)
+        deploy([app_config("layoutray", "/", {k: v for k, v in self.args.items() if k != "token_file"},
+                           router=self.router, blue=self.blue, green=self.green)])
+
+    def post(self, body=None, headers=None, session=None, **kw):
+        h = {"Content-Type": "application/json"}
+        h.update(headers or {})
+        data = body if isinstance(body, (bytes, str)) else json.dumps(BODY if body is None else body)
+        return (session or requests).post(self.url + "/v1/layouts", data=data, headers=h, timeout=60, **kw)
+
+    def admin(self, method, path, body=None, token=TOKEN):
+        h = {"Authorization": f"Bearer {token}"} if token else {}
+        return requests.request(method, self.url + "/admin/rollout" + path, json=body, headers=h, timeout=60)
+
+    def models(self):
+        return requests.get(self.url + "/v1/models", timeout=30).json()
+
+
+@pytest.fixture(scope="module")
+def served(ray_local, tmp_path_factory):
+    from ray import serve
+
+    root = tmp_path_factory.mktemp("serving")
+    stable = _tiny_artifact(root / "stable", seed=1)
+    canary = _tiny_artifact(root / "canary", seed=2)
+    (root / "token").write_text(TOKEN + "\n")
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
+    ctx = Ctx(f"http://127.0.0.1:{port}", {"stable_model": stable, "canary_model": canary,
+                                           "state_dir": str(root / "state"), "model_num_cpus": 0.5,
+                                           "token_file": str(root / "token")})
+    ctx.root, ctx.stable_dir, ctx.canary_dir = root, stable, canary
+    ctx.deploy()
+    poll(lambda: requests.get(ctx.url + "/healthz", timeout=10).status_code == 200, 60, "healthz")
+    yield ctx
+    serve.shutdown()
+
+
+class Load:
+    """Background clients posting continuously; every status and served version is recorded."""
+
+    def __init__(self, ctx, workers=4, users=False):
+        self.ctx, self.stop_ev, self.results, self.lock = ctx, threading.Event(), [], threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(i, users), daemon=True) for i in range(workers)]
+
+    def _run(self, i, users):
+        s = requests.Session()
+        n = 0
+        while not self.stop_ev.is_set():
+            n += 1
+            h = {"X-User-ID": f"u{i}-{n}"} if users else {}
+            try:
+                r = self.ctx.post(headers=h, session=s)
+                rec = (r.status_code, r.headers.get("X-Layoutray-Version"), r.headers.get("X-Layoutray-Fallback"))
+            except requests.RequestException as e:
+                rec = (0, None, repr(e))
+            with self.lock:
+                self.results.append(rec)
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(timeout=90)
+
+
+def _versions(ctx, n, headers_fn=lambda i: {}, workers=8):
+    def one(i):
+        r = ctx.post(headers=headers_fn(i))
+        assert r.status_code == 200, r.text
+        return r.json()["version"]
+    with ThreadPoolExecutor(workers) as ex:
+        return list(ex.map(one, range(n)))
+
+
+def _set_weights(ctx, blue, green):
+    ctx.deploy(router={"weights": {"blue": blue, "green": green}})
+    poll(lambda: ctx.models()["versions"][1]["weight"] == pytest.approx(100.0 * green / (blue + green)),
+         60, "new weights")
+
+
+# ----------------------------------------------------------------------------- API
+
+
+def test_health_models_docs(served):
+    r = requests.get(served.url + "/healthz", timeout=10)
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+    m = served.models()
+    assert [v["name"] for v in m["versions"]] == ["blue", "green"]
+    assert m["stable"] == "blue" and m["versions"][0]["weight"] == 100
+    assert m["versions"][0]["max_elements"] == 8 and m["versions"][1]["artifact"] == served.canary_dir
+    assert requests.get(served.url + "/docs", timeout=10).status_code == 200
+    spec = requests.get(served.url + "/openapi.json", timeout=10).json()
+    assert "/v1/layouts" in spec["paths"] and "/v1/models" in spec["paths"]
+
+
+def test_layouts_response(served):
+    r = served.post({**BODY, "samples": 2, "temperature": 0.8, "seed": 3, "canvas": {"width": 300, "height": 200}})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["version"] == "blue" and len(d["layouts"]) == 2
+    for lay in d["layouts"]:
+        assert sorted(e["type"] for e in lay["elements"]) == ["button", "heading", "paragraph"]
+        for e in lay["elements"]:
+            assert 0 <= e["x"] and e["x"] + e["width"] <= 300 and 0 <= e["y"] and e["y"] + e["height"] <= 200
+        assert "alignment" in lay and "overlap" in lay
+    # an image-only request
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("L", (96, 64), 255).save(buf, format="PNG")
+    r = served.post({"image": base64.b64encode(buf.getvalue()).decode()})
+    assert r.status_code == 200, r.text
+
+
+def test_bad_inputs_get_4xx_naming_the_field(served):
+    png_sig_garbage = base64.b64encode(b"\x89PNG\r\n\x1a\nnot really").decode()
+    cases = [
+        ("invalid JSON", b'{"elements": [', None, 400, "body"),
+        ("unknown section", {"section_type": "spaceship", "elements": ["heading"]}, None, 422, "section_type"),
+        ("unknown element", {"elements": ["heading", "laser"]}, None, 422, "elements[1]"),
+        ("too many elements", {"elements": ["button"] * 9}, None, 422, "elements"),
+        ("bad base64", {"image": "%%%"}, None, 422, "image"),
+        ("not a PNG", {"image": base64.b64encode(b"GIF89a\x01\x00").decode()}, None, 422, "image"),
+        ("broken PNG", {"image": png_sig_garbage}, None, 422, "image"),
+        ("oversized body", {"elements": ["heading"], "image": "A" * 70000}, None, 413, "body"),
+        ("absurd canvas", {"elements": ["heading"], "canvas": {"width": 10**7, "height": 5}}, None, 422, "canvas.width"),
+        ("absurd samples", {"elements": ["heading"], "samples": 10**6}, None, 422, "samples"),
+        ("wrong content type", {"elements": ["heading"]}, {"Content-Type": "text/plain"}, 415, "content-type"),
+        ("nothing to lay out", {"section_type": "hero"}, None, 422, "elements"),
+    ]
+    for name, body, headers, status, field in cases:
+        r = served.post(body, headers=headers)
+        assert r.status_code == status, (name, r.status_code, r.text)
+        assert r.json()["error"]["field"] == field, (name, r.text)
+    # a declared Content-Length over the limit is refused before reading the body
+    r = requests.post(served.url + "/v1/layouts", data=b"x" * 70000,
+                      headers={"Content-Type": "application/json"}, timeout=30)
+    assert r.status_code == 413
+
+
+def test_admin_needs_token(served):
+    for method, path in (("GET", ""), ("POST", "/start"), ("POST", "/pause"), ("POST", "/resume"),
+                         ("POST", "/promote"), ("POST", "/rollback")):
+        r = served.admin(method, path, {}, token=None)
+        assert r.status_code == 401, (path, r.text)
+        assert served.admin(method, path, {}, token="wrong").status_code == 401
+    r = served.admin("GET", "")
+    assert r.status_code == 200 and r.json()["state"]["status"] == "idle"
+    assert TOKEN not in r.text
+
+
+# ----------------------------------------------------------------------------- routing
+
+
+def test_split_proportions(served):
+    _set_weights(served, 70, 30)
+    n = 400
+    counts = Counter(_versions(served, n))
+    # binomial(400, 0.3): sd 9.2; allow 4 sd
+    assert abs(counts["green"] - 0.3 * n) <= 4 * (n * 0.3 * 0.7) ** 0.5, counts
+    assert counts["blue"] + counts["green"] == n
+
+
+def test_sticky_users(served):
+    _set_weights(served, 50, 50)
+    users = [f"user-{i}" for i in range(40)]
+    first = _versions(served, 40, lambda i: {"X-User-ID": users[i]})
+    again = _versions(served, 80, lambda i: {"X-User-ID": users[i % 40]})
+    for i, v in enumerate(again):
+        assert v == first[i % 40], users[i % 40]
+    assert {"blue", "green"} == set(first)
+    # growing the canary keeps every user that was on it there
+    _set_weights(served, 20, 80)
+    later = _versions(served, 40, lambda i: {"X-User-ID": users[i]})
+    for before, after in zip(first, later):
+        if before == "green":
+            assert after == "green"
+
+
+def _replicas():
+    import ray
+    from ray.util.state import list_actors
+    dashboard = "http://" + ray._private.worker.get_dashboard_url()  # never guess: other Rays may run here
+    actors = list_actors(address=dashboard, filters=[("state", "=", "ALIVE")], limit=1000)
+    return sorted((a.class_name, a.actor_id, a.pid) for a in actors if "ServeReplica" in a.class_name)
+
+
+def test_weight_change_keeps_replicas(served):
+    before = _replicas()
+    router_pid = requests.get(served.url + "/healthz", timeout=10).json()["router"]
+    assert len([r for r in before if "Router" in r[0]]) == 1 and len(before) == 3
+    _set_weights(served, 60, 40)
+    _set_weights(served, 100, 0)
+    assert _replicas() == before
+    assert requests.get(served.url + "/healthz", timeout=10).json()["router"] == router_pid
+    assert set(_versions(served, 20)) == {"blue"}
+
+
+# ----------------------------------------------------------------------------- rollout
+
+
+def _audit(ctx):
+    return ctx.admin("GET", "").json()["audit"]
+
+
+@pytest.mark.slow
+def test_inconclusive_window_holds(served):
+    r = served.admin("POST", "/start", {"canary": served.canary_dir, "steps": "10,25,50,100", "interval": 0.5,
+                                        "min_requests": 100000, "max_error_rate": 0.05, "max_p95_ms": 5000})
+    assert r.status_code == 200, r.text
+    with Load(served, workers=2):
+        poll(lambda: sum(1 for a in _audit(served) if a["decision"] == "hold") >= 3, 60, "three held windows")
+    st = served.admin("GET", "").json()["state"]
+    assert st["status"] == "running" and st["step"] == 10 and st["weights"]["green"] == 10
+    holds = [a for a in _audit(served) if a["decision"] == "hold"]
+    assert all("min_requests" in a["reason"] and a["measured"]["verdict"] == "inconclusive" for a in holds)
+    assert served.admin("POST", "/start", {}).status_code == 409  # one rollout at a time
+    assert served.admin("POST", "/rollback", {}).status_code == 200
+    assert served.models()["versions"][1]["weight"] == 0
+
+
+@pytest.mark.slow
+def test_failing_canary_rolled_back_with_fallback(served):
+    served.deploy(green={"fail_rate": 0.3})
+    poll(lambda: served.models()["versions"][1].get("settings", {}).get("fail_rate") == 0.3, 60, "fault setting")
+    r = served.admin("POST", "/start", {"canary": served.canary_dir, "steps": "25,50,100", "interval": 1.0,
+                                        "min_requests": 15, "max_error_rate": 0.05, "max_p95_ms": 5000,
+                                        "max_failed_windows": 2})
+    assert r.status_code == 200, r.text
+    with Load(served, workers=4) as load:
+        st = poll(lambda: (s := served.admin("GET", "").json()["state"])["status"] != "running" and s,
+                  120, "automatic rollback")
+    assert st["status"] == "rolled_back" and st["weights"] == {"blue": 100, "green": 0}
+    codes = Counter(r[0] for r in load.results)
+    assert codes and set(codes) == {200}, codes  # every client request answered
+    fallbacks = [r for r in load.results if r[2] == "green"]
+    assert fallbacks and all(r[1] == "blue" for r in fallbacks)
+    audit = _audit(served)
+    last = audit[-1]
+    assert last["decision"] == "rollback" and "consecutive failing windows" in last["reason"]
+    assert last["measured"]["canary"]["error_rate"] > 0.05 and last["thresholds"]["max_error_rate"] == 0.05
+    # the metrics reached Ray's Prometheus endpoint (tagged by version)
+    served.deploy(green={"fail_rate": 0.0})
+
+
+@pytest.mark.slow
+def test_healthy_canary_promoted(served):
+    r = served.admin("POST", "/start", {"canary": served.canary_dir, "steps": "10,25,50,100", "interval": 1.0,
+                                        "min_requests": 8, "max_error_rate": 0.05, "max_p95_ms": 5000})
+    assert r.status_code == 200, r.text
+    with Load(served, workers=4) as load:
+        st = poll(lambda: (s := served.admin("GET", "").json()["state"])["status"] != "running" and s,
+                  180, "promotion")
+    assert st["status"] == "promoted", _audit(served)
+    assert st["stable"] == "green" and st["weights"] == {"green": 100, "blue": 0}
+    assert set(r[0] for r in load.results) == {200}
+    steps = [(a["decision"], a["step"]) for a in _audit(served) if a["rollout_id"] == st["rollout_id"]
+             and a["decision"] in ("start", "advance", "promote")]
+    assert [d for d, _ in steps] == ["start", "advance", "advance", "advance", "promote"]
+    weights_seen = [a["weights"]["green"] for a in _audit(served) if a["rollout_id"] == st["rollout_id"]
+                    and a["decision"] in ("start", "advance")]
+    assert weights_seen == [10, 25, 50, 100]
+    m = served.models()
+    assert m["stable"] == "green" and m["versions"][1]["role"] == "stable"
+    assert set(_versions(served, 10)) == {"green"}
+    # the state survives: the file on disk says the same
+    saved = json.loads((served.root / "state" / "rollout_state.json").read_text())
+    assert saved["stable"] == "green" and saved["status"] == "promoted"
