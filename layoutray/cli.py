@@ -52,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--examples", type=int, required=True, metavar="N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard-rows", type=int, default=500, metavar="R")
+    p.add_argument("--max-elements", type=int, default=16, help="element cap per section (Phase 1's is 16)")
     p = _add(data, "validate", "layoutray.validate:cmd_validate",
              "check schema, value ranges, images, element cap and checksums")
     p.add_argument("dir", metavar="DIR")
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-from", metavar="MODEL_DIR", help="start from an exported (or upgraded) model")
     p.add_argument("--address", default=None, help="Ray address (default: start or join a local instance)")
 
-    p = _add(top, "evaluate", "trainables.evaluate:cmd_evaluate", "score a model on a dataset split")
+    p = _add(top, "evaluate", "layoutray.evaluation:cmd_evaluate", "score a model on a dataset split")
     p.add_argument("--model", required=True, metavar="DIR")
     p.add_argument("--data", required=True, metavar="DIR")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])

@@ -38,6 +38,7 @@ TYPE_COLORS = {
 
 
 def _as_random(rng) -> random.Random:
+    """Accept a random.Random (used as is), a numpy Generator or a seed."""
     if isinstance(rng, random.Random):
         return rng
     if isinstance(rng, np.random.Generator):

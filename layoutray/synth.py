@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from pathlib import Path
 
 from layoutray import dataset
 from layoutray.imaging import encode_png
+from layoutray.render import _as_random, render_wireframe
 from layoutray.vocab import SECTION_TYPES
 
 GENERATOR_VERSION = 1
@@ -643,7 +645,6 @@ def _logo_wall(p: _Page):
     r = p.r
     y = 0
     if r.random() < 0.75:
-        span = 8
         x, w = p.col(2, 8)
         if r.random() < 0.5:
             y = _bottom([p.text("paragraph", x, 0, w, 16, 1, "center", frac=r.uniform(0.3, 0.5))]) + 32
@@ -752,6 +753,7 @@ def generate_layout(rng: random.Random, section_type: str | None = None,
     """(section_type, canvas_w, canvas_h, elements with render hints), boxes normalised."""
     if max_elements < 2:
         raise ValueError(f"max_elements must be at least 2; got {max_elements}")
+    rng = _as_random(rng)
     section_type = section_type or rng.choice(SECTION_TYPES)
     W = rng.choices((1440, 1280, 1920), weights=(70, 15, 15))[0]
     p = _Page(rng, W, max_elements)
@@ -762,8 +764,7 @@ def generate_layout(rng: random.Random, section_type: str | None = None,
 def generate_example(rng: random.Random, index: int, section_type: str | None = None,
                      max_elements: int = DEFAULT_MAX_ELEMENTS, seed: int = 0) -> dict:
     """One dataset row (dataset.SCHEMA) with its wireframe PNG."""
-    from layoutray.render import render_wireframe  # render imports nothing from here at load
-
+    rng = _as_random(rng)
     section_type, W, H, els = generate_layout(rng, section_type, max_elements)
     img = render_wireframe(section_type, els, W, H, rng)
     return {
@@ -802,6 +803,11 @@ def synthesize(out_dir: str | Path, examples: int, seed: int = 0, shard_rows: in
 
 def cmd_synth(args) -> int:
     max_elements = getattr(args, "max_elements", None) or DEFAULT_MAX_ELEMENTS
+    for name, value, low in (("--examples", args.examples, 1), ("--shard-rows", args.shard_rows, 1),
+                             ("--max-elements", max_elements, 2)):
+        if value < low:
+            print(f"error: {name} must be at least {low}; got {value}", file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     manifest = synthesize(args.out, args.examples, seed=args.seed, shard_rows=args.shard_rows,
                           max_elements=max_elements)

@@ -142,3 +142,17 @@ def test_cli_synth_prints_a_summary(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "20 examples" in out and "examples/s" in out
     assert dataset.read_manifest(tmp_path)["counts"] == {"train": 16, "val": 2, "test": 2}
+
+
+def test_cli_synth_refuses_bad_arguments(tmp_path, capsys):
+    assert main(["data", "synth", "--out", str(tmp_path), "--examples", "0"]) == 2
+    assert "--examples" in capsys.readouterr().err
+
+
+def test_generate_example_accepts_a_numpy_generator_or_seed():
+    import numpy as np
+
+    a = generate_example(np.random.default_rng(3), 0)
+    b = generate_example(np.random.default_rng(3), 0)
+    assert a == b
+    assert generate_example(5, 1) == generate_example(5, 1)

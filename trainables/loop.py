@@ -1,0 +1,228 @@
+"""The per-worker training function: DeepSpeed engine, explicit epoch/step loop,
+validation, early stopping, checkpoints. Everything arrives in `config` as plain data.
+
+Every rank runs the same sequence of collective calls (steps, `ray.train.report`), which
+is what keeps ZeRO and Ray Train's barriers from hanging: when one rank's data shard
+runs out (bad rows can make shards uneven), all ranks stop the epoch together.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+CKPT_TAG = "state"  # not "latest": DeepSpeed writes a pointer file of that name
+
+
+def _ds_config(cfg, world: int) -> dict:
+    import yaml
+
+    template = Path(cfg["repo_root"]) / "configs" / "deepspeed" / f"zero{cfg['deepspeed']['zero_stage']}.yaml"
+    ds = yaml.safe_load(template.read_text())
+    micro = cfg["micro_batch"]
+    batch = cfg["training"]["batch_size"]
+    if batch % (micro * world):
+        raise ValueError(f"training.batch_size {batch} is not a multiple of micro batch {micro} x {world} workers")
+    ds.update(train_batch_size=batch, train_micro_batch_size_per_gpu=micro,
+              gradient_accumulation_steps=batch // (micro * world),
+              gradient_clipping=cfg["training"]["grad_clip"], zero_allow_untested_optimizer=True,
+              steps_per_print=10**9, wall_clock_breakdown=False)
+    ds["bf16"] = {"enabled": cfg["deepspeed"]["precision"] == "bf16"}
+    if cfg["deepspeed"]["offload_optimizer"]:
+        ds["zero_optimization"]["offload_optimizer"] = {"device": "cpu"}
+    return ds
+
+
+def _param_groups(model, weight_decay: float):
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        # Norms, biases and embeddings are not decayed: shrinking them only hurts.
+        (no_decay if p.dim() < 2 or "emb" in name else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _all_have(has: bool, world: int) -> bool:
+    if world == 1:
+        return has
+    import torch.distributed as dist
+    t = torch.tensor([1 if has else 0])
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
+def _all_sum(values: list[float], world: int) -> list[float]:
+    if world == 1:
+        return values
+    import torch.distributed as dist
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _full_state_dict(engine, stage: int, rank: int) -> dict | None:
+    """fp32 weights of the whole model on rank 0 (all ranks must call: ZeRO-3 gathers)."""
+    model = engine.module
+    if stage == 3:
+        import deepspeed
+        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+            return {k: v.detach().float().clone() for k, v in model.state_dict().items()} if rank == 0 else None
+    return {k: v.detach().float().clone() for k, v in model.state_dict().items()} if rank == 0 else None
+
+
+def _gathered(engine, stage: int):
+    """Context that makes full parameters visible to code that reads weights directly (generation)."""
+    import contextlib
+    if stage == 3:
+        import deepspeed
+        return deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None)
+    return contextlib.nullcontext()
+
+
+def train_loop_per_worker(config: dict) -> None:
+    import deepspeed
+    import ray.train
+    from ray.train import Checkpoint
+
+    from layoutray.artifact import export_artifact, read_artifact
+    from layoutray.config import config_from_dict
+    from layoutray.evaluation import evaluate_batches
+    from layoutray.model import build_model
+    from layoutray.pipeline import BadRowReport, iter_local_batches, iter_torch_batches
+    from layoutray.schedules import lr_lambda_from_config
+    from layoutray.tokenizer import LayoutTokenizer
+
+    cfg = config_from_dict(config["run_config"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, int(config["threads_per_worker"])))
+    torch.manual_seed(cfg.training.seed + rank)
+    run_dir = Path(config["run_dir"])
+    stage = cfg.deepspeed.zero_stage
+
+    model = build_model(cfg)
+    if config.get("init_from"):
+        sd, _, _ = read_artifact(config["init_from"])
+        model.load_state_dict(sd)
+    tokenizer = LayoutTokenizer(bins=cfg.model.coord_bins)
+
+    steps_per_epoch = config["steps_per_epoch"]  # optimizer steps (global batches) per epoch
+    total_steps = max(1, steps_per_epoch * cfg.training.epochs)
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.training.weight_decay),
+                                  lr=cfg.training.learning_rate, betas=(0.9, 0.98), eps=1e-8)
+    lr_fn = lr_lambda_from_config(cfg.schedule, total_steps)
+    engine, _, _, scheduler = deepspeed.initialize(
+        model=model, optimizer=optimizer, config=_ds_config(config, world),
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_fn))
+
+    state = {"epoch": 0, "best_val_loss": math.inf, "bad_epochs": 0, "samples": 0, "restarts": 0}
+    ckpt = ray.train.get_checkpoint()
+    if ckpt:
+        with ckpt.as_directory() as d:
+            _, client = engine.load_checkpoint(d, tag=CKPT_TAG)
+        state.update(client["state"])
+        state["restarts"] += 1
+        if rank == 0:
+            print(f"[layoutray] resumed from checkpoint after epoch {state['epoch']}", flush=True)
+
+    train_shard = ray.train.get_dataset_shard("train")
+    val_shard = ray.train.get_dataset_shard("val")
+    micro = config["micro_batch"]
+    max_steps = cfg.training.max_steps_per_epoch
+    writer = None
+    if rank == 0:
+        from torch.utils.tensorboard import SummaryWriter
+        writer = SummaryWriter(str(run_dir / "tensorboard"))
+    history = run_dir / "metrics.jsonl"
+
+    while state["epoch"] < cfg.training.epochs:
+        epoch = state["epoch"] + 1
+        t0 = time.perf_counter()
+        engine.train()
+        report = BadRowReport()
+        it = iter(iter_torch_batches(train_shard, micro, drop_last=True, report=report,
+                                     max_bad_fraction=cfg.data.max_bad_fraction,
+                                     local_shuffle_buffer_size=256, local_shuffle_seed=cfg.training.seed + epoch))
+        loss_sum, loss_n, samples, micro_steps = 0.0, 0, 0, 0
+        while True:
+            batch = next(it, None)
+            if not _all_have(batch is not None, world):
+                break
+            tokens = batch["tokens"]
+            logits = engine(batch["image"], batch["has_image"], batch["spec"], tokens[:, :-1])
+            loss = engine.module.loss(logits, tokens[:, 1:], cfg.training.label_smoothing)
+            engine.backward(loss)
+            engine.step()
+            loss_sum, loss_n = loss_sum + float(loss), loss_n + 1
+            samples += tokens.shape[0]
+            micro_steps += 1
+            if max_steps and micro_steps >= max_steps * engine.gradient_accumulation_steps():
+                break
+        if batch is not None:
+            for _ in it:  # drain so the shard's pass finishes and the bad-row check runs
+                pass
+        train_secs = time.perf_counter() - t0
+        train_loss, samples_all = _all_sum([loss_sum / max(1, loss_n), float(samples)], world)
+        train_loss /= world
+
+        # Validation: loss/accuracy over this rank's val shard, summed over ranks; generated
+        # metrics on a fixed subset that every rank scores identically (ZeRO-3 needs all ranks).
+        vs = evaluate_batches(engine.module, tokenizer, iter_torch_batches(val_shard, 32),
+                              max_elements=cfg.model.max_elements, modes=(), generate_limit=0)
+        tot = _all_sum([vs["loss"] * vs["examples"], vs["token_accuracy"] * vs["examples"], vs["examples"]], world)
+        val_loss, val_acc = tot[0] / max(1, tot[2]), tot[1] / max(1, tot[2])
+        gen = {}
+        if cfg.validation.generate_examples and epoch % cfg.validation.every_epochs == 0:
+            with _gathered(engine, stage):
+                gen = evaluate_batches(engine.module, tokenizer,
+                                       iter_local_batches(config["data_dir"], "val", cfg, 32, train=False),
+                                       max_elements=cfg.model.max_elements, modes=("both",),
+                                       generate_limit=cfg.validation.generate_examples)
+        state["samples"] += int(samples_all)
+        improved = val_loss < state["best_val_loss"] - cfg.validation.min_delta
+        if improved:
+            state["best_val_loss"], state["bad_epochs"] = val_loss, 0
+        else:
+            state["bad_epochs"] += 1
+        state["epoch"] = epoch
+        stop = state["bad_epochs"] >= cfg.validation.patience
+        epoch_secs = time.perf_counter() - t0
+        metrics = {
+            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_token_accuracy": val_acc,
+            "lr": scheduler.get_last_lr()[0], "samples_per_s": samples_all / max(train_secs, 1e-9),
+            "epoch_seconds": epoch_secs, "global_step": engine.global_steps,
+            "batch_size": engine.train_batch_size(), "bad_rows": report.bad_rows,
+            "best_val_loss": state["best_val_loss"], "restarts": state["restarts"], "early_stop": stop,
+        }
+        for k in ("element_f1@0.5", "element_f1@0.75", "mean_iou", "alignment", "overlap", "validity"):
+            if k in gen:
+                metrics[f"val_{k}"] = gen[k]
+
+        with tempfile.TemporaryDirectory() as d:
+            engine.save_checkpoint(d, tag=CKPT_TAG, client_state={"state": dict(state)})
+            sd = _full_state_dict(engine, stage, rank)
+            if rank == 0:
+                export_artifact(sd, cfg, Path(d) / "model", metadata={"epoch": epoch, "val_loss": val_loss})
+                with open(history, "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+                for k, v in metrics.items():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        writer.add_scalar(k, v, epoch)
+                writer.flush()
+                left = (cfg.training.epochs - epoch) * epoch_secs
+                gen_s = (f"  F1@0.5 {metrics['val_element_f1@0.5']:.3f}  mIoU {metrics['val_mean_iou']:.3f}"
+                         if "val_element_f1@0.5" in metrics else "")
+                print(f"[layoutray] epoch {epoch}/{cfg.training.epochs}  train {train_loss:.4f}  "
+                      f"val {val_loss:.4f}  acc {val_acc:.3f}{gen_s}  {metrics['samples_per_s']:.0f} samples/s  "
+                      f"{epoch_secs:.1f}s  ~{left / 60:.1f} min left" + ("  (early stop)" if stop else ""),
+                      flush=True)
+            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
+        if stop:
+            break
+    if writer:
+        writer.close()

@@ -1,0 +1,163 @@
+"""The training driver: resolve the config, build the Ray datasets and the TorchTrainer,
+run it, export the serving artifact and score it on the test split.
+
+    layoutray train --data sections --phase auto
+    python -m trainables.train --data sections --phase phase1 --set training.epochs=5
+    ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- \
+        python -m trainables.train --data /mnt/data/sections --output /mnt/runs
+
+A run directory `<output>/<name>/` holds Ray Train's checkpoints, `metrics.jsonl`,
+`tensorboard/`, `config.yaml`, the exported `model/` and `metrics.json` (test split).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from layoutray.config import REPO_ROOT, ConfigError, RunConfig, choose_phase, dump_yaml, load_config
+from layoutray.dataset import count_examples
+
+
+def resolve_config(data_dir: str, phase: str = "auto", config_path: str | None = None,
+                   overrides: list[str] = ()) -> tuple[RunConfig, str]:
+    """(config, why this phase)."""
+    counts = count_examples(data_dir)
+    if config_path:
+        return load_config(config_path, overrides), f"config file {config_path}"
+    if phase == "auto":
+        choice = choose_phase(sum(counts.values()))
+        return load_config(phase=choice.phase, overrides=overrides), choice.reason
+    return load_config(phase=phase, overrides=overrides), "chosen with --phase"
+
+
+def _init_ray(address: str | None, cfg: RunConfig) -> None:
+    import ray
+    if ray.is_initialized():
+        return
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address or os.environ["RAY_ADDRESS"])
+        return
+    # A local instance: give Ray one more logical CPU than the workers reserve, or Ray Data's
+    # read tasks wait forever for a CPU (shared/notes/ray-2.60.md).
+    need = max(1, cfg.scaling.num_workers) * cfg.scaling.cpus_per_worker + 2
+    ray.init(num_cpus=max(int(math.ceil(need)), os.cpu_count() or 1), include_dashboard=True,
+             dashboard_host="127.0.0.1")
+
+
+def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs", *, resume: bool = False,
+                 init_from: str | None = None, address: str | None = None, callbacks: list | None = None,
+                 evaluate_test: bool = True) -> dict:
+    """Train, export `model/`, evaluate on test. Returns a summary dict."""
+    import ray
+    import ray.train
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from layoutray.pipeline import build_dataset
+
+    data_dir = str(Path(data_dir).resolve())
+    storage = Path(output).resolve()
+    run_dir = storage / name
+    if run_dir.exists() and any(run_dir.glob("checkpoint_*")) and not resume:
+        raise ConfigError("--name", f"run '{name}' already exists in {storage}; pass --resume to continue it "
+                                    f"or choose another --name")
+    if resume and not run_dir.exists():
+        raise ConfigError("--name", f"nothing to resume: {run_dir} does not exist")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+
+    counts = count_examples(data_dir)
+    workers = max(1, cfg.scaling.num_workers)
+    micro = cfg.micro_batch_size
+    per_step = cfg.training.batch_size
+    steps_per_epoch = max(1, counts["train"] // per_step)
+    if cfg.training.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.training.max_steps_per_epoch)
+
+    _init_ray(address, cfg)
+    import ray.data
+    ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch bars drown the progress lines
+    seed = cfg.training.seed
+    datasets = {"train": build_dataset(data_dir, "train", cfg, train=True, seed=seed),
+                "val": build_dataset(data_dir, "val", cfg, train=False, seed=seed)}
+    loop_config = {
+        "run_config": cfg.to_dict(), "data_dir": data_dir, "run_dir": str(run_dir),
+        "repo_root": str(REPO_ROOT), "micro_batch": micro, "steps_per_epoch": steps_per_epoch,
+        "threads_per_worker": max(1, int(cfg.scaling.cpus_per_worker)), "init_from": init_from,
+        "deepspeed": {"zero_stage": cfg.deepspeed.zero_stage, "precision": cfg.deepspeed.precision,
+                      "offload_optimizer": cfg.deepspeed.offload_optimizer},
+        "training": {"batch_size": cfg.training.batch_size, "grad_clip": cfg.training.grad_clip},
+    }
+    resources = {"CPU": cfg.scaling.cpus_per_worker}
+    if cfg.scaling.use_gpu:
+        resources["GPU"] = cfg.scaling.gpus_per_worker
+    from trainables.loop import train_loop_per_worker
+
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=cfg.scaling.use_gpu,
+                                     resources_per_worker=resources),
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train", "val"]),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=str(storage), callbacks=callbacks or [],
+            failure_config=FailureConfig(max_failures=cfg.checkpoint.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep,
+                                               checkpoint_score_attribute="val_loss",
+                                               checkpoint_score_order="min")),
+    )
+    t0 = time.time()
+    result = trainer.fit()
+    train_secs = time.time() - t0
+    if result.error:
+        raise result.error
+
+    best = result.get_best_checkpoint(metric="val_loss", mode="min") or result.checkpoint
+    model_dir = run_dir / "model"
+    with best.as_directory() as d:
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        shutil.copytree(Path(d) / "model", model_dir)
+    summary = {"run_dir": str(run_dir), "model": str(model_dir), "phase": cfg.phase,
+               "train_seconds": round(train_secs, 1), "best_checkpoint": best.path,
+               "last_epoch_metrics": result.metrics}
+    if evaluate_test and counts.get("test"):
+        from layoutray.evaluation import evaluate_artifact
+        test = evaluate_artifact(str(model_dir), data_dir, "test")
+        (run_dir / "metrics.json").write_text(json.dumps(test, indent=2) + "\n")
+        summary["test_metrics"] = str(run_dir / "metrics.json")
+        summary["test"] = test
+    return summary
+
+
+def cmd_train(args) -> int:
+    cfg, why = resolve_config(args.data, args.phase, args.config, args.overrides)
+    name = args.name or f"{cfg.phase}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume and not args.name:
+        raise ConfigError("--name", "--resume needs the --name of the run to continue")
+    print(f"[layoutray] {cfg.phase} ({why}); run '{name}' in {Path(args.output).resolve()}", flush=True)
+    summary = run_training(cfg, args.data, name, args.output, resume=args.resume,
+                           init_from=args.init_from, address=args.address)
+    from layoutray.evaluation import format_metrics
+    if "test" in summary:
+        print("[layoutray] test split:\n" + format_metrics(summary["test"]))
+    print(f"[layoutray] model: {summary['model']}")
+    print(f"[layoutray] metrics history: {summary['run_dir']}/metrics.jsonl; "
+          f"TensorBoard: {summary['run_dir']}/tensorboard")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from layoutray.cli import build_parser, main as cli_main
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
