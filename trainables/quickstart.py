@@ -1,0 +1,112 @@
+"""The main job (`make run`): synthetic sections -> validation and preview -> Phase 1
+training on a local Ray instance -> evaluation on the test split -> one prediction
+rendered to PNG -> a summary of where everything went.
+
+The phase config is the seed's Phase 1 (configs/phases/phase1.yaml). To fit a 2-core
+machine in about 20 minutes the quickstart overrides only the budget-bound values
+(QUICKSTART_OVERRIDES below); pass --set to change any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+# Measured on a 2-core machine (README, "The main job"): a larger batch with a matching
+# learning rate learns more per second of CPU than the seed's batch of 4, and a fixed
+# epoch budget keeps the whole job inside 20 minutes.
+QUICKSTART_OVERRIDES = [
+    "training.epochs=12",
+    "training.batch_size=16",
+    "training.learning_rate=5.0e-4",
+    "training.dropout=0.1",
+    "scaling.cpus_per_worker=2",
+    "validation.generate_examples=64",
+]
+
+
+def _step(msg: str) -> float:
+    print(f"\n== {msg}", flush=True)
+    return time.perf_counter()
+
+
+def cmd_quickstart(args) -> int:
+    from layoutray.dataset import read_manifest
+    from layoutray.render import cmd_preview
+    from layoutray.synth import synthesize
+    from layoutray.validate import format_report, validate_dataset
+    from trainables.train import resolve_config, run_training
+
+    out = Path(args.out).resolve()
+    data = out.parent / f"{out.name}-data"
+    t_all = time.perf_counter()
+
+    t = _step(f"1/5 synthetic sections: {args.examples} examples -> {data}")
+    try:
+        m = read_manifest(data)
+        reuse = m.get("total") == args.examples and (m.get("generator") or {}).get("seed") == 0
+    except Exception:
+        reuse = False
+    if reuse:
+        print("   reusing the dataset made by an earlier run (same size and seed)")
+    else:
+        shutil.rmtree(data, ignore_errors=True)
+        synthesize(data, args.examples, seed=0)
+    print(f"   {time.perf_counter() - t:.1f}s")
+
+    _step("2/5 validate and preview")
+    report = validate_dataset(data, max_elements=16)
+    print(format_report(report))
+    if report.get("bad_rows", 0):
+        print("error: the synthetic dataset has bad rows; see the report above")
+        return 1
+    out.mkdir(parents=True, exist_ok=True)
+    preview = out / "preview.png"
+
+    class _A:  # the preview handler takes CLI-shaped arguments
+        dir, split, count = str(data), "train", 16
+    _A.out = str(preview)
+    cmd_preview(_A)
+
+    t = _step("3/5 Phase 1 training on a local Ray instance (Ray Train + DeepSpeed ZeRO-0, CPU)")
+    cfg, why = resolve_config(str(data), "auto", None, QUICKSTART_OVERRIDES + list(args.overrides))
+    print(f"   {cfg.phase}: {why}; overrides: {' '.join(QUICKSTART_OVERRIDES + list(args.overrides))}")
+    for stale in list(out.glob("checkpoint_*")) + [out / "metrics.jsonl", out / "tensorboard", out / "model"]:
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    (out / "checkpoint_manager_snapshot.json").unlink(missing_ok=True)
+    summary = run_training(cfg, str(data), out.name, str(out.parent))
+    print(f"   trained in {summary['train_seconds']:.0f}s")
+
+    _step("4/5 evaluation on the test split")
+    from layoutray.evaluation import format_metrics
+    print(format_metrics(summary["test"]))
+
+    _step("5/5 one prediction, rendered")
+    from layoutray.predict import cmd_predict
+    from layoutray.render import read_rows
+    row = read_rows(data, "test", 1)[0]
+    wire = out / "prediction_input.png"
+    wire.write_bytes(row["image"])
+
+    class _P:
+        model, image, section = summary["model"], str(wire), row["section_type"]
+        elements = ",".join(e["type"] for e in row["elements"])
+        samples, temperature, top_p, seed = 1, 0.0, 1.0, 0
+        canvas = f"{row['canvas_width']}x{row['canvas_height']}"
+        out, render = str(out / "prediction.json"), str(out / "prediction.png")
+    cmd_predict(_P)
+
+    m = summary["test"]
+    print(f"\n== done in {(time.perf_counter() - t_all) / 60:.1f} min")
+    print(f"   dataset        {data}")
+    print(f"   preview        {preview}")
+    print(f"   run directory  {out}  (checkpoints, metrics.jsonl, tensorboard/)")
+    print(f"   model          {summary['model']}  (serve it: configs/serve.yaml)")
+    print(f"   test metrics   {out / 'metrics.json'}: F1@0.5 {m['element_f1@0.5']:.3f}, "
+          f"mean IoU {m['mean_iou']:.3f}, validity {m['validity']:.3f}")
+    print(f"   prediction     {_P.out} and {_P.render}")
+    (out / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "test"},
+                                                 indent=2, default=str) + "\n")
+    return 0
