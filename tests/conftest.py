@@ -29,3 +29,11 @@ def ray_local():
              log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
+
+
+# Property tests check behaviour, not speed: on a loaded 2-core CI machine hypothesis's
+# default 200 ms deadline would fail tests for reasons that have nothing to do with them.
+from hypothesis import settings as _hypothesis_settings  # noqa: E402
+
+_hypothesis_settings.register_profile("layoutray", deadline=None)
+_hypothesis_settings.load_profile("layoutray")

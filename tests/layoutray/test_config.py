@@ -1,0 +1,292 @@
+"""Every config file under configs/ loads and validates; bad configs name file, key and what
+is allowed; --set overrides; dump_yaml round trip; the auto-phase thresholds, both through
+choose_phase and through `layoutray config show --dataset DIR --json` on real datasets.
+
+configs/serve.yaml only gets a shape check here: tests/serving validates it deeply
+(deployments, user_config fields) against the Serve application that reads it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from layoutray import config as C
+from layoutray.cli import main as cli_main
+from layoutray.config import ConfigError, choose_phase, dump_yaml, load_config, load_thresholds
+from layoutray.dataset import write_split
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs"
+PHASE1 = CONFIGS / "phases" / "phase1.yaml"
+PARAM_RANGES = {"phase1": (2.0e6, 4.5e6), "phase2": (8e6, 13e6), "phase3": (20e6, 35e6), "phase4": (50e6, 80e6)}
+
+
+# ---------------------------------------------------------------------------- the shipped files
+
+
+@pytest.mark.parametrize("phase", C.PHASES)
+def test_phase_yaml_loads_by_name_and_by_path(phase):
+    by_name = load_config(phase=phase)
+    by_path = load_config(CONFIGS / "phases" / f"{phase}.yaml")
+    assert by_name.phase == phase and by_name.to_dict() == by_path.to_dict()
+    assert by_name.model.d_model % by_name.model.n_heads == 0
+    assert (CONFIGS / "deepspeed" / f"zero{by_name.deepspeed.zero_stage}.yaml").is_file()
+
+
+def test_thresholds_yaml():
+    rows = load_thresholds()
+    assert rows == [("phase1", 2000), ("phase2", 4999), ("phase3", 9999), ("phase4", None)]
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "deepspeed").glob("*.yaml")), ids=lambda p: p.name)
+def test_deepspeed_templates_parse(path):
+    tree = yaml.safe_load(path.read_text())
+    assert isinstance(tree, dict) and "zero_optimization" in tree
+    assert tree["zero_optimization"]["stage"] == int(path.stem.removeprefix("zero"))
+    # Batch sizes, clipping and precision come from the phase config, never from the template.
+    assert not {"train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps"} & set(tree)
+
+
+def test_all_four_zero_stages_have_templates():
+    assert sorted(p.name for p in (CONFIGS / "deepspeed").glob("*.yaml")) == [f"zero{i}.yaml" for i in range(4)]
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_sweep_files_parse_and_validate(path):
+    from trainables.sweep import load_sweep
+    tree = yaml.safe_load(path.read_text())
+    assert isinstance(tree, dict) and tree
+    load_sweep(path)
+
+
+def test_serve_yaml_shape():
+    # Deep validation (deployments, user_config) lives in tests/serving.
+    tree = yaml.safe_load((CONFIGS / "serve.yaml").read_text())
+    assert {"http_options", "applications"} <= set(tree)
+    app = tree["applications"][0]
+    assert {"name", "import_path", "deployments"} <= set(app)
+    assert app["import_path"] == "serving.app:app"
+
+
+def test_every_yaml_under_configs_is_covered():
+    covered = {CONFIGS / "serve.yaml", *(CONFIGS / "phases").glob("*.yaml"), *(CONFIGS / "deepspeed").glob("*.yaml"),
+               *(CONFIGS / "sweeps").glob("*.yaml")}
+    every = set(CONFIGS.rglob("*.yaml")) | set(CONFIGS.rglob("*.yml"))
+    assert every <= covered, f"config files no test checks: {sorted(map(str, every - covered))}"
+
+
+# ---------------------------------------------------------------------------- bad files
+
+
+def _write_variant(tmp_path, edit) -> Path:
+    tree = yaml.safe_load(PHASE1.read_text())
+    edit(tree)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+BAD = {
+    "unknown key": (lambda t: t["model"].update(d_modle=64), "model.d_modle", ["unknown key", "d_model", "n_heads"]),
+    "unknown section": (lambda t: t.update(optimiser={"lr": 1}), "optimiser", ["unknown key", "training"]),
+    "wrong type": (lambda t: t["training"].update(epochs="five"), "training.epochs", ["an integer", "'five'"]),
+    "bool is not int": (lambda t: t["training"].update(epochs=True), "training.epochs", ["an integer"]),
+    "section not mapping": (lambda t: t.update(model=3), "model", ["mapping", "d_model"]),
+    "out of range": (lambda t: t["training"].update(dropout=0.95), "training.dropout", ["0.95", "[0.0, 0.9]"]),
+    "lr open range": (lambda t: t["training"].update(learning_rate=0.0), "training.learning_rate", ["(0.0, 1.0]"]),
+    "bad literal": (lambda t: t["deepspeed"].update(zero_stage=4), "deepspeed.zero_stage", ["4", "0, 1, 2, 3"]),
+    "bad literal str": (lambda t: t["deepspeed"].update(precision="fp16"), "deepspeed.precision",
+                        ["'fp16'", "'fp32'", "'bf16'"]),
+    "bad phase": (lambda t: t.update(phase="phase9"), "phase", ["'phase9'", "'phase1'", "'phase4'"]),
+    "d_model vs heads": (lambda t: t["model"].update(d_model=130), "model.d_model",
+                         ["multiple of model.n_heads (4)", "130"]),
+    "nested range": (lambda t: t["data"]["augment"].update(mirror_p=2.0), "data.augment.mirror_p", ["[0.0, 1.0]"]),
+    "task mix sum": (lambda t: t["training"]["task_mix"].update(both=0.9), "training.task_mix", ["summing to 1.0"]),
+    "batch vs workers": (lambda t: t["scaling"].update(num_workers=3), "training.batch_size",
+                         ["multiple of scaling.num_workers (3)"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
+def test_bad_yaml_names_file_key_and_allowed(tmp_path, case):
+    edit, key, fragments = BAD[case]
+    path = _write_variant(tmp_path, edit)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    msg = str(e.value)
+    assert e.value.key == key, msg
+    assert str(path) in msg and f"'{key}'" in msg, msg
+    for frag in fragments:
+        assert frag in msg, f"{frag!r} not in {msg!r}"
+
+
+def test_unparseable_and_non_mapping_files(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as e:
+        load_config(broken)
+    assert str(broken) in str(e.value)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping at the top level"):
+        load_config(listy)
+    with pytest.raises(ConfigError, match="file not found") as e:
+        load_config(tmp_path / "missing.yaml")
+    assert "missing.yaml" in str(e.value)
+    with pytest.raises(ConfigError, match="phase1, phase2, phase3, phase4"):
+        load_config(phase="phase7")
+
+
+@pytest.mark.parametrize("rows, key", [
+    ([{"phase": "phase1", "max_examples": 10}, {"phase": "phase2", "max_examples": 5},
+      {"phase": "phase3", "max_examples": None}], "phases[1].max_examples"),
+    ([{"phase": "phase1", "max_examples": 10}, {"phase": "phase2", "max_examples": 20}], "phases[1].max_examples"),
+    ([{"phase": "phase5", "max_examples": None}], "phases[0].phase"),
+    ([{"phase": "phase1"}], "phases[0]"),
+    ([], "phases"),
+])
+def test_bad_thresholds_file(tmp_path, rows, key):
+    path = tmp_path / "thresholds.yaml"
+    path.write_text(yaml.safe_dump({"phases": rows}))
+    with pytest.raises(ConfigError) as e:
+        load_thresholds(path)
+    assert e.value.key == key and str(path) in str(e.value)
+
+
+# ---------------------------------------------------------------------------- --set
+
+
+def test_set_overrides_are_typed_by_yaml():
+    cfg = load_config(phase="phase1", overrides=[
+        "training.epochs=7", "training.learning_rate=3e-4", "scaling.use_gpu=true", "scaling.gpus_per_worker=1",
+        "deepspeed.precision=bf16", "training.task_mix={image_only: 0.5, spec_only: 0.0, both: 0.5}",
+        "training.dropout=0", "validation.min_delta=1e-3"])
+    assert cfg.training.epochs == 7 and isinstance(cfg.training.epochs, int)
+    assert cfg.training.learning_rate == pytest.approx(3e-4)
+    assert cfg.scaling.use_gpu is True and cfg.scaling.gpus_per_worker == 1.0
+    assert cfg.deepspeed.precision == "bf16"
+    assert (cfg.training.task_mix.image_only, cfg.training.task_mix.spec_only) == (0.5, 0.0)
+    assert isinstance(cfg.training.dropout, float) and cfg.validation.min_delta == pytest.approx(1e-3)
+    # Later overrides win; the file is untouched.
+    assert load_config(phase="phase1", overrides=["training.epochs=2", "training.epochs=3"]).training.epochs == 3
+    assert load_config(phase="phase1").training.epochs == 100
+
+
+@pytest.mark.parametrize("item, key, fragments", [
+    ("model.d_modle=64", "model.d_modle", ["--set", "unknown key", "d_model"]),
+    ("training.epochs=five", "training.epochs", ["--set training.epochs=five", "an integer"]),
+    ("training.epochs=0", "training.epochs", ["--set", "[1, inf]"]),
+    ("deepspeed.zero_stage=5", "deepspeed.zero_stage", ["--set", "0, 1, 2, 3"]),
+    ("training.epochs.inner=1", "training.epochs.inner", ["--set", "not a section"]),
+    ("training.epochs", "training.epochs", ["--set", "key=value"]),
+])
+def test_bad_set_override_names_set_and_key(item, key, fragments):
+    with pytest.raises(ConfigError) as e:
+        load_config(phase="phase1", overrides=[item])
+    msg = str(e.value)
+    assert e.value.key == key and f"'{key}'" in msg, msg
+    for frag in fragments:
+        assert frag in msg, f"{frag!r} not in {msg!r}"
+
+
+def test_cli_set_error_exits_2_naming_the_key(capsys):
+    assert cli_main(["config", "show", "--phase", "phase1", "--set", "model.n_heads=3"]) == 2
+    err = capsys.readouterr().err
+    assert "model.d_model" in err and "--set model.n_heads=3" in err and "multiple of model.n_heads (3)" in err
+
+
+# ---------------------------------------------------------------------------- round trip
+
+
+@pytest.mark.parametrize("phase", C.PHASES)
+def test_dump_yaml_round_trip(tmp_path, phase):
+    cfg = load_config(phase=phase, overrides=["training.epochs=3", "training.learning_rate=2e-4",
+                                              "deepspeed.zero_stage=2", "schedule.batch=phi"])
+    path = tmp_path / "dumped.yaml"
+    path.write_text(dump_yaml(cfg))
+    again = load_config(path)
+    assert again == cfg
+    assert dump_yaml(again) == dump_yaml(cfg)
+    assert C.config_from_dict(cfg.to_dict()) == cfg
+
+
+# ---------------------------------------------------------------------------- auto phase
+
+
+SIZES = [(1, "phase1"), (2000, "phase1"), (2001, "phase2"), (4999, "phase2"), (5000, "phase3"),
+         (9999, "phase3"), (10000, "phase4")]
+
+
+@pytest.mark.parametrize("examples, phase", SIZES)
+def test_choose_phase_boundaries(examples, phase):
+    choice = choose_phase(examples)
+    assert choice.phase == phase and choice.examples == examples
+    assert f"{examples:,}" in choice.reason and phase in choice.reason
+    nxt = {"phase1": ("phase2", 2001), "phase2": ("phase3", 5000), "phase3": ("phase4", 10000),
+           "phase4": (None, None)}[phase]
+    assert choice.next_phase == nxt[0]
+    assert choice.examples_to_next == (None if nxt[1] is None else nxt[1] - examples)
+
+
+def _tiny_rows(n: int, start: int):
+    el = [{"type": "heading", "x": 0.1, "y": 0.1, "w": 0.5, "h": 0.1}]
+    for i in range(start, start + n):
+        yield {"id": f"t{i}", "section_type": "hero", "canvas_width": 1440, "canvas_height": 800,
+               "image": None, "elements": el}
+
+
+@pytest.fixture(scope="module")
+def sized_datasets(tmp_path_factory):
+    """One real dataset directory per size, split 80/10/10 over several shards (tiny rows)."""
+    out = {}
+    for n, _ in SIZES[1:]:
+        root = tmp_path_factory.mktemp(f"ds{n}")
+        train, val = int(n * 0.8), int(n * 0.1)
+        write_split(root, "train", _tiny_rows(train, 0), shard_rows=3000)
+        write_split(root, "val", _tiny_rows(val, train), shard_rows=3000)
+        write_split(root, "test", _tiny_rows(n - train - val, train + val), shard_rows=3000)
+        out[n] = root
+    return out
+
+
+@pytest.mark.parametrize("examples, phase", SIZES[1:])
+def test_config_show_dataset_json(sized_datasets, capsys, examples, phase):
+    assert cli_main(["config", "show", "--dataset", str(sized_datasets[examples]), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["examples"] == examples and out["phase"] == phase
+    assert out["config"]["phase"] == phase
+    assert phase in out["reason"]
+    lo, hi = PARAM_RANGES[phase]
+    assert lo <= out["parameters"] <= hi
+
+
+def test_config_show_dataset_via_console_script(sized_datasets):
+    """The real `layoutray` command, in its own process, at the 5,000 boundary."""
+    exe = Path(sys.executable).parent / "layoutray"
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "layoutray.cli"]
+    p = subprocess.run(cmd + ["config", "show", "--dataset", str(sized_datasets[5000]), "--json"],
+                       capture_output=True, text=True, timeout=120, cwd=REPO,
+                       env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert (out["phase"], out["examples"], out["next_phase"], out["examples_to_next_phase"]) == \
+        ("phase3", 5000, "phase4", 5000)
+
+
+def test_config_show_bad_dataset(tmp_path, capsys):
+    assert cli_main(["config", "show", "--dataset", str(tmp_path), "--json"]) == 2
+    assert str(tmp_path) in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("phase", C.PHASES)
+def test_config_show_phase_parameters_in_seed_ranges(capsys, phase):
+    assert cli_main(["config", "show", "--phase", phase, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    lo, hi = PARAM_RANGES[phase]
+    assert out["phase"] == phase and lo <= out["parameters"] <= hi, out["parameters"]
+    assert out["config"] == load_config(phase=phase).to_dict()

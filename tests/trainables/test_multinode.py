@@ -1,0 +1,140 @@
+"""Multi-node, simulated with ray.cluster_utils.Cluster: a head and two worker nodes on this
+machine. Training with 2 workers lands one worker on each node, checkpoints to shared storage
+(a local directory every "node" sees), and survives a node removed mid-run through the
+failure policy. This module owns its cluster: it does not use the `ray_local` fixture.
+
+run_training has no knob for ScalingConfig.placement_strategy, so spreading is forced by
+resources: each worker asks for 1.5 CPUs, the head has 1 CPU (left to Ray Data and the
+controller) and each worker node has 2, so no node can hold two workers and the head none.
+Where the workers ran is checked from the actors' node ids.
+"""
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import free_port
+from layoutray.config import load_config
+from layoutray.synth import synthesize
+
+TINY = ["model.d_model=32", "model.n_heads=2", "model.n_layers=1", "model.patch_size=32",
+        "model.image_height=64", "model.image_width=96", "training.batch_size=4",
+        "validation.generate_examples=0", "training.max_steps_per_epoch=2",
+        "scaling.num_workers=2", "scaling.cpus_per_worker=1.5", "checkpoint.max_failures=3"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    import ray
+    from ray.cluster_utils import Cluster
+
+    ray.shutdown()
+    c = Cluster(initialize_head=True, connect=True, head_node_args={
+        "num_cpus": 1, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": free_port()})
+    c.add_node(num_cpus=2, resources={"node_a": 1})
+    c.add_node(num_cpus=2, resources={"node_b": 1})
+    c.wait_for_nodes()
+    yield c
+    ray.shutdown()
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sections")
+    synthesize(d, 80, seed=7, shard_rows=40)
+    return str(d)
+
+
+def rows(run_dir) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+
+def registered_checkpoints(run_dir) -> int:
+    """Checkpoints the Train controller has registered (its snapshot in the run directory).
+    A checkpoint_* directory alone is not enough: it exists once uploaded, before the
+    controller has taken the report, and a kill in between loses it."""
+    try:
+        snap = json.loads((Path(run_dir) / "checkpoint_manager_snapshot.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+    return len(snap.get("checkpoint_results", []))
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def worker_nodes() -> dict[str, str]:
+    """{actor_id: node_id} of the ALIVE Ray Train workers."""
+    import ray
+    from ray.util.state import list_actors
+    return {a.actor_id: a.node_id for a in list_actors(
+        address=ray.get_runtime_context().gcs_address,
+        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")], timeout=30)}
+
+
+def run_in_thread(fn):
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["summary"] = fn()
+        except BaseException as e:
+            outcome["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    return t, outcome
+
+
+def test_spread_training_and_node_loss(cluster, data_dir, tmp_path):
+    from trainables.train import run_training
+
+    epochs = 4
+    cfg = load_config(phase="phase1", overrides=TINY + [f"training.epochs={epochs}"])
+    run_dir = tmp_path / "spread"
+    thread, outcome = run_in_thread(lambda: run_training(cfg, data_dir, "spread", str(tmp_path),
+                                                         evaluate_test=False))
+
+    # Two workers, on two different nodes, neither on the head.
+    placed = wait_for(lambda: (w := worker_nodes()) and len(w) == 2 and w, 600, "two ALIVE RayTrainWorkers")
+    head_id = cluster.head_node.node_id
+    assert len(set(placed.values())) == 2 and head_id not in placed.values(), placed
+
+    # Checkpoints land in the shared storage path (storage_path = tmp dir every node sees).
+    wait_for(lambda: registered_checkpoints(run_dir) >= 1 or "error" in outcome, 600,
+             "the first checkpoint registered in the shared storage path")
+    assert any(run_dir.glob("checkpoint_*/model"))
+    assert "error" not in outcome, outcome.get("error")
+
+    # Remove the node of one worker, then bring up a replacement so the group can be rebuilt.
+    victim_node_id = next(iter(placed.values()))
+    victim = next(n for n in cluster.worker_nodes if n.node_id == victim_node_id)
+    rows_at_loss = len(rows(run_dir))
+    assert rows_at_loss < epochs and thread.is_alive(), "the run finished before the node was removed"
+    cluster.remove_node(victim, allow_graceful=False)
+    cluster.add_node(num_cpus=2, resources={"node_c": 1})
+
+    thread.join(timeout=900)
+    assert not thread.is_alive(), "training did not finish within 15 minutes of the node loss"
+    assert "error" not in outcome, f"run failed after the node loss: {outcome.get('error')!r}"
+
+    history = rows(run_dir)
+    seen = [r["epoch"] for r in history]
+    assert sorted(set(seen)) == list(range(1, epochs + 1)) and seen[-1] == epochs, seen
+    after = history[rows_at_loss:]
+    assert after and all(r["restarts"] >= 1 for r in after), history
+    assert (run_dir / "model" / "config.yaml").is_file()

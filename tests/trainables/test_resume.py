@@ -1,0 +1,139 @@
+"""Resume: a real worker process killed mid-run (FailureConfig restarts the group from the
+last checkpoint), and `--resume` continuing a stopped run by name."""
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from layoutray.config import load_config
+from layoutray.synth import synthesize
+
+TINY = ["model.d_model=32", "model.n_heads=2", "model.n_layers=1", "model.patch_size=32",
+        "model.image_height=64", "model.image_width=96", "training.batch_size=4",
+        "validation.generate_examples=0", "training.max_steps_per_epoch=2",
+        "scaling.num_workers=2", "scaling.cpus_per_worker=1", "checkpoint.max_failures=2"]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sections")
+    synthesize(d, 80, seed=5, shard_rows=40)
+    return str(d)
+
+
+def rows(run_dir) -> list[dict]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def registered_checkpoints(run_dir) -> int:
+    """Checkpoints the Train controller has registered (its snapshot in the run directory).
+    A checkpoint_* directory alone is not enough: it exists once uploaded, before the
+    controller has taken the report, and a kill in between loses it."""
+    try:
+        snap = json.loads((Path(run_dir) / "checkpoint_manager_snapshot.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+    return len(snap.get("checkpoint_results", []))
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def alive_train_workers():
+    import ray
+    from ray.util.state import list_actors
+    # Ray Train V2's worker actor class (ray/train/v2/_internal/execution/worker_group/worker.py).
+    return list_actors(address=ray.get_runtime_context().gcs_address,
+        filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")], timeout=30)
+
+
+def test_killed_worker_resumes_from_last_checkpoint(ray_local, data_dir, tmp_path):
+    from trainables.train import run_training
+
+    epochs = 4
+    cfg = load_config(phase="phase1", overrides=TINY + [f"training.epochs={epochs}"])
+    run_dir = tmp_path / "killed"
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["summary"] = run_training(cfg, data_dir, "killed", str(tmp_path), evaluate_test=False)
+        except BaseException as e:  # surfaced by the assertions below
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    # Wait until the controller has registered a checkpoint, so the rebuilt group has one to
+    # continue from (rows are written just before the checkpoint is reported).
+    wait_for(lambda: registered_checkpoints(run_dir) >= 1 or "error" in outcome, 600,
+             "the first registered checkpoint")
+    assert "error" not in outcome, outcome.get("error")
+
+    workers = wait_for(alive_train_workers, 60, "an ALIVE RayTrainWorker")
+    victim = workers[0]
+    rows_at_kill = len(rows(run_dir))
+    os.kill(victim.pid, signal.SIGKILL)
+    assert rows_at_kill < epochs and thread.is_alive(), "the run finished before the kill landed"
+
+    thread.join(timeout=900)
+    assert not thread.is_alive(), "training did not finish within 15 minutes of the kill"
+    assert "error" not in outcome, f"run failed after the kill: {outcome.get('error')!r}"
+
+    history = rows(run_dir)
+    epochs_seen = [r["epoch"] for r in history]
+    # Every epoch is present and the run ended at the configured one. An epoch in flight at the
+    # kill may be written twice (its row lands before its checkpoint is reported), never skipped.
+    assert sorted(set(epochs_seen)) == list(range(1, epochs + 1)), epochs_seen
+    assert epochs_seen[-1] == epochs and epochs_seen == sorted(epochs_seen), epochs_seen
+    restarted = [i for i, r in enumerate(history) if r["restarts"] >= 1]
+    assert restarted, f"no row after the kill has restarts >= 1: {history}"
+    first = restarted[0]
+    assert first >= rows_at_kill and restarted == list(range(first, len(history))), history
+    # It continued from a checkpoint instead of starting over at epoch 1.
+    assert history[first]["epoch"] >= 2 and history[first]["epoch"] <= history[first - 1]["epoch"] + 1, epochs_seen
+    assert history[first]["global_step"] > history[0]["global_step"]
+    assert (run_dir / "model").is_dir()
+    # The killed process really is gone: the group was rebuilt with new worker processes.
+    assert victim.pid not in {a.pid for a in alive_train_workers()}
+
+
+def test_resume_continues_a_stopped_run_by_name(ray_local, data_dir, tmp_path):
+    from trainables.train import run_training
+
+    run_training(load_config(phase="phase1", overrides=TINY + ["training.epochs=2"]),
+                 data_dir, "resumable", str(tmp_path), evaluate_test=False)
+    assert [r["epoch"] for r in rows(tmp_path / "resumable")] == [1, 2]
+
+    cfg4 = load_config(phase="phase1", overrides=TINY + ["training.epochs=4"])
+    run_training(cfg4, data_dir, "resumable", str(tmp_path), resume=True, evaluate_test=False)
+    history = rows(tmp_path / "resumable")
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4], "epochs 1-2 rerun or an epoch missing"
+    assert [r["restarts"] for r in history[:2]] == [0, 0]
+    assert history[2]["restarts"] >= 1 and history[3]["restarts"] >= 1
+    assert history[2]["global_step"] > history[1]["global_step"]  # optimizer state carried over
+
+
+def test_resume_without_a_run_is_refused(tmp_path, data_dir):
+    from layoutray.config import ConfigError
+    from trainables.train import run_training
+
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        run_training(load_config(phase="phase1", overrides=TINY), data_dir, "never-ran", str(tmp_path),
+                     resume=True)
