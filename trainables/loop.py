@@ -67,24 +67,71 @@ def _all_sum(values: list[float], world: int) -> list[float]:
 
 def _full_state_dict(engine, stage: int, rank: int) -> dict | None:
     """fp32 weights of the whole model on rank 0 (all ranks must call: ZeRO-3 gathers)."""
-    model = engine.module
-    if stage == 3:
-        import deepspeed
-        with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
-            return {k: v.detach().float().clone() for k, v in model.state_dict().items()} if rank == 0 else None
-    return {k: v.detach().float().clone() for k, v in model.state_dict().items()} if rank == 0 else None
-
-
-def _gathered(engine, stage: int):
-    """Context that makes full parameters visible to code that reads weights directly (generation)."""
     import contextlib
+    model = engine.module
+    gather = contextlib.nullcontext()
     if stage == 3:
         import deepspeed
-        return deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None)
-    return contextlib.nullcontext()
+        gather = deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+    with gather:
+        return {k: v.detach().float().clone() for k, v in model.state_dict().items()} if rank == 0 else None
+
+
+def _trim_history(path: Path, last_epoch: int) -> None:
+    """Drop metrics rows of epochs after the checkpoint being resumed: they are about to run again."""
+    if not path.exists():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["epoch"] <= last_epoch]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+def planned_total_steps(schedule, base_batch: int, steps_per_epoch: int, epochs: int, capped: bool,
+                        micro: int, world: int) -> int:
+    """Optimizer steps the LR, batch and regularisation schedules span.
+
+    With the phi batch schedule later phases take bigger steps, so the same samples need fewer
+    of them: P equal parts of T steps at batch b_k see sum(T/P * b_k) samples, hence
+    T = P * samples / sum(b_k). When max_steps_per_epoch caps the epoch, the cap decides.
+    """
+    from layoutray.schedules import phi_batch_size
+    steps = max(1, steps_per_epoch * epochs)
+    if schedule.batch != "phi" or capped or schedule.batch_phases <= 1:
+        return steps
+    sizes = [phi_batch_size(base_batch, k, schedule.max_batch_size, micro * world)
+             for k in range(schedule.batch_phases)]
+    return max(1, round(steps * base_batch * schedule.batch_phases / sum(sizes)))
+
+
+def _apply_schedules(engine, cfg, step: int, total: int, micro: int, world: int, base_wd: list[float]) -> dict:
+    """Batch size (gradient accumulation), dropout and weight decay for optimizer step `step`.
+
+    Pure functions of the step, so a resumed run (DeepSpeed restores global_steps) continues
+    the same schedule.
+    """
+    from layoutray.model import set_dropout
+    from layoutray.schedules import batch_schedule, phase_settings_at, regularization_at
+    sch = cfg.schedule
+    out = {}
+    if sch.batch == "phi":
+        size = batch_schedule(step, total, cfg.training.batch_size, sch.batch_phases, sch.max_batch_size, micro, world)
+        if size != engine.train_batch_size():
+            engine.set_train_batch_size(size)
+    if sch.regularization == "phi" or sch.phi_phases:
+        dropout, wd_scale = regularization_at(step, total, cfg.training.dropout, 1.0, sch.regularization,
+                                              sch.batch_phases)
+        if sch.phi_phases:
+            dropout *= phase_settings_at(step, total).dropout
+        set_dropout(engine.module, dropout)
+        for group, wd in zip(engine.optimizer.param_groups, base_wd):
+            group["weight_decay"] = wd * wd_scale
+        out = {"dropout": dropout, "weight_decay": base_wd[0] * wd_scale}
+    return out
 
 
 def train_loop_per_worker(config: dict) -> None:
+    import itertools
+
     import deepspeed
     import ray.train
     from ray.train import Checkpoint
@@ -104,6 +151,7 @@ def train_loop_per_worker(config: dict) -> None:
     torch.manual_seed(cfg.training.seed + rank)
     run_dir = Path(config["run_dir"])
     stage = cfg.deepspeed.zero_stage
+    micro = config["micro_batch"]
 
     model = build_model(cfg)
     if config.get("init_from"):
@@ -112,9 +160,12 @@ def train_loop_per_worker(config: dict) -> None:
     tokenizer = LayoutTokenizer(bins=cfg.model.coord_bins)
 
     steps_per_epoch = config["steps_per_epoch"]  # optimizer steps (global batches) per epoch
-    total_steps = max(1, steps_per_epoch * cfg.training.epochs)
+    max_steps = cfg.training.max_steps_per_epoch
+    total_steps = planned_total_steps(cfg.schedule, cfg.training.batch_size, steps_per_epoch, cfg.training.epochs,
+                                      bool(max_steps), micro, world)
     optimizer = torch.optim.AdamW(_param_groups(model, cfg.training.weight_decay),
                                   lr=cfg.training.learning_rate, betas=(0.9, 0.98), eps=1e-8)
+    base_wd = [g["weight_decay"] for g in optimizer.param_groups]
     lr_fn = lr_lambda_from_config(cfg.schedule, total_steps)
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, config=_ds_config(config, world),
@@ -128,12 +179,14 @@ def train_loop_per_worker(config: dict) -> None:
         state.update(client["state"])
         state["restarts"] += 1
         if rank == 0:
-            print(f"[layoutray] resumed from checkpoint after epoch {state['epoch']}", flush=True)
+            print(f"[layoutray] resumed from checkpoint after epoch {state['epoch']} "
+                  f"(step {engine.global_steps})", flush=True)
+    if rank == 0:  # rows of epochs that will run again (none on a fresh start) go
+        _trim_history(run_dir / "metrics.jsonl", state["epoch"])
+    live = _apply_schedules(engine, cfg, engine.global_steps, total_steps, micro, world, base_wd)
 
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
-    micro = config["micro_batch"]
-    max_steps = cfg.training.max_steps_per_epoch
     writer = None
     if rank == 0:
         from torch.utils.tensorboard import SummaryWriter
@@ -148,7 +201,7 @@ def train_loop_per_worker(config: dict) -> None:
         it = iter(iter_torch_batches(train_shard, micro, drop_last=True, report=report,
                                      max_bad_fraction=cfg.data.max_bad_fraction,
                                      local_shuffle_buffer_size=256, local_shuffle_seed=cfg.training.seed + epoch))
-        loss_sum, loss_n, samples, micro_steps = 0.0, 0, 0, 0
+        loss_sum, loss_n, samples, first_step = 0.0, 0, 0, engine.global_steps
         while True:
             batch = next(it, None)
             if not _all_have(batch is not None, world):
@@ -157,32 +210,26 @@ def train_loop_per_worker(config: dict) -> None:
             logits = engine(batch["image"], batch["has_image"], batch["spec"], tokens[:, :-1])
             loss = engine.module.loss(logits, tokens[:, 1:], cfg.training.label_smoothing)
             engine.backward(loss)
+            step_before = engine.global_steps
             engine.step()
             loss_sum, loss_n = loss_sum + float(loss), loss_n + 1
             samples += tokens.shape[0]
-            micro_steps += 1
-            if max_steps and micro_steps >= max_steps * engine.gradient_accumulation_steps():
-                break
+            if engine.global_steps != step_before:  # an optimizer step happened: next step's settings
+                live = _apply_schedules(engine, cfg, engine.global_steps, total_steps, micro, world, base_wd)
+                if max_steps and engine.global_steps - first_step >= max_steps:
+                    break
+        train_secs = time.perf_counter() - t0
         if batch is not None:
             for _ in it:  # drain so the shard's pass finishes and the bad-row check runs
                 pass
-        train_secs = time.perf_counter() - t0
         train_loss, samples_all = _all_sum([loss_sum / max(1, loss_n), float(samples)], world)
         train_loss /= world
 
-        # Validation: loss/accuracy over this rank's val shard, summed over ranks; generated
-        # metrics on a fixed subset that every rank scores identically (ZeRO-3 needs all ranks).
+        # Validation loss/accuracy over this rank's val shard, summed over ranks.
         vs = evaluate_batches(engine.module, tokenizer, iter_torch_batches(val_shard, 32),
                               max_elements=cfg.model.max_elements, modes=(), generate_limit=0)
         tot = _all_sum([vs["loss"] * vs["examples"], vs["token_accuracy"] * vs["examples"], vs["examples"]], world)
         val_loss, val_acc = tot[0] / max(1, tot[2]), tot[1] / max(1, tot[2])
-        gen = {}
-        if cfg.validation.generate_examples and epoch % cfg.validation.every_epochs == 0:
-            with _gathered(engine, stage):
-                gen = evaluate_batches(engine.module, tokenizer,
-                                       iter_local_batches(config["data_dir"], "val", cfg, 32, train=False),
-                                       max_elements=cfg.model.max_elements, modes=("both",),
-                                       generate_limit=cfg.validation.generate_examples)
         state["samples"] += int(samples_all)
         improved = val_loss < state["best_val_loss"] - cfg.validation.min_delta
         if improved:
@@ -191,29 +238,35 @@ def train_loop_per_worker(config: dict) -> None:
             state["bad_epochs"] += 1
         state["epoch"] = epoch
         stop = state["bad_epochs"] >= cfg.validation.patience
-        epoch_secs = time.perf_counter() - t0
         metrics = {
             "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_token_accuracy": val_acc,
             "lr": scheduler.get_last_lr()[0], "samples_per_s": samples_all / max(train_secs, 1e-9),
-            "epoch_seconds": epoch_secs, "global_step": engine.global_steps,
-            "batch_size": engine.train_batch_size(), "bad_rows": report.bad_rows,
-            "best_val_loss": state["best_val_loss"], "restarts": state["restarts"], "early_stop": stop,
+            "global_step": engine.global_steps, "batch_size": engine.train_batch_size(),
+            "bad_rows": report.bad_rows, "best_val_loss": state["best_val_loss"], "restarts": state["restarts"],
+            "early_stop": stop, **live,
         }
-        for k in ("element_f1@0.5", "element_f1@0.75", "mean_iou", "alignment", "overlap", "validity"):
-            if k in gen:
-                metrics[f"val_{k}"] = gen[k]
 
         with tempfile.TemporaryDirectory() as d:
             engine.save_checkpoint(d, tag=CKPT_TAG, client_state={"state": dict(state)})
-            sd = _full_state_dict(engine, stage, rank)
+            sd = _full_state_dict(engine, stage, rank)  # collective under ZeRO-3
             if rank == 0:
+                # Generated-layout metrics on a fixed validation subset, from a plain copy of the
+                # consolidated weights: generation reads weights directly, which ZeRO-3 shards.
+                if cfg.validation.generate_examples and epoch % cfg.validation.every_epochs == 0:
+                    plain = build_model(cfg, dropout=0.0)
+                    plain.load_state_dict(sd)
+                    n_batches = math.ceil(cfg.validation.generate_examples / 32)
+                    gen = evaluate_batches(
+                        plain, tokenizer,
+                        itertools.islice(iter_local_batches(config["data_dir"], "val", cfg, 32, train=False), n_batches),
+                        max_elements=cfg.model.max_elements, modes=("both",),
+                        generate_limit=cfg.validation.generate_examples)
+                    for k in ("element_f1@0.5", "element_f1@0.75", "mean_iou", "alignment", "overlap", "validity"):
+                        if k in gen:
+                            metrics[f"val_{k}"] = gen[k]
                 export_artifact(sd, cfg, Path(d) / "model", metadata={"epoch": epoch, "val_loss": val_loss})
-                with open(history, "a") as f:
-                    f.write(json.dumps(metrics) + "\n")
-                for k, v in metrics.items():
-                    if isinstance(v, (int, float)) and not isinstance(v, bool):
-                        writer.add_scalar(k, v, epoch)
-                writer.flush()
+                epoch_secs = time.perf_counter() - t0
+                metrics["epoch_seconds"] = epoch_secs
                 left = (cfg.training.epochs - epoch) * epoch_secs
                 gen_s = (f"  F1@0.5 {metrics['val_element_f1@0.5']:.3f}  mIoU {metrics['val_mean_iou']:.3f}"
                          if "val_element_f1@0.5" in metrics else "")
@@ -221,6 +274,15 @@ def train_loop_per_worker(config: dict) -> None:
                       f"val {val_loss:.4f}  acc {val_acc:.3f}{gen_s}  {metrics['samples_per_s']:.0f} samples/s  "
                       f"{epoch_secs:.1f}s  ~{left / 60:.1f} min left" + ("  (early stop)" if stop else ""),
                       flush=True)
+            if rank == 0:
+                # Written before the report so a crash cannot lose an epoch; a resumed run drops
+                # rows past its checkpoint (see _trim_history), so none is kept twice.
+                with open(history, "a") as f:
+                    f.write(json.dumps(metrics) + "\n")
+                for k, v in metrics.items():
+                    if isinstance(v, (int, float)) and not isinstance(v, bool):
+                        writer.add_scalar(k, v, epoch)
+                writer.flush()
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
         if stop:
             break
