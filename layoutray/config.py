@@ -207,9 +207,21 @@ class ScheduleConfig:
     batch_phases: int = 3
     regularization: Literal["constant", "phi"] = "constant"
     phi_phases: bool = False  # 38.2% exploration / 61.8% exploitation split
+    # Multipliers in each phase when phi_phases is on (docs/schedules.md). Default: explore with
+    # the configured augmentation and dropout, exploit with both cut by 1/phi; the LR multiplier
+    # stays 1.0 so that a phase split never confounds an LR-schedule comparison.
+    explore_augmentation: float = 1.0
+    explore_dropout: float = 1.0
+    explore_lr: float = 1.0
+    exploit_augmentation: float = 0.6180339887498949
+    exploit_dropout: float = 0.6180339887498949
+    exploit_lr: float = 1.0
     sampler: Literal["uniform", "phi"] = "uniform"
 
     def __post_init__(self):
+        for key in ("explore_augmentation", "explore_dropout", "explore_lr",
+                    "exploit_augmentation", "exploit_dropout", "exploit_lr"):
+            _in_range(f"schedule.{key}", getattr(self, key), 0.0, 10.0)
         _in_range("schedule.warmup_fraction", self.warmup_fraction, 0.0, 1.0)
         _in_range("schedule.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
         _in_range("schedule.max_batch_size", self.max_batch_size, 0)

@@ -33,26 +33,48 @@ of a pass, a bad fraction above `max_bad_fraction` raises `DataQualityError` nam
 shard with the most bad rows; with `expected_rows` (from Parquet footers) the error is
 raised as soon as the count alone exceeds the allowance. The per-batch tallies are also
 in every yielded batch as `bad_counts`, and the report object is filled in place.
+
+Phi sampler (`schedule.sampler = "phi"`, training only). Difficulty is a row's element
+count, bucketed by `schedules.DEFAULT_DIFFICULTY_EDGES`. The driver reads only the list
+lengths of `elements` (one leaf column, no images) to get each bucket's share s_b of the
+split, and `schedules.phi_repeat_rates` turns the shares into rates w_b / s_b. The map step
+then emits every *valid* row k ~ Poisson(rate of its bucket) times (k from the row's own
+generator, so it changes every epoch), each copy with its own task and augmentation draw.
+Bucket b is then an expected w_b (`phi_bucket_weights`) of the epoch, and the epoch's
+expected size is the split's row count. Resampling happens after validation, so a bad row
+is counted once whatever its k. The accounting counts *source* rows: every output row has
+`seen` (1 for a row's first copy, 0 for further copies; accounting rows carry the number
+of rows drawn 0 times), so a report's `rows` still equals the rows read from the shards
+and `expected_rows` keeps working.
+
+Training phases (`schedule.phi_phases`, training only): augmentation strength is
+`data.strength` times `phase_settings_at(epoch, training.epochs).augmentation`, epoch being
+the execution index (plus `build_dataset(epoch_offset=...)`): 1.0 in exploration (the
+first int(epochs / phi^2) epochs), 1/phi in exploitation (see docs/schedules.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from layoutray.augment import AugmentParams, augment
 from layoutray.config import RunConfig, config_from_dict
 from layoutray.dataset import DatasetError, shard_paths
 from layoutray.imaging import ImageError, decode_png, to_model_array
+from layoutray.schedules import (DEFAULT_DIFFICULTY_EDGES, difficulty_bucket, phase_settings_at,
+                                 phase_settings_from_config, phi_repeat_rates)
 from layoutray.tokenizer import NULL, PAD, Box, LayoutTokenizer
 from layoutray.vocab import ELEMENT_INDEX, SECTION_INDEX
 
@@ -154,16 +176,33 @@ def _num_rows(batch: Any) -> int:
 # ---------------------------------------------------------------------------- preprocessing
 
 
+def augment_strength(cfg: RunConfig, epoch: int) -> float:
+    """data.strength, times the training phase's augmentation multiplier with schedule.phi_phases
+    (phase of 0-based `epoch` out of training.epochs; see schedules.PHASE_DEFAULTS)."""
+    strength = cfg.data.strength
+    if cfg.schedule.phi_phases:
+        strength *= phase_settings_at(epoch, cfg.training.epochs,
+                                      phase_settings_from_config(cfg.schedule)).augmentation
+    return strength
+
+
 def preprocess_batch(batch: Any, cfg: RunConfig | dict, *, train: bool, seed: int = 0,
-                     epoch: int = 0) -> dict[str, np.ndarray]:
+                     epoch: int = 0, repeat_rates: Sequence[float] | None = None,
+                     edges: tuple[int, ...] = DEFAULT_DIFFICULTY_EDGES) -> dict[str, np.ndarray]:
     """Rows of dataset.SCHEMA (+ optional "path") -> model-ready numpy columns.
 
-    Output columns (N good rows, then one accounting row per shard with bad rows):
+    With `repeat_rates` (training; one rate per difficulty bucket of `edges`, from
+    `sampling_rates`) each valid row appears k ~ Poisson(rate of its bucket) times, every
+    copy with its own task and augmentation draw; bad rows are counted once regardless.
+
+    Output columns (N good rows, then one accounting row per shard with bad or unsampled rows):
       image float16 [N, C, H, W] (ink 1, paper 0; zeros when has_image is false)
       has_image bool [N]; task int8 [N] (index into TASKS); n_elements int32 [N]
       tokens int32 [N, max_seq_len], tok_len int32 [N]   (PAD after tok_len)
       spec int32 [N, max_spec_len], spec_len int32 [N]  (PAD after spec_len)
       id str [N]; shard str [N]; valid bool [N]; bad int32 [N, len(REASONS)]
+      seen int32 [N]: source rows this row stands for in a BadRowReport (1 for a row's
+        first copy, 0 for its repeats; on an accounting row, the rows sampled 0 times)
     """
     cfg = as_config(cfg)
     m = cfg.model
@@ -174,13 +213,22 @@ def preprocess_batch(batch: Any, cfg: RunConfig | dict, *, train: bool, seed: in
     missing = [c for c, v in cols.items() if v is None]
     if missing:
         raise DatasetError(f"{paths[0] if n else '<batch>'}: missing column(s) {', '.join(missing)}")
-    params = AugmentParams.from_config(cfg.data) if train else None
+    params = None
+    if train:
+        data = cfg.data
+        strength = augment_strength(cfg, epoch)
+        if strength != data.strength:
+            data = dataclasses.replace(data, strength=strength)
+        params = AugmentParams.from_config(data)
+    if repeat_rates is not None and len(repeat_rates) != len(edges) + 1:
+        raise ValueError(f"{len(repeat_rates)} repeat rates for {len(edges) + 1} difficulty buckets")
     mix = cfg.training.task_mix
     mix_p = np.array([mix.image_only, mix.spec_only, mix.both], dtype=np.float64)
     mix_p = mix_p / mix_p.sum()
 
     good: list[tuple] = []
     tallies: dict[str, np.ndarray] = {}
+    unsampled: Counter = Counter()  # shard -> valid rows drawn 0 times by the sampler
     for i in range(n):
         shard = str(paths[i])
         try:
@@ -192,23 +240,40 @@ def preprocess_batch(batch: Any, cfg: RunConfig | dict, *, train: bool, seed: in
         except Exception:  # a row shaped wrong in a way the schema allows (e.g. null fields)
             tallies.setdefault(shard, np.zeros(len(REASONS), np.int32))[REASON_INDEX["malformed_row"]] += 1
             continue
-        task_rng, aug_rng = row_rng(seed, cols["id"][i], epoch).spawn(2)
-        if img is None:
-            task = SPEC_ONLY
-        elif train:
-            task = int(task_rng.choice(3, p=mix_p))
-        else:
-            task = BOTH  # evaluation is deterministic: the richest input available
-        array = to_model_array(img, m.image_height, m.image_width, m.image_channels) \
-            if task != SPEC_ONLY else None
-        if train:
-            array, boxes = augment(array, boxes, aug_rng, params)
-        tokens = tok.encode_layout(boxes)
-        spec = [NULL] if task == IMAGE_ONLY else tok.encode_spec(cols["section_type"][i],
-                                                                 [b.type for b in boxes])
-        good.append((array, task, tokens, spec, len(boxes), str(cols["id"][i]), shard))
+        rng = row_rng(seed, cols["id"][i], epoch)
+        copies = [rng.spawn(2)]  # (task, augmentation) generators of the first copy
+        if repeat_rates is not None:
+            # Children 0, 1 above are what the uniform path draws from; the count is child 2
+            # and further copies take 3, 4, then 5, 6 ...
+            k = int(rng.spawn(1)[0].poisson(repeat_rates[difficulty_bucket(len(boxes), edges)]))
+            if k == 0:
+                unsampled[shard] += 1
+                continue
+            copies += [rng.spawn(2) for _ in range(k - 1)]
+        model_array = None
+        for c, (task_rng, aug_rng) in enumerate(copies):
+            if img is None:
+                task = SPEC_ONLY
+            elif train:
+                task = int(task_rng.choice(3, p=mix_p))
+            else:
+                task = BOTH  # evaluation is deterministic: the richest input available
+            array = None
+            if task != SPEC_ONLY:
+                if model_array is None:
+                    model_array = to_model_array(img, m.image_height, m.image_width, m.image_channels)
+                array = model_array
+            row_boxes = boxes
+            if train:
+                array, row_boxes = augment(array, boxes, aug_rng, params)  # copies the array
+            tokens = tok.encode_layout(row_boxes)
+            spec = [NULL] if task == IMAGE_ONLY else tok.encode_spec(cols["section_type"][i],
+                                                                     [b.type for b in row_boxes])
+            good.append((array, task, tokens, spec, len(row_boxes), str(cols["id"][i]), shard,
+                         1 if c == 0 else 0))
 
-    rows = len(good) + len(tallies)
+    accounting = list(tallies) + [s for s in unsampled if s not in tallies]
+    rows = len(good) + len(accounting)
     out = {
         "image": np.zeros((rows, m.image_channels, m.image_height, m.image_width), np.float16),
         "has_image": np.zeros(rows, bool),
@@ -220,9 +285,10 @@ def preprocess_batch(batch: Any, cfg: RunConfig | dict, *, train: bool, seed: in
         "spec_len": np.zeros(rows, np.int32),
         "valid": np.zeros(rows, bool),
         "bad": np.zeros((rows, len(REASONS)), np.int32),
+        "seen": np.zeros(rows, np.int32),
     }
     ids, shards = [], []
-    for r, (array, task, tokens, spec, n_el, row_id, shard) in enumerate(good):
+    for r, (array, task, tokens, spec, n_el, row_id, shard, seen) in enumerate(good):
         if array is not None:
             out["image"][r] = array
             out["has_image"][r] = True
@@ -233,10 +299,13 @@ def preprocess_batch(batch: Any, cfg: RunConfig | dict, *, train: bool, seed: in
         out["spec"][r, :len(spec)] = spec
         out["spec_len"][r] = len(spec)
         out["valid"][r] = True
+        out["seen"][r] = seen
         ids.append(row_id)
         shards.append(shard)
-    for r, (shard, counts) in enumerate(tallies.items(), start=len(good)):
-        out["bad"][r] = counts
+    for r, shard in enumerate(accounting, start=len(good)):
+        if shard in tallies:
+            out["bad"][r] = tallies[shard]
+        out["seen"][r] = unsampled[shard]
         ids.append("")
         shards.append(shard)
     out["id"] = np.array(ids, dtype=object)
@@ -258,14 +327,18 @@ def _execution_index() -> int:
 
 
 class Preprocessor:
-    """`map_batches` callable: builds the config once per actor, epoch from Ray Data."""
+    """`map_batches` callable: builds the config once per actor, epoch from Ray Data
+    (plus `epoch_offset`, for a run that resumes with a freshly built dataset)."""
 
-    def __init__(self, cfg: dict, train: bool, seed: int):
+    def __init__(self, cfg: dict, train: bool, seed: int, repeat_rates: list[float] | None = None,
+                 epoch_offset: int = 0):
         self.cfg, self.train, self.seed = as_config(cfg), train, seed
+        self.repeat_rates, self.epoch_offset = repeat_rates, epoch_offset
 
     def __call__(self, batch: Any) -> dict[str, np.ndarray]:
         return preprocess_batch(batch, self.cfg, train=self.train, seed=self.seed,
-                                epoch=_execution_index())
+                                epoch=self.epoch_offset + _execution_index(),
+                                repeat_rates=self.repeat_rates)
 
 
 # ---------------------------------------------------------------------------- shards
@@ -287,6 +360,36 @@ def check_shards(paths: list[Path]) -> int:
     return rows
 
 
+def difficulty_counts(paths: Iterable[Path], edges: tuple[int, ...] = DEFAULT_DIFFICULTY_EDGES) -> list[int]:
+    """Rows per difficulty bucket (element count, `schedules.difficulty_bucket`) over shards.
+
+    Reads one leaf of the `elements` lists (their lengths are all it needs): no images, so
+    it costs a small fraction of a pass. A null list counts as 0 elements. Every row counts,
+    including ones preprocessing will reject, so the shares are off by at most the bad share.
+    """
+    counts = np.zeros(len(edges) + 1, np.int64)
+    for path in paths:
+        try:
+            f = pq.ParquetFile(path)
+            leaf = next((f.schema.column(i).path for i in range(f.metadata.num_columns)
+                         if f.schema.column(i).path.startswith("elements.")), "elements")
+            for rb in f.iter_batches(batch_size=65536, columns=[leaf]):
+                n = pc.list_value_length(rb.column(0)).fill_null(0).to_numpy(zero_copy_only=False)
+                counts += np.bincount(np.searchsorted(edges, n, side="right"), minlength=len(counts))
+        except (OSError, pa.ArrowException) as e:
+            raise DatasetError(f"{path}: unreadable Parquet shard ({type(e).__name__}: {e})") from None
+    return counts.tolist()
+
+
+def sampling_rates(cfg: RunConfig, paths: Iterable[Path], train: bool) -> list[float] | None:
+    """Per-bucket repeat rates for preprocess_batch: None (every row once) unless training
+    with schedule.sampler == "phi" (see `schedules.phi_repeat_rates`)."""
+    if not train or cfg.schedule.sampler != "phi":
+        return None
+    counts = difficulty_counts(paths)
+    return phi_repeat_rates(counts) if sum(counts) else None
+
+
 def split_shards(root: str | Path, split: str) -> tuple[list[Path], int]:
     paths = shard_paths(root, split)
     if not paths:
@@ -295,23 +398,28 @@ def split_shards(root: str | Path, split: str) -> tuple[list[Path], int]:
 
 
 def build_dataset(root: str | Path, split: str, cfg: RunConfig | dict, *, train: bool,
-                  seed: int = 0, num_cpus: float = 1.0):
+                  seed: int = 0, num_cpus: float = 1.0, epoch_offset: int = 0):
     """A streaming Ray Dataset of preprocessed rows (never materialised).
 
     Raises DatasetError naming the file when a shard's footer is unreadable. Consume
-    with `iter_torch_batches`; the dataset's row count is in `split_shards(...)[1]`.
+    with `iter_torch_batches`; the dataset's row count is in `split_shards(...)[1]` (with
+    the phi sampler that is the expected count of a pass; the BadRowReport still counts
+    exactly the source rows). `epoch_offset` is added to Ray Data's execution index (the
+    epoch seen by augmentation, the sampler and the training phases), for a resumed run.
     """
     import ray.data
     from ray.data import ActorPoolStrategy, FileShuffleConfig
 
     cfg = as_config(cfg)
     paths, _ = split_shards(root, split)
+    rates = sampling_rates(cfg, paths, train)
     ds = ray.data.read_parquet(
         [str(p) for p in paths], include_paths=True,
         # A fixed integer seed would replay one order; this reseeds per execution.
         shuffle=FileShuffleConfig(seed=seed, reseed_after_execution=True) if train else None)
     ds = ds.map_batches(
-        Preprocessor, fn_constructor_kwargs={"cfg": cfg.to_dict(), "train": train, "seed": seed},
+        Preprocessor, fn_constructor_kwargs={"cfg": cfg.to_dict(), "train": train, "seed": seed,
+                                             "repeat_rates": rates, "epoch_offset": epoch_offset},
         batch_size=MAP_BATCH_ROWS, batch_format="pyarrow", zero_copy_batch=True,
         compute=ActorPoolStrategy(size=cfg.data.preprocess_concurrency), num_cpus=num_cpus)
     # The executor reads the last dataset's context. Small output blocks let the first
@@ -338,8 +446,15 @@ class BadRowReport:
         self.bad.clear()
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
-        valid, shards = batch["valid"], batch["shard"]
-        self.rows.update(str(s) for s in shards[valid])
+        """Count a batch from `preprocess_batch`: source rows (`seen`; without that column,
+        one per valid row) plus the bad rows of its accounting rows."""
+        valid, shards = np.asarray(batch["valid"], dtype=bool), batch["shard"]
+        seen = batch.get("seen")
+        if seen is None:
+            self.rows.update(str(s) for s in shards[valid])
+        else:
+            for i in np.flatnonzero(np.asarray(seen)):
+                self.rows[str(shards[i])] += int(seen[i])
         for i in np.flatnonzero(~valid):
             shard, counts = str(shards[i]), batch["bad"][i]
             self.rows[shard] += int(counts.sum())
@@ -535,10 +650,12 @@ def iter_local_batches(root: str | Path, split: str, cfg: RunConfig | dict, batc
     """The same batches as `iter_torch_batches(build_dataset(...))`, in this process.
 
     No Ray: shards are read with pyarrow, in name order (a per-epoch permutation when
-    `train`). Bad rows are handled with cfg.data.max_bad_fraction over the split.
+    `train`). Bad rows are handled with cfg.data.max_bad_fraction over the split. The phi
+    sampler and training phases apply as in `build_dataset`, with `epoch` as given.
     """
     cfg = as_config(cfg)
     paths, total = split_shards(root, split)
+    rates = sampling_rates(cfg, paths, train)
     if train:
         paths = [paths[i] for i in np.random.default_rng([seed & 0xFFFFFFFF, epoch]).permutation(len(paths))]
     report = report if report is not None else BadRowReport()
@@ -555,6 +672,6 @@ def iter_local_batches(root: str | Path, split: str, cfg: RunConfig | dict, batc
     def raw():
         for path in paths:
             for table in read(path):
-                yield preprocess_batch(table, cfg, train=train, seed=seed, epoch=epoch)
+                yield preprocess_batch(table, cfg, train=train, seed=seed, epoch=epoch, repeat_rates=rates)
 
     yield from _rebatch(raw(), batch_size, drop_last, report, cfg.data.max_bad_fraction, total)

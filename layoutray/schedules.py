@@ -16,7 +16,7 @@ import bisect
 import json
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from layoutray.config import ConfigError
 
@@ -199,7 +199,8 @@ def lr_lambda_from_config(schedule, total_steps: int) -> Callable[[int], float]:
     """lr_lambda for a `config.ScheduleConfig`: warmup = round(warmup_fraction * total_steps)."""
     warmup = round(schedule.warmup_fraction * total_steps)
     kw = {"min_lr_ratio": schedule.min_lr_ratio} if schedule.lr == "warmup_cosine" else {}
-    return lr_lambda(schedule.lr, total_steps, warmup, phi_phases=schedule.phi_phases, **kw)
+    return lr_lambda(schedule.lr, total_steps, warmup, phi_phases=schedule.phi_phases,
+                     phase_settings=phase_settings_from_config(schedule), **kw)
 
 
 # ---------------------------------------------------------------------------- batch size
@@ -284,6 +285,12 @@ PHASE_DEFAULTS: dict[str, PhaseSettings] = {
 }
 
 
+def phase_settings_from_config(schedule) -> dict[str, PhaseSettings]:
+    """The two phases' multipliers from a `config.ScheduleConfig` (schedule.explore_* / exploit_*)."""
+    return {"exploration": PhaseSettings(schedule.explore_augmentation, schedule.explore_dropout, schedule.explore_lr),
+            "exploitation": PhaseSettings(schedule.exploit_augmentation, schedule.exploit_dropout, schedule.exploit_lr)}
+
+
 def phase_settings_at(step: int, total: int, settings: dict[str, PhaseSettings] | None = None) -> PhaseSettings:
     return (settings or PHASE_DEFAULTS)[training_phase(step, total)]
 
@@ -333,6 +340,30 @@ def difficulty_bucket(n_elements: int, edges: tuple[int, ...] = DEFAULT_DIFFICUL
     """Difficulty = element count. `edges` are the ascending lowest counts of buckets 1, 2, ...:
     with (4, 8), 0-3 elements -> 0, 4-7 -> 1, 8+ -> 2 (len(edges) + 1 buckets)."""
     return bisect.bisect_right(list(edges), n_elements)
+
+
+def phi_repeat_rates(shares: Sequence[float], hardest_first: bool = False) -> list[float]:
+    """Expected copies per example of each difficulty bucket for the phi sampler.
+
+    `shares[b]` is bucket b's share of the examples (easy -> hard; normalised here, so counts
+    work too). The target weights are `phi_bucket_weights(len(shares))` restricted to the
+    non-empty buckets and renormalised (an empty bucket's weight goes to the others in
+    proportion). Returns `rate_b = w_b / s_b` (0.0 for an empty bucket): repeating every example
+    of bucket b Poisson(rate_b) times makes bucket b an expected w_b of the epoch, and the
+    epoch's expected size sum_b s_b * rate_b = 1 times the number of examples. Example:
+    shares (0.5, 0.5, 0) -> weights (1/phi, 1/phi^2, 0) -> rates (2/phi, 2/phi^2, 0).
+    """
+    if not shares:
+        raise ValueError("shares must name at least one bucket")
+    if any(not math.isfinite(s) or s < 0 for s in shares):
+        raise ValueError(f"shares must be finite and >= 0; got {list(shares)}")
+    total = float(sum(shares))
+    if total <= 0:
+        raise ValueError("shares are all zero: no examples to sample")
+    s = [x / total for x in shares]
+    w = phi_bucket_weights(len(s), hardest_first)
+    kept = sum(wb for wb, sb in zip(w, s) if sb > 0)
+    return [wb / kept / sb if sb > 0 else 0.0 for wb, sb in zip(w, s)]
 
 
 # ---------------------------------------------------------------------------- `schedule show`

@@ -110,7 +110,8 @@ def _apply_schedules(engine, cfg, step: int, total: int, micro: int, world: int,
     the same schedule.
     """
     from layoutray.model import set_dropout
-    from layoutray.schedules import batch_schedule, phase_settings_at, regularization_at
+    from layoutray.schedules import (batch_schedule, phase_settings_at, phase_settings_from_config,
+                                     regularization_at)
     sch = cfg.schedule
     out = {}
     if sch.batch == "phi":
@@ -121,7 +122,7 @@ def _apply_schedules(engine, cfg, step: int, total: int, micro: int, world: int,
         dropout, wd_scale = regularization_at(step, total, cfg.training.dropout, 1.0, sch.regularization,
                                               sch.batch_phases)
         if sch.phi_phases:
-            dropout *= phase_settings_at(step, total).dropout
+            dropout *= phase_settings_at(step, total, phase_settings_from_config(sch)).dropout
         set_dropout(engine.module, dropout)
         for group, wd in zip(engine.optimizer.param_groups, base_wd):
             group["weight_decay"] = wd * wd_scale

@@ -84,7 +84,12 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
     import ray.data
     ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch bars drown the progress lines
     seed = cfg.training.seed
-    datasets = {"train": build_dataset(data_dir, "train", cfg, train=True, seed=seed),
+    # A resumed run continues the per-epoch augmentation and sampling draws (and the phi phase)
+    # where it stopped instead of replaying epoch 1's.
+    done_epochs = 0
+    if resume and (run_dir / "metrics.jsonl").exists():
+        done_epochs = sum(1 for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip())
+    datasets = {"train": build_dataset(data_dir, "train", cfg, train=True, seed=seed, epoch_offset=done_epochs),
                 "val": build_dataset(data_dir, "val", cfg, train=False, seed=seed)}
     loop_config = {
         "run_config": cfg.to_dict(), "data_dir": data_dir, "run_dir": str(run_dir),

@@ -1,17 +1,23 @@
 """The Ray Data pipeline end to end on tiny PIL-drawn shards (real local Ray, no mocks)."""
 
 import io
+import math
 import shutil
+from collections import Counter
 
+import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
 from PIL import Image, ImageDraw
 
 from layoutray.config import load_config
-from layoutray.dataset import DatasetError, write_manifest, write_split
-from layoutray.pipeline import (REASONS, BadRowReport, DataQualityError, build_dataset,
-                                iter_local_batches, iter_torch_batches)
+from layoutray.dataset import SCHEMA, DatasetError, shard_paths, write_manifest, write_split
+from layoutray.pipeline import (REASONS, BadRowReport, DataQualityError, augment_strength,
+                                build_dataset, difficulty_counts, iter_local_batches,
+                                iter_torch_batches, preprocess_batch)
+from layoutray.schedules import INV_PHI, PHI, phi_bucket_weights, phi_repeat_rates
 from layoutray.tokenizer import PAD
 
 H, W = 192, 320
@@ -179,3 +185,170 @@ def test_damaged_page_behind_a_good_footer_is_named(ray_local, data, cfg):
         for _ in iter_torch_batches(ds, 2):
             pass
     assert "Traceback" not in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+# ---------------------------------------------------------------------------- phi sampler, training phases
+
+
+def grid(n):
+    """n small valid boxes, 8 per line (row() alone goes off the canvas beyond 4)."""
+    return [(0.02 + 0.1 * (k % 8), 0.05 + 0.3 * (k // 8), 0.06, 0.1) for k in range(n)]
+
+
+SAMPLER_ROWS = 3000
+SAMPLER_ELEMENTS = (2, 5, 9)  # one per difficulty bucket (1-3, 4-7, 8+)
+SAMPLER_SHARES = (0.6, 0.3, 0.1)
+
+
+@pytest.fixture(scope="module")
+def sampler_data(tmp_path_factory):
+    """3,000 spec-only rows (no PNG work), 60/30/10% in the three difficulty buckets,
+    interleaved so every shard has all three."""
+    root = tmp_path_factory.mktemp("sampler")
+    pattern = [0] * 6 + [1] * 3 + [2]
+    bucket = {f"r{i}": pattern[i % 10] for i in range(SAMPLER_ROWS)}
+    rows = [row(i, rects=grid(SAMPLER_ELEMENTS[bucket[f"r{i}"]]), image=False) for i in range(SAMPLER_ROWS)]
+    write_manifest(root, write_split(root, "train", rows, shard_rows=500))
+    return root, bucket
+
+
+def emitted_ids(ds, report=None):
+    ids = []
+    for b in ds.iter_batches(batch_format="numpy", batch_size=512):
+        if report is not None:
+            report.add(b)
+        ids += [str(i) for i, ok in zip(b["id"], b["valid"]) if ok]
+    return ids
+
+
+def test_phi_repeat_rates_hand_computed():
+    # 1 + 1/phi + 1/phi^2 = 2, so phi_bucket_weights(3) = (1/2, 1/(2 phi), 1/(2 phi^2)).
+    # shares (1/4, 1/4, 1/2): rates w/s = (2, 2/phi, 1/phi^2)
+    assert phi_repeat_rates([0.25, 0.25, 0.5]) == pytest.approx([2.0, 2 / PHI, 1 / PHI ** 2], rel=1e-12)
+    assert phi_repeat_rates([1, 1, 2]) == pytest.approx([2.0, 2 / PHI, 1 / PHI ** 2], rel=1e-12)  # counts
+    # empty hardest bucket: weights renormalised over the rest, 1/2 : 1/(2 phi) -> 1/phi : 1/phi^2
+    assert phi_repeat_rates([0.5, 0.5, 0.0]) == pytest.approx([2 / PHI, 2 / PHI ** 2, 0.0], rel=1e-12)
+    # empty middle bucket: 1/2 and 1/(2 phi^2) renormalised by their sum 1/2 + 1/(2 phi^2)
+    kept = 0.5 + 0.5 / PHI ** 2
+    assert phi_repeat_rates([0.5, 0.0, 0.5]) == pytest.approx([1 / kept, 0.0, 1 / PHI ** 2 / kept], rel=1e-12)
+    assert phi_repeat_rates([0.0, 0.0, 3.0]) == [0.0, 0.0, 1.0]
+    assert phi_repeat_rates([0.25, 0.25, 0.5], hardest_first=True) == pytest.approx(
+        [2 / PHI ** 2, 2 / PHI, 1.0], rel=1e-12)
+    # an epoch keeps its expected size: sum_b s_b * rate_b = 1
+    for shares in ([0.6, 0.3, 0.1], [0.05, 0.9, 0.05], [0.7, 0.0, 0.3]):
+        assert sum(s * r for s, r in zip(shares, phi_repeat_rates(shares))) == pytest.approx(1.0)
+    for bad in ([], [0, 0, 0], [0.5, -0.1, 0.6], [float("nan"), 1.0]):
+        with pytest.raises(ValueError):
+            phi_repeat_rates(bad)
+
+
+def small_cfg(*overrides):
+    """phase1 with 32 x 32 model images: every output row carries an image array (zeros for
+    spec-only rows), and at 192 x 320 3,000 rows would move 370 MB through the object store."""
+    return load_config(phase="phase1", overrides=["model.image_height=32", "model.image_width=32",
+                                                  "model.patch_size=32", *overrides])
+
+
+def test_phi_sampler_realises_golden_ratio_bucket_shares(ray_local, sampler_data):
+    root, bucket = sampler_data
+    assert difficulty_counts(shard_paths(root, "train")) == [1800, 900, 300]  # one leaf, no images
+    w = np.array(phi_bucket_weights(3))
+
+    phi_cfg = small_cfg("schedule.sampler=phi")
+    report = BadRowReport()
+    ids = emitted_ids(build_dataset(root, "train", phi_cfg, train=True, seed=1), report)
+    m = len(ids)
+    got = np.bincount([bucket[i] for i in ids], minlength=3) / m
+    # Poisson counts given their total are multinomial: each share is binomial(m, w_b)/m.
+    tol = 4 * np.sqrt(w * (1 - w) / m)
+    assert (np.abs(got - w) <= tol).all(), (got, w, tol)
+    # and the data's own shares would fail that test for the easiest and hardest buckets
+    assert abs(SAMPLER_SHARES[0] - w[0]) > tol[0] and abs(SAMPLER_SHARES[2] - w[2]) > tol[2]
+    assert abs(m - SAMPLER_ROWS) <= 4 * math.sqrt(SAMPLER_ROWS)  # epoch size ~ Poisson(rows)
+    assert max(Counter(ids).values()) > 1 and len(set(ids)) < SAMPLER_ROWS  # repeats and omissions
+    # the accounting still counts each source row once
+    assert report.total_rows == SAMPLER_ROWS and report.bad_rows == 0
+
+    ids = emitted_ids(build_dataset(root, "train", small_cfg(), train=True, seed=1))  # uniform
+    assert sorted(ids) == sorted(bucket)  # every row exactly once
+    assert (np.bincount([bucket[i] for i in ids], minlength=3) == [1800, 900, 300]).all()
+
+
+@pytest.fixture(scope="module")
+def phi_dirty(tmp_path_factory):
+    """24 rows: 16 good easy (2 elements), 4 good hard (9), 4 bad (1 each, bucket 0)."""
+    root = tmp_path_factory.mktemp("phi_dirty")
+    rows = [row(i, n=2) for i in range(16)] + [row(16 + i, rects=grid(9)) for i in range(4)]
+    rows += bad_rows(20)[:4]
+    write_manifest(root, write_split(root, "train", rows[::2] + rows[1::2], shard_rows=12))
+    return root
+
+
+def test_phi_sampler_counts_a_corrupted_row_once(ray_local, phi_dirty):
+    phi_cfg = small_cfg("schedule.sampler=phi")
+    ds = build_dataset(phi_dirty, "train", phi_cfg, train=True, seed=0)
+    once = {"undecodable_png": 1, "bad_box": 1, "unknown_section_type": 1, "unknown_element_type": 1,
+            "too_many_elements": 0, "no_elements": 0, "malformed_row": 0}
+    report = BadRowReport()
+    ids = emitted_ids(ds, report)
+    assert report.by_reason() == once
+    assert report.total_rows == 24 and report.bad_rows == 4
+    assert {s: v["rows"] for s, v in report.to_dict()["by_shard"].items()} == {
+        str(p): 12 for p in shard_paths(phi_dirty, "train")}
+    counts = Counter(ids)
+    assert max(counts.values()) > 1 and len(ids) != 20  # rows really were repeated / left out
+    assert all(i in {f"r{k}" for k in range(20)} for i in ids)  # never a bad row
+
+    # through iter_torch_batches, with the early expected_rows check, in the next epoch
+    rep = BadRowReport()
+    for _ in iter_torch_batches(ds, 4, report=rep, max_bad_fraction=0.2, expected_rows=24):
+        pass
+    assert rep.by_reason() == once and rep.total_rows == 24
+    with pytest.raises(DataQualityError, match="4 of 24 rows"):
+        for _ in iter_torch_batches(ds, 4, max_bad_fraction=0.1, expected_rows=24):
+            pass
+
+    # the in-process path samples the same rows for the same epoch
+    lenient = small_cfg("schedule.sampler=phi", "data.max_bad_fraction=0.5")
+    local = BadRowReport()
+    n_local = sum(len(b["tokens"]) for b in iter_local_batches(phi_dirty, "train", lenient, 4, train=True,
+                                                                 seed=0, epoch=0, report=local))
+    assert n_local == len(ids) and local.total_rows == 24 and local.bad_rows == 4
+
+
+def test_phi_sampler_repeats_get_their_own_augmentation(phi_dirty):
+    phi_cfg = load_config(phase="phase1", overrides=["schedule.sampler=phi"])
+    t = pa.concat_tables([pq.read_table(p) for p in shard_paths(phi_dirty, "train")])
+    out = preprocess_batch(t, phi_cfg, train=True, seed=0, epoch=0,
+                           repeat_rates=phi_repeat_rates(difficulty_counts(shard_paths(phi_dirty, "train"))))
+    by_id = {}
+    for rid, ok, tok, n in zip(out["id"], out["valid"], out["tokens"], out["tok_len"]):
+        if ok:
+            by_id.setdefault(rid, []).append(tuple(tok[:n]))
+    repeated = [v for v in by_id.values() if len(v) > 1]
+    assert repeated and all(len(set(v)) > 1 for v in repeated)
+    # the first copy is exactly what the uniform path makes of that row
+    uniform = preprocess_batch(t, phi_cfg, train=True, seed=0, epoch=0)
+    first = {rid: tuple(tok[:n]) for rid, ok, tok, n in
+             zip(uniform["id"], uniform["valid"], uniform["tokens"], uniform["tok_len"]) if ok}
+    assert all(v[0] == first[rid] for rid, v in by_id.items())
+
+
+def test_phi_phases_scale_augmentation_by_epoch(cfg):
+    # 10 epochs: phi_split(10) = (3, 7), so epochs 0-2 explore and 3-9 exploit
+    phased = load_config(phase="phase1", overrides=["schedule.phi_phases=true", "training.epochs=10"])
+    weaker = load_config(phase="phase1", overrides=[f"data.strength={INV_PHI!r}", "training.epochs=10"])
+    assert [augment_strength(phased, e) for e in (0, 2, 3, 9)] == [1.0, 1.0, INV_PHI, INV_PHI]
+    assert augment_strength(cfg, 9) == cfg.data.strength  # phases off: unchanged
+    t = pa.Table.from_pylist([row(i, n=3) for i in range(6)], schema=SCHEMA)
+
+    def same(a, b):
+        return all(np.array_equal(a[k], b[k]) for k in ("image", "tokens", "spec", "task"))
+
+    explore = preprocess_batch(t, phased, train=True, seed=4, epoch=2)
+    assert same(explore, preprocess_batch(t, cfg, train=True, seed=4, epoch=2))
+    exploit = preprocess_batch(t, phased, train=True, seed=4, epoch=3)
+    assert same(exploit, preprocess_batch(t, weaker, train=True, seed=4, epoch=3))
+    assert not same(exploit, preprocess_batch(t, cfg, train=True, seed=4, epoch=3))
+    # evaluation never augments, phases or not
+    assert same(preprocess_batch(t, phased, train=False, epoch=3), preprocess_batch(t, cfg, train=False))

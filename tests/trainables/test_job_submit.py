@@ -115,9 +115,11 @@ def wait_terminal(address: str, sid: str, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         p = ray_cli("job", "status", "--address", address, sid, timeout=60)
-        out = p.stdout + p.stderr  # the CLI prints "Status for job '<id>': SUCCEEDED" through its logger (stderr)
-        for state in ("SUCCEEDED", "FAILED", "STOPPED"):
-            if f": {state}" in out:
+        out = p.stdout + p.stderr  # through the CLI's logger (stderr)
+        # ray/dashboard/modules/job/cli.py: terminal states print "Job '<id>' succeeded" / "failed" /
+        # "was stopped"; running ones "Status for job '<id>': RUNNING".
+        for state, said in (("SUCCEEDED", "succeeded"), ("FAILED", "failed"), ("STOPPED", "was stopped")):
+            if f"Job '{sid}' {said}" in out:
                 return state
         time.sleep(3)
     raise AssertionError(f"job {sid} not finished after {timeout:.0f}s:\n{ray_cli('job', 'logs', '--address', address, sid).stdout[-3000:]}")
