@@ -464,3 +464,15 @@ def cmd_sweep(args) -> int:
     print(f"[layoutray] trials: {len(statuses)} ({statuses.count('completed')} completed, "
           f"{statuses.count('stopped')} stopped, {statuses.count('error')} errored)", flush=True)
     return 1 if statuses.count("error") else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m trainables.sweep ...` == `layoutray sweep ...` (for `ray job submit`)."""
+    import sys
+
+    from layoutray.cli import main as cli_main
+    return cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -9,6 +9,7 @@ by signalling that process (which tears down what it started), not with `ray sto
 sessions' clusters.
 """
 
+import json
 import os
 import shutil
 import signal
@@ -103,10 +104,10 @@ def data_dir(tmp_path_factory):
     return str(d.resolve())
 
 
-def submit(address: str, args: list[str]) -> str:
+def submit(address: str, args: list[str], module: str = "trainables.train") -> str:
     sid = f"layoutray-test-{uuid.uuid4().hex[:8]}"
     ray_cli("job", "submit", "--address", address, "--submission-id", sid, "--no-wait", "--working-dir", ".",
-            "--runtime-env", "cluster/runtime_env.yaml", "--", "python", "-m", "trainables.train", *args,
+            "--runtime-env", "cluster/runtime_env.yaml", "--", "python", "-m", module, *args,
             timeout=300, check=True)
     return sid
 
@@ -142,6 +143,16 @@ def test_training_job_succeeds(cluster, data_dir, tmp_path):
     predictor = load_artifact(model)
     layouts = predictor.predict([{"section_type": "hero", "elements": ["heading"], "image": None}])
     assert [b.type for b in layouts[0][0]] == ["heading"]
+
+    # The evaluation job of the README: the same artifact scored on the test split, JSON in the logs.
+    sid = submit(cluster, ["--model", str(model), "--data", data_dir, "--split", "test", "--json"],
+                 module="trainables.evaluate")
+    state = wait_terminal(cluster, sid, 300)
+    logs = ray_cli("job", "logs", "--address", cluster, sid, check=True).stdout
+    assert state == "SUCCEEDED", logs[-4000:]
+    scored = json.loads(logs[logs.index("{"):logs.rindex("}") + 1])
+    assert scored["examples"] == json.loads((out / "j1" / "metrics.json").read_text())["examples"]
+    assert 0.0 <= scored["element_f1@0.5"] <= 1.0
 
 
 def test_bad_config_job_fails_with_the_error_in_its_logs(cluster, data_dir, tmp_path):
