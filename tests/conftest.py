@@ -16,6 +16,39 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def metrics_rows(run_dir) -> list[dict]:
+    """The rows of a run's metrics.jsonl ([] before the first epoch)."""
+    import json
+    from pathlib import Path
+    path = Path(run_dir) / "metrics.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+
+
+def registered_checkpoints(run_dir) -> int:
+    """Checkpoints the Train controller has registered (its snapshot in the run directory).
+    A checkpoint_* directory alone is not enough: it exists once uploaded, before the
+    controller has taken the report, and a kill in between loses it."""
+    import json
+    from pathlib import Path
+    try:
+        snap = json.loads((Path(run_dir) / "checkpoint_manager_snapshot.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+    return len(snap.get("checkpoint_results", []))
+
+
+def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
+    """Poll a condition (a state change of another process) until it holds; fail naming it."""
+    import time
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """A real local Ray instance for one test module.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -45,6 +46,14 @@ def _param_groups(model, weight_decay: float):
         # Norms, biases and embeddings are not decayed: shrinking them only hurts.
         (no_decay if p.dim() < 2 or "emb" in name else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _say(line: str) -> None:
+    """One progress line. Ray Train V2 patches print() in workers to go through its logger *and*,
+    when stdout is redirected, to the stream too, so every line reached the driver twice; writing
+    to the process's own stdout once is what a person following the run wants."""
+    sys.__stdout__.write(line + "\n")
+    sys.__stdout__.flush()
 
 
 def _all_have(has: bool, world: int) -> bool:
@@ -180,8 +189,8 @@ def train_loop_per_worker(config: dict) -> None:
         state.update(client["state"])
         state["restarts"] += 1
         if rank == 0:
-            print(f"[layoutray] resumed from checkpoint after epoch {state['epoch']} "
-                  f"(step {engine.global_steps})", flush=True)
+            _say(f"[layoutray] resumed from checkpoint after epoch {state['epoch']} "
+                 f"(step {engine.global_steps})")
     if rank == 0:  # rows of epochs that will run again (none on a fresh start) go
         _trim_history(run_dir / "metrics.jsonl", state["epoch"])
     live = _apply_schedules(engine, cfg, engine.global_steps, total_steps, micro, world, base_wd)
@@ -271,10 +280,9 @@ def train_loop_per_worker(config: dict) -> None:
                 left = (cfg.training.epochs - epoch) * epoch_secs
                 gen_s = (f"  F1@0.5 {metrics['val_element_f1@0.5']:.3f}  mIoU {metrics['val_mean_iou']:.3f}"
                          if "val_element_f1@0.5" in metrics else "")
-                print(f"[layoutray] epoch {epoch}/{cfg.training.epochs}  train {train_loss:.4f}  "
-                      f"val {val_loss:.4f}  acc {val_acc:.3f}{gen_s}  {metrics['samples_per_s']:.0f} samples/s  "
-                      f"{epoch_secs:.1f}s  ~{left / 60:.1f} min left" + ("  (early stop)" if stop else ""),
-                      flush=True)
+                _say(f"[layoutray] epoch {epoch}/{cfg.training.epochs}  train {train_loss:.4f}  "
+                     f"val {val_loss:.4f}  acc {val_acc:.3f}{gen_s}  {metrics['samples_per_s']:.0f} samples/s  "
+                     f"{epoch_secs:.1f}s  ~{left / 60:.1f} min left" + ("  (early stop)" if stop else ""))
             if rank == 0:
                 # Written before the report so a crash cannot lose an epoch; a resumed run drops
                 # rows past its checkpoint (see _trim_history), so none is kept twice.

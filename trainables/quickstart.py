@@ -34,7 +34,7 @@ def _step(msg: str) -> float:
 
 def cmd_quickstart(args) -> int:
     from layoutray.dataset import read_manifest
-    from layoutray.render import cmd_preview
+    from layoutray.cli import main as cli
     from layoutray.synth import synthesize
     from layoutray.validate import format_report, validate_dataset
     from trainables.train import resolve_config, run_training
@@ -65,10 +65,7 @@ def cmd_quickstart(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     preview = out / "preview.png"
 
-    class _A:  # the preview handler takes CLI-shaped arguments
-        dir, split, count = str(data), "train", 16
-    _A.out = str(preview)
-    cmd_preview(_A)
+    cli(["data", "preview", str(data), "--out", str(preview), "--count", "16"])
 
     t = _step("3/5 Phase 1 training on a local Ray instance (Ray Train + DeepSpeed ZeRO-0, CPU)")
     cfg, why = resolve_config(str(data), "auto", None, QUICKSTART_OVERRIDES + list(args.overrides))
@@ -84,19 +81,18 @@ def cmd_quickstart(args) -> int:
     print(format_metrics(summary["test"]))
 
     _step("5/5 one prediction, rendered")
-    from layoutray.predict import cmd_predict
     from layoutray.render import read_rows
     row = read_rows(data, "test", 1)[0]
     wire = out / "prediction_input.png"
     wire.write_bytes(row["image"])
 
-    class _P:
-        model, image, section = summary["model"], str(wire), row["section_type"]
-        elements = ",".join(e["type"] for e in row["elements"])
-        samples, temperature, top_p, seed = 1, 0.0, 1.0, 0
-        canvas = f"{row['canvas_width']}x{row['canvas_height']}"
-        out, render = str(out / "prediction.json"), str(out / "prediction.png")
-    cmd_predict(_P)
+    pred_json, pred_png = out / "prediction.json", out / "prediction.png"
+    code = cli(["predict", "--model", summary["model"], "--image", str(wire), "--section", row["section_type"],
+                "--elements", ",".join(e["type"] for e in row["elements"]),
+                "--canvas", f"{row['canvas_width']}x{row['canvas_height']}",
+                "--out", str(pred_json), "--render", str(pred_png)])
+    if code:
+        return code
 
     m = summary["test"]
     print(f"\n== done in {(time.perf_counter() - t_all) / 60:.1f} min")
@@ -106,7 +102,7 @@ def cmd_quickstart(args) -> int:
     print(f"   model          {summary['model']}  (serve it: configs/serve.yaml)")
     print(f"   test metrics   {out / 'metrics.json'}: F1@0.5 {m['element_f1@0.5']:.3f}, "
           f"mean IoU {m['mean_iou']:.3f}, validity {m['validity']:.3f}")
-    print(f"   prediction     {_P.out} and {_P.render}")
+    print(f"   prediction     {pred_json} and {pred_png}")
     (out / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "test"},
                                                  indent=2, default=str) + "\n")
     return 0

@@ -11,14 +11,12 @@ worker node do not add up to one), or the pipeline waits forever (shared/notes/r
 Where the workers ran is checked from the actors' node ids.
 """
 
-import json
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, metrics_rows, registered_checkpoints, wait_for
 from layoutray.config import load_config
 from layoutray.synth import synthesize
 
@@ -55,30 +53,10 @@ def data_dir(tmp_path_factory):
     return str(d)
 
 
-def rows(run_dir) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
 
 
-def registered_checkpoints(run_dir) -> int:
-    """Checkpoints the Train controller has registered (its snapshot in the run directory).
-    A checkpoint_* directory alone is not enough: it exists once uploaded, before the
-    controller has taken the report, and a kill in between loses it."""
-    try:
-        snap = json.loads((Path(run_dir) / "checkpoint_manager_snapshot.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return 0
-    return len(snap.get("checkpoint_results", []))
 
 
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def worker_nodes() -> dict[str, str]:
@@ -126,7 +104,7 @@ def test_spread_training_and_node_loss(cluster, data_dir, tmp_path):
     # Remove the node of one worker, then bring up a replacement so the group can be rebuilt.
     victim_node_id = next(iter(placed.values()))
     victim = next(n for n in cluster.worker_nodes if n.node_id == victim_node_id)
-    rows_at_loss = len(rows(run_dir))
+    rows_at_loss = len(metrics_rows(run_dir))
     assert rows_at_loss < epochs and thread.is_alive(), "the run finished before the node was removed"
     cluster.remove_node(victim, allow_graceful=False)
     cluster.add_node(num_cpus=2, resources={"node_c": 1})
@@ -135,7 +113,7 @@ def test_spread_training_and_node_loss(cluster, data_dir, tmp_path):
     assert not thread.is_alive(), "training did not finish within 15 minutes of the node loss"
     assert "error" not in outcome, f"run failed after the node loss: {outcome.get('error')!r}"
 
-    history = rows(run_dir)
+    history = metrics_rows(run_dir)
     seen = [r["epoch"] for r in history]
     assert sorted(set(seen)) == list(range(1, epochs + 1)) and seen[-1] == epochs, seen
     after = history[rows_at_loss:]

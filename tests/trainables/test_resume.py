@@ -1,15 +1,14 @@
 """Resume: a real worker process killed mid-run (FailureConfig restarts the group from the
 last checkpoint), and `--resume` continuing a stopped run by name."""
 
-import json
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
+from conftest import metrics_rows, registered_checkpoints, wait_for
 from layoutray.config import load_config
 from layoutray.schedules import batch_schedule, regularization_at
 from layoutray.synth import synthesize
@@ -29,32 +28,10 @@ def data_dir(tmp_path_factory):
     return str(d)
 
 
-def rows(run_dir) -> list[dict]:
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def registered_checkpoints(run_dir) -> int:
-    """Checkpoints the Train controller has registered (its snapshot in the run directory).
-    A checkpoint_* directory alone is not enough: it exists once uploaded, before the
-    controller has taken the report, and a kill in between loses it."""
-    try:
-        snap = json.loads((Path(run_dir) / "checkpoint_manager_snapshot.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return 0
-    return len(snap.get("checkpoint_results", []))
 
 
-def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def alive_train_workers():
@@ -91,7 +68,7 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_local, data_dir, tmp_pat
 
     workers = wait_for(alive_train_workers, 60, "an ALIVE RayTrainWorker")
     victim = workers[0]
-    rows_at_kill = len(rows(run_dir))
+    rows_at_kill = len(metrics_rows(run_dir))
     os.kill(victim.pid, signal.SIGKILL)
     assert rows_at_kill < epochs and thread.is_alive(), "the run finished before the kill landed"
 
@@ -99,7 +76,7 @@ def test_killed_worker_resumes_from_last_checkpoint(ray_local, data_dir, tmp_pat
     assert not thread.is_alive(), "training did not finish within 15 minutes of the kill"
     assert "error" not in outcome, f"run failed after the kill: {outcome.get('error')!r}"
 
-    history = rows(run_dir)
+    history = metrics_rows(run_dir)
     epochs_seen = [r["epoch"] for r in history]
     # Every epoch exactly once: the epoch in flight at the kill wrote its row before its
     # checkpoint was registered, and the resumed run dropped that row before redoing the epoch.
@@ -128,11 +105,11 @@ def test_resume_continues_a_stopped_run_by_name(ray_local, data_dir, tmp_path):
 
     run_training(load_config(phase="phase1", overrides=TINY + ["training.epochs=2"]),
                  data_dir, "resumable", str(tmp_path), evaluate_test=False)
-    assert [r["epoch"] for r in rows(tmp_path / "resumable")] == [1, 2]
+    assert [r["epoch"] for r in metrics_rows(tmp_path / "resumable")] == [1, 2]
 
     cfg4 = load_config(phase="phase1", overrides=TINY + ["training.epochs=4"])
     run_training(cfg4, data_dir, "resumable", str(tmp_path), resume=True, evaluate_test=False)
-    history = rows(tmp_path / "resumable")
+    history = metrics_rows(tmp_path / "resumable")
     assert [r["epoch"] for r in history] == [1, 2, 3, 4], "epochs 1-2 rerun or an epoch missing"
     assert [r["restarts"] for r in history[:2]] == [0, 0]
     assert history[2]["restarts"] >= 1 and history[3]["restarts"] >= 1

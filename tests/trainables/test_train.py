@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import metrics_rows
 from layoutray.config import ConfigError, load_config
 from layoutray.synth import synthesize
 
@@ -34,8 +35,6 @@ def data_dir(tmp_path_factory):
     return str(d)
 
 
-def rows(run_dir) -> list[dict]:
-    return [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines() if line]
 
 
 @pytest.mark.parametrize("stage", [1, 3])
@@ -47,7 +46,7 @@ def test_two_workers_deepspeed_zero(ray_local, data_dir, tmp_path, stage):
     summary = run_training(cfg, data_dir, f"zero{stage}", str(tmp_path))
     run_dir = Path(summary["run_dir"])
 
-    history = rows(run_dir)
+    history = metrics_rows(run_dir)
     assert [r["epoch"] for r in history] == [1, 2]
     assert all(r["restarts"] == 0 for r in history)
     assert all(r["global_step"] > 0 and r["val_loss"] > 0 for r in history)
@@ -78,7 +77,7 @@ def test_early_stopping_and_name_reuse(ray_local, data_dir, tmp_path):
                                                          "validation.min_delta=100",
                                                          "validation.generate_examples=0"])
     run_training(cfg, data_dir, "early", str(tmp_path), evaluate_test=False)
-    history = rows(tmp_path / "early")
+    history = metrics_rows(tmp_path / "early")
     assert [r["epoch"] for r in history] == [1, 2]
     assert history[-1]["early_stop"] is True and history[0]["early_stop"] is False
     assert (tmp_path / "early" / "model").is_dir()
@@ -86,7 +85,7 @@ def test_early_stopping_and_name_reuse(ray_local, data_dir, tmp_path):
     with pytest.raises(ConfigError) as e:
         run_training(cfg, data_dir, "early", str(tmp_path), evaluate_test=False)
     assert "--name" in str(e.value) and "--resume" in str(e.value)
-    assert len(rows(tmp_path / "early")) == 2  # the refused run wrote nothing
+    assert len(metrics_rows(tmp_path / "early")) == 2  # the refused run wrote nothing
 
 
 def test_bad_config_through_module_entrypoint(data_dir, tmp_path):
