@@ -56,7 +56,7 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
     """Train, export `model/`, evaluate on test. Returns a summary dict."""
     import ray
     import ray.train
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     from layoutray.pipeline import build_dataset
@@ -91,6 +91,8 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
         done_epochs = sum(1 for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip())
     datasets = {"train": build_dataset(data_dir, "train", cfg, train=True, seed=seed, epoch_offset=done_epochs),
                 "val": build_dataset(data_dir, "val", cfg, train=False, seed=seed)}
+    for ds in datasets.values():  # two lines per dataset per epoch on the console otherwise
+        ds.context.print_on_execution_start = False
     loop_config = {
         "run_config": cfg.to_dict(), "data_dir": data_dir, "run_dir": str(run_dir),
         "repo_root": str(REPO_ROOT), "micro_batch": micro, "steps_per_epoch": steps_per_epoch,
@@ -113,6 +115,9 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
         dataset_config=DataConfig(datasets_to_split=["train", "val"]),
         run_config=ray.train.RunConfig(
             name=name, storage_path=str(storage), callbacks=callbacks or [],
+            # The loop prints one progress line per epoch; Ray Train's per-report INFO lines
+            # (the whole metrics dict, every checkpoint path) stay in its log files.
+            logging_config=LoggingConfig(log_level="WARNING"),
             failure_config=FailureConfig(max_failures=cfg.checkpoint.max_failures),
             checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep,
                                                checkpoint_score_attribute="val_loss",
