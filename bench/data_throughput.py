@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import os
 import sys
 import tempfile
@@ -28,6 +27,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from jsonout import emit, reserve_stdout  # noqa: E402
 
 from layoutray.config import load_config  # noqa: E402
 from layoutray.dataset import write_manifest, write_split  # noqa: E402
@@ -120,6 +122,7 @@ def main() -> None:
     ap.add_argument("--assume-train", type=float, default=None,
                     help="Phase 1 training samples/s to compare against instead of measuring")
     args = ap.parse_args()
+    json_out = reserve_stdout()
 
     overrides = [] if args.concurrency is None else [f"data.preprocess_concurrency={args.concurrency}"]
     cfg = load_config(phase="phase1", overrides=overrides)
@@ -173,7 +176,7 @@ def main() -> None:
     out["headroom"] = round(out["ray_samples_per_s_steady"] / out["phase1_train_samples_per_s"], 2)
     out["target_headroom"] = 5.0
     out["meets_target"] = out["headroom"] >= 5.0
-    print(json.dumps(out, indent=2))
+    emit(json_out, out)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from jsonout import emit, reserve_stdout  # noqa: E402
 
 BODY = {"section_type": "hero", "elements": ["heading", "subheading", "paragraph", "button", "image"],
         "canvas": {"width": 1440, "height": 800}, "samples": 1, "temperature": 0.0, "seed": 0}
@@ -142,6 +145,7 @@ def main() -> int:
     a = ap.parse_args()
 
     os.environ.pop("RAY_ADDRESS", None)
+    json_out = reserve_stdout()
     import ray
     from ray import serve
 
@@ -195,9 +199,9 @@ def main() -> int:
                        "torch": torch.__version__, "torch_threads": a.torch_threads},
            "model": {"dir": model_dir, "source": model_src}, "request": BODY,
            "seconds_per_config": a.seconds, "results": results, "goals": goals}
-    print(json.dumps(out, indent=2))
     serve.shutdown()
     ray.shutdown()
+    emit(json_out, out)
     return 0
 
 

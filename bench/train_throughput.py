@@ -49,6 +49,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from jsonout import emit, reserve_stdout  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -259,6 +262,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: 120 examples, 2 epochs, 6 steps/epoch")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args()
+    json_out = reserve_stdout()
     if args.quick:
         args.examples, args.epochs = min(args.examples, 120), 2
         args.steps = args.steps or 12
@@ -423,7 +427,7 @@ def main() -> None:
     text = json.dumps(res, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n")
-    print(text)
+    emit(json_out, res)
 
 
 if __name__ == "__main__":
