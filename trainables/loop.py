@@ -9,6 +9,7 @@ runs out (bad rows can make shards uneven), all ranks stop the epoch together.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import sys
@@ -139,6 +140,17 @@ def _apply_schedules(engine, cfg, step: int, total: int, micro: int, world: int,
     return out
 
 
+def _quiet_ray_train_reports() -> None:
+    """Ray Train V2 logs every report (the full metrics dict) at INFO from the worker, through a
+    logger named after its module's file path, so LoggingConfig cannot reach it; the loop prints
+    its own one-line epoch summary instead."""
+    try:
+        from ray.train.v2._internal.execution import context as train_context
+    except ImportError:  # a Ray without that module: nothing to quiet
+        return
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(config: dict) -> None:
     import itertools
 
@@ -154,6 +166,7 @@ def train_loop_per_worker(config: dict) -> None:
     from layoutray.schedules import lr_lambda_from_config
     from layoutray.tokenizer import LayoutTokenizer
 
+    _quiet_ray_train_reports()
     cfg = config_from_dict(config["run_config"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
