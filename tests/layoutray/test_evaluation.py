@@ -1,0 +1,58 @@
+"""Image-conditioned generation end to end: synthetic wireframes -> pipeline -> Phase 1 model ->
+greedy generation from the image alone -> element F1 against the true boxes.
+
+The model can only reproduce a layout from its wireframe if the image reaches the decoder with
+the boxes where the labels say they are, and the metric matches them; a break anywhere in that
+chain (rendering, image normalisation, patching, the memory mask, tokenisation, matching) shows
+up as an F1 near zero.
+"""
+
+import pytest
+import torch
+
+from layoutray.config import load_config
+from layoutray.evaluation import evaluate_batches
+from layoutray.model import build_model
+from layoutray.pipeline import iter_local_batches
+from layoutray.synth import synthesize
+from layoutray.tokenizer import NULL, LayoutTokenizer
+
+STEPS = 300
+
+
+def image_only(b: dict) -> dict:
+    b = dict(b)
+    b["spec"] = torch.full((b["spec"].shape[0], 1), NULL, dtype=torch.long)
+    b["has_image"] = torch.ones_like(b["has_image"])
+    return b
+
+
+@pytest.mark.slow
+def test_phase1_model_reads_layouts_from_wireframes(tmp_path):
+    synthesize(tmp_path / "d", 20, seed=0)  # 16 train sections
+    cfg = load_config(phase="phase1", overrides=["training.dropout=0.0"])
+    batches = list(iter_local_batches(tmp_path / "d", "train", cfg, 16, train=False))
+    assert sum(b["tokens"].shape[0] for b in batches) == 16
+    tok = LayoutTokenizer(bins=cfg.model.coord_bins)
+    torch.manual_seed(0)
+    torch.set_num_threads(2)
+    model = build_model(cfg)
+
+    def score() -> float:
+        m = evaluate_batches(model, tok, batches, max_elements=cfg.model.max_elements, modes=("image",))
+        return m["image"]["element_f1@0.5"]
+
+    before = score()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    model.train()
+    for step in range(STEPS):
+        b = image_only(batches[step % len(batches)])
+        tokens = b["tokens"]
+        loss = model.loss(model(b["image"], b["has_image"], b["spec"], tokens[:, :-1]), tokens[:, 1:], 0.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    after = score()
+    # Measured: 0.0 untrained, 0.95 after 300 steps (mean matched IoU 0.98).
+    assert before < 0.1, before
+    assert after >= 0.8, (before, after, float(loss))
