@@ -17,6 +17,9 @@ def reserve_stdout():
     return out
 
 
-def emit(out, doc: dict) -> None:
-    out.write(json.dumps(doc, indent=2) + "\n")
+def emit(out, doc: dict) -> str:
+    """Write `doc` as indented JSON to `out`; return the text written."""
+    text = json.dumps(doc, indent=2) + "\n"
+    out.write(text)
     out.flush()
+    return text

@@ -49,7 +49,6 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from jsonout import emit, reserve_stdout  # noqa: E402
 
@@ -424,10 +423,9 @@ def main() -> None:
         }
         res["total_seconds"] = round(time.perf_counter() - t_start, 1)
 
-    text = json.dumps(res, indent=2)
+    text = emit(json_out, res)
     if args.out:
-        Path(args.out).write_text(text + "\n")
-    emit(json_out, res)
+        Path(args.out).write_text(text)
 
 
 if __name__ == "__main__":

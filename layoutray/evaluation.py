@@ -39,19 +39,25 @@ def teacher_forced(model, batch: dict) -> tuple[float, int, int]:
     return float(loss), n, correct
 
 
-@torch.no_grad()
-def generate_for_mode(model, tokenizer: LayoutTokenizer, batch: dict, mode: str,
-                      max_elements: int) -> tuple[list[list[Box]], list[bool]]:
-    """Greedy layouts for a batch conditioned as `mode`; (layouts, parsed_ok)."""
+def condition(batch: dict, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(spec, has_image) of a batch seen as `mode`: "image" drops the spec (a lone NULL, as the
+    pipeline's image-only task), "spec" hides the image, "both" keeps the batch as it is."""
     spec, has_image = batch["spec"], batch["has_image"]
-    required = [tokenizer.spec_types(row) or None for row in spec.tolist()]
     if mode == "image":
         spec = torch.full((spec.shape[0], 1), NULL, dtype=torch.long)
-        required = None
     elif mode == "spec":
         has_image = torch.zeros_like(has_image)
     elif mode != "both":
         raise ValueError(f"mode must be one of {MODES}; got {mode!r}")
+    return spec, has_image
+
+
+@torch.no_grad()
+def generate_for_mode(model, tokenizer: LayoutTokenizer, batch: dict, mode: str,
+                      max_elements: int) -> tuple[list[list[Box]], list[bool]]:
+    """Greedy layouts for a batch conditioned as `mode`; (layouts, parsed_ok)."""
+    spec, has_image = condition(batch, mode)
+    required = None if mode == "image" else [tokenizer.spec_types(row) or None for row in spec.tolist()]
     ids = generate_tokens(model, tokenizer, batch["image"], has_image, spec, max_elements=max_elements,
                           required_types=required)
     layouts, ok = [], []

@@ -11,20 +11,13 @@ import pytest
 import torch
 
 from layoutray.config import load_config
-from layoutray.evaluation import evaluate_batches
+from layoutray.evaluation import condition, evaluate_batches
 from layoutray.model import build_model
 from layoutray.pipeline import iter_local_batches
 from layoutray.synth import synthesize
-from layoutray.tokenizer import NULL, LayoutTokenizer
+from layoutray.tokenizer import LayoutTokenizer
 
 STEPS = 300
-
-
-def image_only(b: dict) -> dict:
-    b = dict(b)
-    b["spec"] = torch.full((b["spec"].shape[0], 1), NULL, dtype=torch.long)
-    b["has_image"] = torch.ones_like(b["has_image"])
-    return b
 
 
 @pytest.mark.slow
@@ -46,9 +39,11 @@ def test_phase1_model_reads_layouts_from_wireframes(tmp_path):
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
     for step in range(STEPS):
-        b = image_only(batches[step % len(batches)])
+        b = batches[step % len(batches)]
+        assert bool(b["has_image"].all())
+        spec, has_image = condition(b, "image")
         tokens = b["tokens"]
-        loss = model.loss(model(b["image"], b["has_image"], b["spec"], tokens[:, :-1]), tokens[:, 1:], 0.0)
+        loss = model.loss(model(b["image"], has_image, spec, tokens[:, :-1]), tokens[:, 1:], 0.0)
         opt.zero_grad()
         loss.backward()
         opt.step()
