@@ -55,7 +55,8 @@ class Ctx:
     def __init__(self, url, args):
         self.url, self.args = url, args
         self.router = {"weights": {"blue": 100, "green": 0}, "max_body_bytes": 65536, "tick_s": 0.1,
-                       "version_timeout_s": 10.0, "admin_token_file": args["token_file"]}
+                       "version_timeout_s": 10.0, "admin_token_file": args["token_file"],
+                       "grpc_max_image_bytes": 1024}
         self.blue, self.green = {"max_batch_size": 8}, {"max_batch_size": 8}
 
     def deploy(self, **changes):
@@ -174,10 +175,14 @@ def test_layouts_response(served):
     # an image-only request
     import io
     from PIL import Image
-    buf = io.BytesIO()
-    Image.new("L", (96, 64), 255).save(buf, format="PNG")
-    r = served.post({"image": base64.b64encode(buf.getvalue()).decode()})
-    assert r.status_code == 200, r.text
+    # A plain PNG goes router -> model over gRPC; a noisy one is over grpc_max_image_bytes (1 KiB
+    # here) and goes through the object store. Both must answer.
+    for img, large in ((Image.new("L", (96, 64), 255), False), (Image.effect_noise((96, 64), 64), True)):
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        assert (len(buf.getvalue()) > 1024) == large
+        r = served.post({"image": base64.b64encode(buf.getvalue()).decode()})
+        assert r.status_code == 200, r.text
 
 
 def test_bad_inputs_get_4xx_naming_the_field(served):
