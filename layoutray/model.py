@@ -53,6 +53,26 @@ class MLP(nn.Module):
         return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout with a faster mask on CPU, where F.dropout's bernoulli_ draws one random number
+    per element and took 15% of a Phase 1 training step (bench/train_throughput.py profile).
+    Here one 64-bit draw gives 8 random bytes, and an element is dropped when its byte is below
+    round(256 p): the rate is p to within 1/512 (0.3 -> 77/256 = 0.3008) and the kept values are
+    scaled by exactly 1 / (1 - that rate). 7-8x faster than F.dropout on a [16, 74, 128] tensor.
+    Elsewhere (CUDA has a fused kernel) it is plain F.dropout."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        drop = round(self.p * 256)
+        if x.device.type != "cpu" or self.inplace or not 0 < drop < 256:
+            return F.dropout(x, self.p, True, self.inplace)
+        n = x.numel()
+        rand = torch.empty((n + 7) // 8, dtype=torch.int64).random_(-2**63, 2**63 - 1)
+        keep = rand.view(torch.uint8)[:n].view(x.shape) >= drop
+        return x * keep * (256.0 / (256 - drop))
+
+
 def _heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
     """[B, N, D] -> [B, Hh, N, hd]"""
     B, N, D = x.shape
@@ -109,7 +129,7 @@ class EncoderBlock(nn.Module):
         self.attn = SelfAttention(d, cfg.n_heads)
         self.ln2 = nn.LayerNorm(d)
         self.mlp = MLP(d, cfg.ff_mult)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x, key_mask=None):  # [B, N, D] -> [B, N, D]
         x = x + self.drop(self.attn(self.ln1(x), key_mask=key_mask))
@@ -126,7 +146,7 @@ class DecoderBlock(nn.Module):
         self.cross = CrossAttention(d, cfg.n_heads)
         self.ln3 = nn.LayerNorm(d)
         self.mlp = MLP(d, cfg.ff_mult)
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x, k_mem, v_mem, mem_mask=None):  # x [B, T, D] -> [B, T, D]
         x = x + self.drop(self.attn(self.ln1(x), causal=True))
@@ -229,7 +249,7 @@ class LayoutModel(nn.Module):
         self.dec_blocks = nn.ModuleList(DecoderBlock(cfg, dropout) for _ in range(cfg.n_layers))
         self.dec_ln = nn.LayerNorm(d)
 
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.apply(self._init_weights)
         # GPT-2: scale the residual-branch outputs so the stream's variance does not grow with depth
         for name, param in self.named_parameters():

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from layoutray.config import ModelConfig, load_config
-from layoutray.model import (LayoutModel, build_model, count_parameters, flops_per_example,
+from layoutray.model import (Dropout, LayoutModel, build_model, count_parameters, flops_per_example,
                              set_dropout, vocab_size_for)
 from layoutray.tokenizer import BOS, NULL, PAD, LayoutTokenizer
 
@@ -114,6 +114,28 @@ def test_set_dropout_and_flops():
     assert flops_per_example(cfg, 82, 17) == 3 * fwd
     # sanity: within 2x of the 2*N*tokens rule (N without embeddings) for the forward pass
     assert fwd > 0
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5])
+def test_fast_dropout_rate_scale_and_gradient(p):
+    torch.manual_seed(0)
+    drop = Dropout(p)
+    x = torch.ones(64, 100, 128, requires_grad=True)
+    y = drop(x)
+    kept = y != 0
+    rate = 1.0 - kept.float().mean().item()
+    assert abs(rate - p) < 0.01  # 819,200 draws: p to within 1/512 plus sampling noise
+    scale = y[kept].unique()
+    assert len(scale) == 1 and abs(scale.item() * (1.0 - rate) - 1.0) < 0.01  # E[y] == x
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient goes through the kept elements, scaled
+    # independent draws: two calls do not repeat the mask; eval mode and p=0 are the identity
+    assert not torch.equal(kept, drop(x) != 0)
+    drop.eval()
+    assert drop(x) is x
+    # rates that 1/256 steps cannot express fall back to F.dropout
+    tiny = Dropout(0.001)
+    assert 0 < 1.0 - (tiny(x) != 0).float().mean().item() < 0.003
 
 
 # Loss regression: recorded from this implementation (torch 2.13 CPU, fp32); a change
