@@ -193,6 +193,10 @@ def train_loop_per_worker(config: dict) -> None:
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, config=_ds_config(config, world),
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_fn))
+    if world == 1 and stage == 0:
+        # One process: DeepSpeed would still flatten every gradient, all-reduce it with itself
+        # and copy it back after each backward (1.5% of a Phase 1 step on CPU).
+        engine.enable_backward_allreduce = False
 
     state = {"epoch": 0, "best_val_loss": math.inf, "bad_epochs": 0, "samples": 0, "restarts": 0}
     ckpt = ray.train.get_checkpoint()
