@@ -6,7 +6,7 @@
         batch["image"], batch["tokens"], ...          # see `collate`
 
 Stages: `read_parquet` (streaming, file order reshuffled every execution for training)
--> `map_batches(Preprocessor)` (validate, decode, augment, tokenize: `preprocess_batch`)
+-> `map_batches(preprocess_task)` (validate, decode, augment, tokenize: `preprocess_batch`)
 -> `iter_torch_batches` (drop accounting rows, re-batch, trim, tensors). The same
 `preprocess_batch` and `collate` run in-process in `iter_local_batches` (evaluation and
 the bare-PyTorch baseline), so both paths produce identical tensors.
@@ -20,7 +20,7 @@ a per-row generator seeded with (seed, crc32(row id), epoch); the epoch is Ray D
 per-dataset execution index, which the map task sees in its DataContext.
 
 Bad rows. A row that fails validation is dropped and counted by reason (`REASONS`).
-The map step may run in other processes (actors on other nodes), so counts cannot live
+The map step runs in other processes (tasks, maybe on other nodes), so counts cannot live
 in a Python object there. Instead they travel *in the data*: `preprocess_batch` appends
 one accounting row per (input batch, shard) that had bad rows, with `valid=False`, the
 shard path in `shard` and per-reason counts in `bad`. Every good row carries its shard
@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import re
 import zlib
 from collections import Counter
@@ -326,19 +327,22 @@ def _execution_index() -> int:
         return 0
 
 
-class Preprocessor:
-    """`map_batches` callable: builds the config once per actor, epoch from Ray Data
-    (plus `epoch_offset`, for a run that resumes with a freshly built dataset)."""
+@functools.lru_cache(maxsize=8)
+def _parsed_config(cfg_json: str) -> RunConfig:
+    """A worker process parses each run's config once, not once per map call."""
+    return as_config(json.loads(cfg_json))
 
-    def __init__(self, cfg: dict, train: bool, seed: int, repeat_rates: list[float] | None = None,
-                 epoch_offset: int = 0):
-        self.cfg, self.train, self.seed = as_config(cfg), train, seed
-        self.repeat_rates, self.epoch_offset = repeat_rates, epoch_offset
 
-    def __call__(self, batch: Any) -> dict[str, np.ndarray]:
-        return preprocess_batch(batch, self.cfg, train=self.train, seed=self.seed,
-                                epoch=self.epoch_offset + _execution_index(),
-                                repeat_rates=self.repeat_rates)
+def preprocess_task(batch: Any, cfg_json: str, train: bool, seed: int,
+                    repeat_rates: list[float] | None = None, epoch_offset: int = 0) -> dict[str, np.ndarray]:
+    """`map_batches` function: `preprocess_batch` with the epoch from Ray Data (plus
+    `epoch_offset`, for a run that resumes with a freshly built dataset).
+
+    A function (Ray tasks), not a callable class (an actor pool): Ray Data builds an actor
+    pool anew for every execution, i.e. every epoch, and its start-up stalled each epoch's
+    first batch by 1.4-1.9 s on a 2-core machine; pooled task workers are already warm."""
+    return preprocess_batch(batch, _parsed_config(cfg_json), train=train, seed=seed,
+                            epoch=epoch_offset + _execution_index(), repeat_rates=repeat_rates)
 
 
 # ---------------------------------------------------------------------------- shards
@@ -358,6 +362,17 @@ def check_shards(paths: list[Path]) -> int:
         if missing:
             raise DatasetError(f"{path}: not a layoutray shard (missing column(s) {', '.join(missing)})")
     return rows
+
+
+def _find_unreadable_shard(paths: list[Path], error: Exception) -> DatasetError:
+    """Name the shard behind a read error that Ray reports without a path: read each one
+    whole, locally, until one fails (only on this failure path)."""
+    for path in paths:
+        try:
+            pq.read_table(path)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types
+            return DatasetError(f"{path}: unreadable Parquet shard ({type(e).__name__}: {str(e).splitlines()[0]})")
+    return _as_dataset_error(error)
 
 
 def difficulty_counts(paths: Iterable[Path], edges: tuple[int, ...] = DEFAULT_DIFFICULTY_EDGES) -> list[int]:
@@ -408,20 +423,30 @@ def build_dataset(root: str | Path, split: str, cfg: RunConfig | dict, *, train:
     epoch seen by augmentation, the sampler and the training phases), for a resumed run.
     """
     import ray.data
-    from ray.data import ActorPoolStrategy, FileShuffleConfig
+    from ray.data import DataContext, FileShuffleConfig
 
     cfg = as_config(cfg)
     paths, _ = split_shards(root, split)
     rates = sampling_rates(cfg, paths, train)
-    ds = ray.data.read_parquet(
-        [str(p) for p in paths], include_paths=True,
-        # A fixed integer seed would replay one order; this reseeds per execution.
-        shuffle=FileShuffleConfig(seed=seed, reseed_after_execution=True) if train else None)
+    # Ray Data's V1 Parquet reader. The V2 default starts 32 footer-reader actors on every
+    # pass (every epoch): 1.9-3.2 s before the first batch and both cores of a small machine,
+    # to read footers that check_shards already read. V1 starts the first batch in < 0.1 s.
+    context = DataContext.get_current()
+    use_v2, context.use_datasource_v2 = context.use_datasource_v2, False
+    try:
+        ds = ray.data.read_parquet(
+            [str(p) for p in paths], include_paths=True,
+            # A fixed integer seed would replay one order; this reseeds per execution.
+            shuffle=FileShuffleConfig(seed=seed, reseed_after_execution=True) if train else None)
+    except Exception as e:  # V1 samples rows of the shards here: a damaged page fails now
+        raise _find_unreadable_shard(paths, e) from None
+    finally:
+        context.use_datasource_v2 = use_v2
     ds = ds.map_batches(
-        Preprocessor, fn_constructor_kwargs={"cfg": cfg.to_dict(), "train": train, "seed": seed,
-                                             "repeat_rates": rates, "epoch_offset": epoch_offset},
+        preprocess_task, fn_kwargs={"cfg_json": json.dumps(cfg.to_dict(), sort_keys=True), "train": train,
+                                    "seed": seed, "repeat_rates": rates, "epoch_offset": epoch_offset},
         batch_size=MAP_BATCH_ROWS, batch_format="pyarrow", zero_copy_batch=True,
-        compute=ActorPoolStrategy(size=cfg.data.preprocess_concurrency), num_cpus=num_cpus)
+        concurrency=cfg.data.preprocess_concurrency, num_cpus=num_cpus)
     # The executor reads the last dataset's context. Small output blocks let the first
     # batch leave a map task after MAP_BATCH_ROWS rows instead of after a whole shard
     # (Ray's default merges outputs up to 128 MiB, i.e. ~1,000 decoded images).
