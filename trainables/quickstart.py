@@ -14,11 +14,11 @@ import shutil
 import time
 from pathlib import Path
 
-# Budget-bound values only (the rest is configs/phases/phase1.yaml). Measured on the 2-core
-# development machine: batch 16 with 2 threads trains at ~40 samples/s vs ~19 at the seed's batch 4
-# with 1 thread, with the learning rate raised to match. 12 epochs took 11 min in all (test F1@0.5
-# 0.09, best validation loss 2.46), so the 20-minute budget allows 16 epochs (~15 min); README
-# "Model quality" has what 16 reach.
+# Budget-bound values only (the rest is configs/phases/phase1.yaml). Batch 16 with 2 threads trains
+# ~4x faster per sample than the seed's batch 4 with 1 thread, with the learning rate raised to
+# match. On the 2-core development machine 16 epochs train in 5.6 min (80-93 samples/s; the whole
+# job 5.8 min); a loaded 2-core machine has been 1.7x slower, which still fits the 20-minute budget.
+# README "Model quality" has what 16 epochs reach.
 QUICKSTART_OVERRIDES = [
     "training.epochs=16",
     "training.batch_size=16",
