@@ -127,6 +127,8 @@ def test_fast_dropout_rate_scale_and_gradient(p):
     assert abs(rate - p) < 0.01  # 819,200 draws: p to within 1/512 plus sampling noise
     scale = y[kept].unique()
     assert len(scale) == 1 and abs(scale.item() * (1.0 - rate) - 1.0) < 0.01  # E[y] == x
+    # exactly the inverse of the rate the mask implements (round(256 p) / 256), not of p
+    assert scale.item() == pytest.approx(256 / (256 - round(256 * p)), rel=1e-6)
     y.sum().backward()
     assert torch.equal(x.grad, y.detach())  # the gradient goes through the kept elements, scaled
     # independent draws: two calls do not repeat the mask; eval mode and p=0 are the identity
