@@ -6,7 +6,7 @@ Prints one JSON object:
   generator_examples_per_s   synth.synthesize (PNG rendering included), if importable
   ray_samples_per_s          read + decode + augment + tokenize -> one consumer
                              (iter_torch_batches), all epochs; `_steady` skips epoch 1,
-                             which pays for actor start-up
+                             which pays for worker start-up
   local_samples_per_s        the same work in-process (iter_local_batches), the baseline
   phase1_train_samples_per_s what Phase 1 training consumes: measured here with the
                              project's model (forward + backward + AdamW step at the
@@ -142,8 +142,8 @@ def main() -> None:
 
         import ray
         from ray.data import DataContext
-        # One more logical CPU than the machine has: Ray Data's listing task needs a free
-        # CPU next to the preprocessing actors (shared/notes/ray-2.60.md).
+        # More logical CPUs than the machine has: Ray Data's read tasks need a free CPU next
+        # to the preprocessing tasks (shared/notes/ray-2.60.md).
         ray.init(num_cpus=(os.cpu_count() or 2) + 2, include_dashboard=False,
                  log_to_driver=False, configure_logging=False)
         DataContext.get_current().enable_progress_bars = False

@@ -44,6 +44,12 @@ class DatasetError(RuntimeError):
     """A dataset directory or shard cannot be used; the message names the path."""
 
 
+def unreadable_shard(path: str | Path, e: BaseException) -> DatasetError:
+    """The one-line error for a Parquet file pyarrow cannot read (footer or pages)."""
+    first_line = (str(e).strip().splitlines() or [""])[0]
+    return DatasetError(f"{path}: unreadable Parquet shard ({type(e).__name__}: {first_line})")
+
+
 def shard_paths(root: str | Path, split: str) -> list[Path]:
     return sorted((Path(root) / split).glob("part-*.parquet"))
 
@@ -115,7 +121,7 @@ def count_examples(root: str | Path, splits: tuple[str, ...] = SPLITS) -> dict[s
             try:
                 n += pq.ParquetFile(path).metadata.num_rows
             except Exception as e:  # pyarrow raises several types for a damaged footer
-                raise DatasetError(f"{path}: unreadable Parquet shard ({type(e).__name__}: {e})") from None
+                raise unreadable_shard(path, e) from None
         counts[split] = n
     if not any(counts.values()):
         raise DatasetError(f"{root}: no shards found under {', '.join(s + '/' for s in splits)}")

@@ -72,7 +72,7 @@ import pyarrow.parquet as pq
 
 from layoutray.augment import AugmentParams, augment
 from layoutray.config import RunConfig, config_from_dict
-from layoutray.dataset import DatasetError, shard_paths
+from layoutray.dataset import DatasetError, shard_paths, unreadable_shard
 from layoutray.imaging import ImageError, decode_png, to_model_array
 from layoutray.schedules import (DEFAULT_DIFFICULTY_EDGES, difficulty_bucket, phase_settings_at,
                                  phase_settings_from_config, phi_repeat_rates)
@@ -357,7 +357,7 @@ def check_shards(paths: list[Path]) -> int:
             names = set(f.schema_arrow.names)
             rows += f.metadata.num_rows
         except Exception as e:  # pyarrow raises several types for a damaged footer
-            raise DatasetError(f"{path}: unreadable Parquet shard ({type(e).__name__}: {e})") from None
+            raise unreadable_shard(path, e) from None
         missing = [c for c in COLUMNS if c not in names]
         if missing:
             raise DatasetError(f"{path}: not a layoutray shard (missing column(s) {', '.join(missing)})")
@@ -371,7 +371,7 @@ def _find_unreadable_shard(paths: list[Path], error: Exception) -> DatasetError:
         try:
             pq.read_table(path)
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types
-            return DatasetError(f"{path}: unreadable Parquet shard ({type(e).__name__}: {str(e).splitlines()[0]})")
+            return unreadable_shard(path, e)
     return _as_dataset_error(error)
 
 
@@ -392,7 +392,7 @@ def difficulty_counts(paths: Iterable[Path], edges: tuple[int, ...] = DEFAULT_DI
                 n = pc.list_value_length(rb.column(0)).fill_null(0).to_numpy(zero_copy_only=False)
                 counts += np.bincount(np.searchsorted(edges, n, side="right"), minlength=len(counts))
         except (OSError, pa.ArrowException) as e:
-            raise DatasetError(f"{path}: unreadable Parquet shard ({type(e).__name__}: {e})") from None
+            raise unreadable_shard(path, e) from None
     return counts.tolist()
 
 
@@ -692,7 +692,7 @@ def iter_local_batches(root: str | Path, split: str, cfg: RunConfig | dict, batc
                 table = pa.Table.from_batches([rb])
                 yield table.append_column("path", pa.array([str(path)] * table.num_rows, pa.string()))
         except (OSError, pa.ArrowException) as e:  # a page damaged behind a good footer
-            raise DatasetError(f"{path}: unreadable Parquet shard ({type(e).__name__}: {e})") from None
+            raise unreadable_shard(path, e) from None
 
     def raw():
         for path in paths:

@@ -338,7 +338,7 @@ def read_rows(root: str | Path, split: str = "train", count: int = 16) -> list[d
     """The first `count` rows of a split, read batch by batch with pyarrow (no Ray)."""
     import pyarrow.parquet as pq
 
-    from layoutray.dataset import DatasetError, shard_paths
+    from layoutray.dataset import DatasetError, shard_paths, unreadable_shard
 
     rows: list[dict] = []
     paths = shard_paths(root, split)
@@ -351,7 +351,7 @@ def read_rows(root: str | Path, split: str = "train", count: int = 16) -> list[d
                 if len(rows) >= count:
                     return rows[:count]
         except Exception as e:  # pyarrow raises several types for a damaged shard
-            raise DatasetError(f"{path}: unreadable Parquet shard ({type(e).__name__}: {e})") from None
+            raise unreadable_shard(path, e) from None
     return rows
 
 

@@ -321,8 +321,7 @@ def export_jsonl(root: str | Path, out: str | Path, include_images: bool = True)
                             f.write("\n")
                             n += 1
                 except Exception as e:  # pyarrow raises several types for a damaged shard
-                    raise dataset.DatasetError(
-                        f"{path}: unreadable Parquet shard ({type(e).__name__}: {e})") from None
+                    raise dataset.unreadable_shard(path, e) from None
             counts[split] = n
     if not any(counts.values()):
         raise dataset.DatasetError(f"{root}: no rows found under {', '.join(s + '/' for s in dataset.SPLITS)}")
