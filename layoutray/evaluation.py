@@ -77,6 +77,9 @@ def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict],
     was_training = model.training
     model.eval()
     loss_sum, n_tok, n_correct, seen = 0.0, 0, 0, 0
+    # Teacher-forced loss per conditioning: the gap between "spec" and "both" is how much the
+    # model takes from the wireframe (zero: it ignores the image whenever a spec is given).
+    mode_tf = {m: [0.0, 0] for m in modes}
     preds = {m: [] for m in modes}
     oks = {m: [] for m in modes}
     gts: list[list[Box]] = []
@@ -85,6 +88,11 @@ def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict],
         for batch in batches:
             ls, n, c = teacher_forced(model, batch)
             loss_sum, n_tok, n_correct = loss_sum + ls, n_tok + n, n_correct + c
+            for m in modes:
+                spec, has_image = condition(batch, m)
+                ls_m, _, c_m = teacher_forced(model, {**batch, "spec": spec, "has_image": has_image})
+                mode_tf[m][0] += ls_m
+                mode_tf[m][1] += c_m
             take = batch["tokens"].shape[0]
             if generate_limit is not None:
                 take = max(0, min(take, generate_limit - seen))
@@ -106,6 +114,9 @@ def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict],
         headline = HEADLINE_MODE if HEADLINE_MODE in modes else modes[0]
         out.update(out[headline])
         out["headline_mode"] = headline
+    for m in modes:  # after the headline copy: the top-level loss stays the batches' own
+        out.setdefault(m, {}).update(loss=mode_tf[m][0] / max(1, n_tok),
+                                     token_accuracy=mode_tf[m][1] / max(1, n_tok))
     out["seconds"] = time.perf_counter() - t0
     return out
 
@@ -142,10 +153,14 @@ def format_metrics(m: dict) -> str:
     lines = [f"examples {m['examples']}  loss {m['loss']:.4f}  token_accuracy {m['token_accuracy']:.4f}"]
     for mode in MODES:
         if mode in m:
-            r = m[mode]
-            lines.append(f"  {mode:>5}: F1@0.5 {r['element_f1@0.5']:.3f}  F1@0.75 {r['element_f1@0.75']:.3f}  "
-                         f"mIoU {r['mean_iou']:.3f}  align {r['alignment']:.4f} (data {r['alignment_reference']:.4f})  "
-                         f"overlap {r['overlap']:.4f} (data {r['overlap_reference']:.4f})  validity {r['validity']:.3f}")
+            r, parts = m[mode], []
+            if "loss" in r:  # teacher-forced, conditioned as this mode
+                parts.append(f"loss {r['loss']:.4f}")
+            if "element_f1@0.5" in r:
+                parts.append(f"F1@0.5 {r['element_f1@0.5']:.3f}  F1@0.75 {r['element_f1@0.75']:.3f}  "
+                             f"mIoU {r['mean_iou']:.3f}  align {r['alignment']:.4f} (data {r['alignment_reference']:.4f})  "
+                             f"overlap {r['overlap']:.4f} (data {r['overlap_reference']:.4f})  validity {r['validity']:.3f}")
+            lines.append(f"  {mode:>5}: " + "  ".join(parts))
     return "\n".join(lines)
 
 

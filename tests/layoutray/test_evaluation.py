@@ -51,3 +51,11 @@ def test_phase1_model_reads_layouts_from_wireframes(tmp_path):
     # Measured: 0.0 untrained, 0.95 after 300 steps (mean matched IoU 0.98).
     assert before < 0.1, before
     assert after >= 0.8, (before, after, float(loss))
+
+    # Teacher-forced loss per conditioning: a model that learned from wireframes alone predicts
+    # far better with the image than with the spec alone, and "both" is the batches' own loss.
+    tf = evaluate_batches(model, tok, batches, max_elements=cfg.model.max_elements, generate_limit=0)
+    assert tf["both"]["loss"] == pytest.approx(tf["loss"])
+    assert tf["both"]["token_accuracy"] == pytest.approx(tf["token_accuracy"])
+    assert tf["image"]["loss"] < tf["spec"]["loss"] - 1.0, {m: tf[m]["loss"] for m in ("both", "image", "spec")}
+    assert "element_f1@0.5" not in tf["image"]  # nothing generated: no layout metrics to report
