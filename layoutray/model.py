@@ -26,6 +26,11 @@ Design choices, and why:
 - The patch embedding is a Linear over flattened patches (one GEMM, same layout as a conv weight
   [D, C, p, p] flattened), so layoutray.upgrade can resample it as a kernel.
 - Every stack has cfg.n_layers blocks (vision, structure, decoder), per seed 000's table.
+- Vision positions start as 2-D sin-cos features (columns in the first half of the channels, rows
+  in the second, as MAE) at an amplitude near a patch's content embedding, and stay learnable.
+  At the usual 0.02 init a patch with ink is all content after LayerNorm, so the decoder cannot
+  tell *where* the ink is; with this init a one-box probe leaves the "ignore the image" plateau
+  sooner, and image-conditioned validation loss after 10 epochs falls by 0.16 (README, "Model quality").
 """
 
 from __future__ import annotations
@@ -41,6 +46,15 @@ from layoutray.config import ModelConfig, RunConfig
 from layoutray.tokenizer import PAD, LayoutTokenizer
 
 # ---------------------------------------------------------------------------- building blocks
+
+POS_AMPLITUDE = 0.3  # vision position init: comparable to the patch embedding of a patch with ink
+
+
+def fourier_features(u: torch.Tensor, dim: int) -> torch.Tensor:
+    """u [N] in [0, 1] -> [N, dim]: sin and cos at dim/2 frequencies from pi to 64 pi (geometric)."""
+    k = torch.arange(dim // 2, dtype=torch.float32, device=u.device)
+    angles = u[:, None] * (math.pi * 2.0 ** (k * 6 / (dim // 2)))[None]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
 
 
 class MLP(nn.Module):
@@ -264,8 +278,13 @@ class LayoutModel(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
         elif isinstance(m, LayoutModel):
-            for prm in (m.vis_row, m.vis_col, m.spec_pos, m.modality, m.dec_pos):
+            for prm in (m.spec_pos, m.modality, m.dec_pos):
                 nn.init.normal_(prm, std=0.02)
+            with torch.no_grad():  # vision positions: see "Design choices" above
+                (gh, gw), half = m.grid, m.cfg.d_model // 2
+                centres = lambda n: (torch.arange(n, device=m.vis_col.device) + 0.5) / n  # noqa: E731
+                m.vis_col.zero_()[:, :half] = POS_AMPLITUDE * fourier_features(centres(gw), half)
+                m.vis_row.zero_()[:, half:] = POS_AMPLITUDE * fourier_features(centres(gh), half)
 
     # --- encoders -------------------------------------------------------------------------
 

