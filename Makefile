@@ -26,6 +26,7 @@ bench: setup
 	$(PY) bench/train_throughput.py
 	$(PY) bench/infer_latency.py
 	$(PY) bench/serve_latency.py
+	$(PY) bench/localize_probe.py
 
 clean:
 	rm -rf runs sections .pytest_cache

@@ -239,7 +239,7 @@ def train_loop_per_worker(config: dict) -> None:
             engine.backward(loss)
             step_before = engine.global_steps
             engine.step()
-            loss_sum, loss_n = loss_sum + float(loss), loss_n + 1
+            loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
             samples += tokens.shape[0]
             if engine.global_steps != step_before:  # an optimizer step happened: next step's settings
                 live = _apply_schedules(engine, cfg, engine.global_steps, total_steps, micro, world, base_wd)
