@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from layoutray.config import load_config  # noqa: E402
+from layoutray.metrics import box_iou  # noqa: E402
 from layoutray.model import build_model, count_parameters  # noqa: E402
 from layoutray.tokenizer import NULL, Box, LayoutTokenizer  # noqa: E402
 
@@ -50,17 +51,10 @@ def boxes_batch(rng: np.random.Generator, tok: LayoutTokenizer, n: int, height: 
     return torch.from_numpy(images), torch.tensor(tokens)
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Row-wise IoU of [N, 4] boxes (x, y, w, h)."""
-    ix = np.clip(np.minimum(a[:, 0] + a[:, 2], b[:, 0] + b[:, 2]) - np.maximum(a[:, 0], b[:, 0]), 0, None)
-    iy = np.clip(np.minimum(a[:, 1] + a[:, 3], b[:, 1] + b[:, 3]) - np.maximum(a[:, 1], b[:, 1]), 0, None)
-    inter = ix * iy
-    return inter / np.maximum(a[:, 2] * a[:, 3] + b[:, 2] * b[:, 3] - inter, 1e-9)
-
-
 def score(pred_bins: np.ndarray, true_bins: np.ndarray, tok: LayoutTokenizer) -> dict:
     err = np.abs(pred_bins - true_bins)
-    ious = iou(pred_bins / (tok.bins - 1), true_bins / (tok.bins - 1))
+    ious = np.array([box_iou(Box("card", *(p / (tok.bins - 1))), Box("card", *(t / (tok.bins - 1))))
+                     for p, t in zip(pred_bins, true_bins)])
     return {"mean_abs_error_bins": dict(zip("xywh", np.round(err.mean(0), 2).tolist())),
             "mean_abs_error": round(float(err.mean()), 2),
             "within_1_bin": round(float((err <= 1).mean()), 3),

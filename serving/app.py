@@ -220,7 +220,8 @@ class LayoutModel:
             raise ValueError(f"{len(req['elements'])} elements > cap {self.core.max_elements}")
         return await self._batched(req)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
+    @serve.batch(max_batch_size=MODEL_DEFAULTS["max_batch_size"],
+                 batch_wait_timeout_s=MODEL_DEFAULTS["batch_wait_timeout_s"])
     async def _batched(self, reqs: list[dict]) -> list[Any]:
         # Generation runs on the replica's event loop on purpose. It is a Python loop of small
         # torch ops that holds the GIL most of the time; on a worker thread it starved this loop,
