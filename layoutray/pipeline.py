@@ -568,10 +568,12 @@ def collate(batch: dict[str, np.ndarray]):
 
     t = int(batch["tok_len"].max()) if len(batch["tok_len"]) else 1
     s = int(batch["spec_len"].max()) if len(batch["spec_len"]) else 1
-    as_long = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64))  # noqa: E731
+    # Copies: Ray hands out read-only views of its object store, and tensors must own their data.
+    as_long = lambda a: torch.from_numpy(np.array(a, dtype=np.int64))  # noqa: E731
     return {
-        "image": torch.from_numpy(batch["image"].astype(np.float32)),
-        "has_image": torch.from_numpy(np.asarray(batch["has_image"], dtype=bool)),
+        # torch widens float16 ~10x faster than numpy's astype (2 ms per batch of 16 at Phase 1).
+        "image": torch.from_numpy(np.array(batch["image"])).float(),
+        "has_image": torch.from_numpy(np.array(batch["has_image"], dtype=bool)),
         "spec": as_long(batch["spec"][:, :s]),
         "tokens": as_long(batch["tokens"][:, :t]),
         "n_elements": as_long(batch["n_elements"]),
@@ -605,10 +607,12 @@ def _rebatch(raw: Iterable[dict[str, np.ndarray]], batch_size: int, drop_last: b
         keep = np.asarray(b["valid"], dtype=bool)
         if not keep.any():
             continue
-        pending.append({k: np.asarray(b[k])[keep] for k in _TENSOR_KEYS})
+        everything = keep.all()  # the usual case: no copy of the batch's images
+        pending.append({k: np.asarray(b[k]) if everything else np.asarray(b[k])[keep] for k in _TENSOR_KEYS})
         held += int(keep.sum())
         while held >= batch_size:
-            merged = {k: np.concatenate([p[k] for p in pending]) for k in _TENSOR_KEYS}
+            merged = pending[0] if len(pending) == 1 else {
+                k: np.concatenate([p[k] for p in pending]) for k in _TENSOR_KEYS}
             yield emit({k: v[:batch_size] for k, v in merged.items()})
             held -= batch_size
             pending = [{k: v[batch_size:] for k, v in merged.items()}] if held else []
