@@ -17,6 +17,8 @@ Prints one JSON object (progress goes to stderr). Same Phase 1 model, same synth
   b  run_training(...) (TorchTrainer + DeepSpeed ZeRO-0 fp32, the project's loop) with
      1 worker, scaling.cpus_per_worker = a_threads (the loop sets that many torch threads).
   c  the same with 2 workers, cpus_per_worker=1 each (micro batch = batch / 2).
+  a  is run again at a_threads after b and c; the ratios use the mean of the two (this VM's
+     speed drifts by ~10% over minutes); "ratio_b_over_a_before_only" uses the first alone.
   For b and c samples/s is read from <run_dir>/metrics.jsonl (the loop's per-epoch
   samples_per_s: training steps only, validation and checkpointing excluded, but waiting for the
   Ray Data pipeline INCLUDED unless --materialize). "first" is epoch 1 (Ray Data start-up,
@@ -389,6 +391,18 @@ def main() -> None:
                                             else "included: Ray Data streams and preprocesses during the epoch")
             ray.shutdown()
 
+            # ---- (a) again after the Ray runs: this VM's speed drifts by 10% over minutes, so
+            # b and c are compared with the mean of a measured before and after them.
+            again = Bare(cfg, best_th, total)
+            again.run(warm, timed=False)
+            again.run(batches)
+            a_after = again.samples / again.seconds
+            a_before = res["a_bare_pytorch"]["samples_per_s"]
+            res["a_bare_pytorch"].update(
+                samples_per_s_before_ray=a_before, samples_per_s_after_ray=round(a_after, 2),
+                samples_per_s_bracket=round((a_before + a_after) / 2, 2))
+            log(f"(a) again after the Ray runs: {a_after:.1f} samples/s (before: {a_before:.1f})")
+
         res["loadavg_end"] = load()
         for th in peaks:  # peak again after the runs; keep the better measurement
             peaks[th] = max(peaks[th], matmul_peak(th))
@@ -405,8 +419,10 @@ def main() -> None:
             pb = peaks.get(b["threads_per_worker"]) or matmul_peak(b["threads_per_worker"])
             b["mfu_steady"] = round(b["samples_per_s_steady"] * fps_a / pb, 3)
             mfu["b"] = b["mfu_steady"]
-            res["ratio_b_over_a"] = round(b["samples_per_s_steady"] / a[str(best_th)]["samples_per_s"], 3)
-            res["ratio_b_over_a_first_epoch"] = round(b["samples_per_s_first"] / a[str(best_th)]["samples_per_s"], 3)
+            a_ref = res["a_bare_pytorch"].get("samples_per_s_bracket", a[str(best_th)]["samples_per_s"])
+            res["ratio_b_over_a"] = round(b["samples_per_s_steady"] / a_ref, 3)
+            res["ratio_b_over_a_before_only"] = round(b["samples_per_s_steady"] / a[str(best_th)]["samples_per_s"], 3)
+            res["ratio_b_over_a_first_epoch"] = round(b["samples_per_s_first"] / a_ref, 3)
         c = res.get("c_ray_2_workers", {})
         if c.get("samples_per_s_steady"):
             c["mfu_steady"] = round(c["samples_per_s_steady"] * fps_c / (2 * peaks[1]), 3)
