@@ -446,7 +446,7 @@ def build_dataset(root: str | Path, split: str, cfg: RunConfig | dict, *, train:
         preprocess_task, fn_kwargs={"cfg_json": json.dumps(cfg.to_dict(), sort_keys=True), "train": train,
                                     "seed": seed, "repeat_rates": rates, "epoch_offset": epoch_offset},
         batch_size=MAP_BATCH_ROWS, batch_format="pyarrow", zero_copy_batch=True,
-        concurrency=cfg.data.preprocess_concurrency, num_cpus=num_cpus)
+        compute=ray.data.TaskPoolStrategy(size=cfg.data.preprocess_concurrency), num_cpus=num_cpus)
     # The executor reads the last dataset's context. Small output blocks let the first
     # batch leave a map task after MAP_BATCH_ROWS rows instead of after a whole shard
     # (Ray's default merges outputs up to 128 MiB, i.e. ~1,000 decoded images).
