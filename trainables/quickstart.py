@@ -17,7 +17,7 @@ from pathlib import Path
 # Budget-bound values only (the rest is configs/phases/phase1.yaml). Batch 16 with 2 threads, with
 # the learning rate raised to match, is the fastest setting measured (bench/train_throughput.py:
 # the bare loop does 116-129 samples/s at batch 16 vs 96 at batch 4). On the 2-core development
-# machine 16 epochs train in 5.6-6.2 min (76-93 samples/s; the whole job 5.8-6.4 min); a loaded 2-core
+# machine 16 epochs train in 5.2-6.2 min (76-98 samples/s; the whole job 5.4-6.4 min); a loaded 2-core
 # machine has been 1.7x slower, which still fits the 20-minute budget. README "Model quality" has
 # what 16 epochs reach.
 QUICKSTART_OVERRIDES = [
