@@ -572,6 +572,8 @@ def collate(batch: dict[str, np.ndarray]):
     as_long = lambda a: torch.from_numpy(np.array(a, dtype=np.int64))  # noqa: E731
     return {
         # torch widens float16 ~10x faster than numpy's astype (2 ms per batch of 16 at Phase 1).
+        # The float16 copy first (~0.1 ms) is what lets torch read Ray's read-only buffer without
+        # a warning; .float() then makes the tensor the batch owns.
         "image": torch.from_numpy(np.array(batch["image"])).float(),
         "has_image": torch.from_numpy(np.array(batch["has_image"], dtype=bool)),
         "spec": as_long(batch["spec"][:, :s]),
