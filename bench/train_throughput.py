@@ -134,7 +134,8 @@ class Bare:
     def step(self, b: dict) -> float:
         tokens = b["tokens"]
         logits = self.model(b["image"], b["has_image"], b["spec"], tokens[:, :-1])
-        loss = self.model.loss(logits, tokens[:, 1:], self.cfg.training.label_smoothing)
+        loss = self.model.loss(logits, tokens[:, 1:], self.cfg.training.label_smoothing,
+                               self.cfg.training.coord_sigma)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.training.grad_clip)

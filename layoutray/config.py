@@ -116,6 +116,7 @@ class TrainingConfig:
     grad_clip: float = 1.0
     seed: int = 0
     label_smoothing: float = 0.0
+    coord_sigma: float = 0.0  # coordinate targets: Gaussian over neighbouring bins (std in bins); 0 = one-hot
     task_mix: TaskMix = field(default_factory=TaskMix)
     max_steps_per_epoch: int = 0  # 0: a full pass over the train split
 
@@ -128,6 +129,7 @@ class TrainingConfig:
         _in_range("training.weight_decay", self.weight_decay, 0.0, 1.0)
         _in_range("training.grad_clip", self.grad_clip, 0.0)
         _in_range("training.label_smoothing", self.label_smoothing, 0.0, 0.5)
+        _in_range("training.coord_sigma", self.coord_sigma, 0.0, 8.0)
         _in_range("training.max_steps_per_epoch", self.max_steps_per_epoch, 0)
 
 

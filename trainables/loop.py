@@ -235,7 +235,8 @@ def train_loop_per_worker(config: dict) -> None:
                 break
             tokens = batch["tokens"]
             logits = engine(batch["image"], batch["has_image"], batch["spec"], tokens[:, :-1])
-            loss = engine.module.loss(logits, tokens[:, 1:], cfg.training.label_smoothing)
+            loss = engine.module.loss(logits, tokens[:, 1:], cfg.training.label_smoothing,
+                                      cfg.training.coord_sigma)
             engine.backward(loss)
             step_before = engine.global_steps
             engine.step()

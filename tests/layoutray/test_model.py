@@ -181,3 +181,53 @@ def test_loss_regression_two_steps():
         opt.step()
         losses.append(round(loss.item(), 4))
     assert losses == pytest.approx(RECORDED_LOSSES, abs=2e-3), losses
+
+
+def _coord_loss_model():
+    cfg = tiny("phase1")
+    return LayoutModel(cfg, vocab_size_for(cfg), dropout=0.0), cfg
+
+
+def test_coord_sigma_charges_a_near_miss_less_than_a_far_one():
+    model, cfg = _coord_loss_model()
+    first = model.vocab_size - cfg.coord_bins
+    target = torch.tensor([[first + 10]])
+
+    def peaked_at(bin_: int) -> torch.Tensor:
+        logits = torch.zeros(1, 1, model.vocab_size)
+        logits[0, 0, first + bin_] = 8.0
+        return logits
+
+    near, far = peaked_at(11), peaked_at(40)
+    assert model.loss(near, target) == pytest.approx(model.loss(far, target).item())  # one-hot: all misses equal
+    assert model.loss(near, target, coord_sigma=1.0) < model.loss(far, target, coord_sigma=1.0) - 1.0
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_coord_sigma_near_zero_is_plain_cross_entropy(smoothing):
+    model, cfg = _coord_loss_model()
+    torch.manual_seed(0)
+    logits = torch.randn(3, 7, model.vocab_size)
+    targets = torch.randint(1, model.vocab_size, (3, 7))
+    targets[0, 5:] = PAD
+    targets[1, :3] = model.vocab_size - cfg.coord_bins + torch.tensor([0, 5, cfg.coord_bins - 1])
+    plain = torch.nn.functional.cross_entropy(logits.reshape(-1, model.vocab_size), targets.reshape(-1),
+                                              ignore_index=PAD, label_smoothing=smoothing)
+    soft = model.loss(logits, targets, label_smoothing=smoothing, coord_sigma=1e-3)
+    assert soft.item() == pytest.approx(plain.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("bin_", [0, 1, 64])
+def test_coord_sigma_target_is_a_normalised_gaussian_even_at_the_canvas_edge(bin_):
+    # The loss is minimal (zero gradient) exactly when the prediction equals the soft target; at
+    # the edge that target must be renormalised over the bins that exist.
+    model, cfg = _coord_loss_model()
+    first = model.vocab_size - cfg.coord_bins
+    offsets = torch.arange(cfg.coord_bins) - bin_
+    target_dist = torch.exp(-0.5 * (offsets / 1.5) ** 2) * (offsets.abs() <= 5)
+    target_dist = target_dist / target_dist.sum()
+    logits = torch.full((1, 1, model.vocab_size), -30.0)
+    logits[0, 0, first:] = torch.log(target_dist.clamp_min(1e-30))
+    logits.requires_grad_(True)
+    model.loss(logits, torch.tensor([[first + bin_]]), coord_sigma=1.5).backward()
+    assert logits.grad.abs().max().item() < 1e-5
