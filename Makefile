@@ -27,6 +27,7 @@ bench: setup
 	$(PY) bench/infer_latency.py
 	$(PY) bench/serve_latency.py
 	$(PY) bench/localize_probe.py
+	$(PY) bench/idle_actors.py
 
 clean:
 	rm -rf runs sections .pytest_cache
