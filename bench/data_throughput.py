@@ -82,7 +82,7 @@ def consume(batches, first: list | None = None) -> int:
 def measure_training(cfg, root: Path, steps: int) -> float:
     """Samples/s of a Phase 1 optimisation step with the project's model (plain PyTorch)."""
     import torch
-    from layoutray.model import build_model
+    from layoutray.model import build_model, training_losses
     model = build_model(cfg)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.training.learning_rate)
@@ -93,10 +93,11 @@ def measure_training(cfg, root: Path, steps: int) -> float:
             break
 
     def step(b):
-        logits = model(b["image"], b["has_image"], b["spec"], b["tokens"][:, :-1])
-        loss = model.loss(logits, b["tokens"][:, 1:])
+        t = cfg.training
+        out = model(b["image"], b["has_image"], b["spec"], b["tokens"][:, :-1], dense=t.dense_weight > 0)
+        objective, _, _ = training_losses(model, out, b["tokens"], b["has_image"], t)
         opt.zero_grad()
-        loss.backward()
+        objective.backward()
         opt.step()
 
     for b in batches[:2]:  # warm-up

@@ -132,12 +132,13 @@ class Bare:
         self.seconds, self.samples, self.chunk_rates, self.losses = 0.0, 0, [], []
 
     def step(self, b: dict) -> float:
-        tokens = b["tokens"]
-        logits = self.model(b["image"], b["has_image"], b["spec"], tokens[:, :-1])
-        loss = self.model.loss(logits, tokens[:, 1:], self.cfg.training.label_smoothing,
-                               self.cfg.training.coord_sigma)
+        from layoutray.model import training_losses
+
+        tokens, t = b["tokens"], self.cfg.training
+        out = self.model(b["image"], b["has_image"], b["spec"], tokens[:, :-1], dense=t.dense_weight > 0)
+        objective, loss, _ = training_losses(self.model, out, tokens, b["has_image"], t)  # as trainables/loop.py
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        objective.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.training.grad_clip)
         self.opt.step()
         self.sched.step()

@@ -66,6 +66,7 @@ class ModelConfig:
     max_elements: int = 16
     coord_bins: int = 128
     max_spec_len: int = 64
+    dense_cell: int = 0  # dense head's cell side in image pixels (training only; 0 = no head)
     # Reserved for the diffusion decoder and aesthetic constraints of later work (seed 000).
     diffusion_steps: int = 100
     aesthetic_constraints: Literal["off", "basic", "full", "advanced"] = "off"
@@ -88,6 +89,9 @@ class ModelConfig:
                f">= 2 + 5 * model.max_elements = {need}; got {self.max_seq_len}")
         _check("model.max_spec_len", self.max_spec_len >= 1 + self.max_elements,
                f">= 1 + model.max_elements = {1 + self.max_elements}; got {self.max_spec_len}")
+        _in_range("model.dense_cell", self.dense_cell, 0, self.patch_size)
+        _check("model.dense_cell", self.dense_cell == 0 or self.patch_size % self.dense_cell == 0,
+               f"0 or a divisor of model.patch_size ({self.patch_size}); got {self.dense_cell}")
 
 
 @dataclass
@@ -117,6 +121,7 @@ class TrainingConfig:
     seed: int = 0
     label_smoothing: float = 0.0
     coord_sigma: float = 0.0  # coordinate targets: Gaussian over neighbouring bins (std in bins); 0 = one-hot
+    dense_weight: float = 0.0  # weight of the dense head's loss (needs model.dense_cell > 0)
     task_mix: TaskMix = field(default_factory=TaskMix)
     max_steps_per_epoch: int = 0  # 0: a full pass over the train split
 
@@ -130,6 +135,7 @@ class TrainingConfig:
         _in_range("training.grad_clip", self.grad_clip, 0.0)
         _in_range("training.label_smoothing", self.label_smoothing, 0.0, 0.5)
         _in_range("training.coord_sigma", self.coord_sigma, 0.0, 8.0)
+        _in_range("training.dense_weight", self.dense_weight, 0.0, 100.0)
         _in_range("training.max_steps_per_epoch", self.max_steps_per_epoch, 0)
 
 
@@ -253,6 +259,8 @@ class RunConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
     def __post_init__(self):
+        _check("training.dense_weight", self.training.dense_weight == 0 or self.model.dense_cell > 0,
+               f"0 when model.dense_cell is 0 (the model has no dense head); got {self.training.dense_weight}")
         if self.scaling.num_workers > 0:
             _check("training.batch_size", self.training.batch_size % self.scaling.num_workers == 0,
                    f"a multiple of scaling.num_workers ({self.scaling.num_workers}); "

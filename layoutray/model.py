@@ -31,6 +31,11 @@ Design choices, and why:
   At the usual 0.02 init a patch with ink is all content after LayerNorm, so the decoder cannot
   tell *where* the ink is; with this init a one-box probe leaves the "ignore the image" plateau
   sooner, and after 20 epochs image-only validation loss is 0.13 lower (README, "Model quality").
+- Dense head (cfg.dense_cell > 0, training only): each vision token also predicts, for every
+  dense_cell x dense_cell pixel cell of its patch, the type of the element covering the cell and
+  that element's box. The decoder's loss reaches the vision encoder only through cross-attention,
+  one token at a time; this gives every patch a direct target from the first step, so the encoder
+  learns where the boxes are sooner (README, "Model quality"). Generation never runs it.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from layoutray.config import ModelConfig, RunConfig
-from layoutray.tokenizer import PAD, LayoutTokenizer
+from layoutray.tokenizer import N_SPECIAL, PAD, LayoutTokenizer
 
 # ---------------------------------------------------------------------------- building blocks
 
@@ -263,6 +268,12 @@ class LayoutModel(nn.Module):
         self.dec_blocks = nn.ModuleList(DecoderBlock(cfg, dropout) for _ in range(cfg.n_layers))
         self.dec_ln = nn.LayerNorm(d)
 
+        # dense head (training only): per cell of a patch, element type (+ "none") and box
+        self.dense_cells = p // cfg.dense_cell if cfg.dense_cell else 0  # cells per patch side
+        if self.dense_cells:
+            n_types = len(LayoutTokenizer(bins=cfg.coord_bins).element_types)
+            self.dense_head = nn.Linear(d, self.dense_cells ** 2 * (n_types + 1 + 4))
+
         self.drop = Dropout(dropout)
         self.apply(self._init_weights)
         # GPT-2: scale the residual-branch outputs so the stream's variance does not grow with depth
@@ -314,7 +325,13 @@ class LayoutModel(nn.Module):
         return self.spec_ln(x), valid
 
     def encode(self, image: torch.Tensor | None, has_image: torch.Tensor, spec: torch.Tensor):
-        """Fused memory [B, M, D] and its key mask [B, 1, 1, M] (True = attend; None = all valid).
+        """Fused memory [B, M, D] and its key mask [B, 1, 1, M] (True = attend; None = all valid)."""
+        memory, mask, _ = self._encode(image, has_image, spec)
+        return memory, mask
+
+    def _encode(self, image, has_image, spec):
+        """encode(), plus the vision tokens [B, P, D] (zero rows where there is no image; None
+        when the vision encoder did not run).
 
         The vision encoder runs only on rows that have an image (spec-only rows cost nothing
         there); their vision slots are zero and masked. In training it always runs, on the whole
@@ -329,7 +346,7 @@ class LayoutModel(nn.Module):
         n_img = int(has_image.sum())
         if n_img == 0 and not self.training:
             mask = None if s_valid is None else s_valid[:, None, None, :]
-            return s, mask
+            return s, mask, None
         if n_img == B:
             v = self.encode_image(image)
         elif n_img == 0:  # training, no image in the batch: keep the module call, mask it all
@@ -338,14 +355,13 @@ class LayoutModel(nn.Module):
             rows = has_image.nonzero().squeeze(1)
             v_rows = self.encode_image(image.index_select(0, rows))
             v = v_rows.new_zeros(B, v_rows.shape[1], v_rows.shape[2]).index_copy(0, rows, v_rows)
-        v = v + self.modality[0]
-        memory = torch.cat([v, s], dim=1)  # [B, P + S, D]
+        memory = torch.cat([v + self.modality[0], s], dim=1)  # [B, P + S, D]
         if n_img == B and s_valid is None:
-            return memory, None
+            return memory, None, v
         s_valid = s_valid if s_valid is not None else torch.ones(B, s.shape[1], dtype=torch.bool,
                                                                  device=s.device)
         valid = torch.cat([has_image[:, None].expand(B, v.shape[1]), s_valid], dim=1)  # [B, M]
-        return memory, valid[:, None, None, :]
+        return memory, valid[:, None, None, :], v
 
     # --- decoder --------------------------------------------------------------------------
 
@@ -358,9 +374,39 @@ class LayoutModel(nn.Module):
             x = blk(x, k, v, mem_mask)
         return F.linear(self.dec_ln(x), self.tok_emb.weight)  # tied head
 
-    def forward(self, image, has_image, spec, tokens_in) -> torch.Tensor:
-        memory, mem_mask = self.encode(image, has_image, spec)
-        return self.decode(tokens_in, memory, mem_mask)  # [B, T, V]
+    def forward(self, image, has_image, spec, tokens_in, dense: bool = False):
+        """logits [B, T, V]; with dense=True (training), (logits, dense logits [B, Gh, Gw, K + 5])
+        where Gh x Gw is the grid of dense cells and K the number of element types."""
+        memory, mem_mask, vis = self._encode(image, has_image, spec)
+        logits = self.decode(tokens_in, memory, mem_mask)  # [B, T, V]
+        if not dense:
+            return logits
+        if not self.dense_cells:
+            raise ValueError("dense=True needs a model built with model.dense_cell > 0")
+        if vis is None:  # (eval without images) every row is masked out of the dense loss anyway
+            vis = memory.new_zeros(memory.shape[0], self.grid[0] * self.grid[1], memory.shape[2])
+        B, (gh, gw), c = vis.shape[0], self.grid, self.dense_cells
+        out = self.dense_head(vis)  # [B, P, c*c*(K+5)]
+        out = out.view(B, gh, gw, c, c, -1).permute(0, 1, 3, 2, 4, 5)  # [B, gh, c, gw, c, K+5]
+        return logits, out.reshape(B, gh * c, gw * c, out.shape[-1])
+
+    def dense_loss(self, dense: torch.Tensor, tokens: torch.Tensor, has_image: torch.Tensor) -> torch.Tensor:
+        """Loss of the dense head on the rows with an image; tokens [B, T] the full layout (BOS ...).
+
+        Each cell's target is the smallest element whose box holds the cell's centre: its type
+        (cross entropy; "none" when no box does) and, on covered cells, its box (x0, y0, x1, y1)
+        by L1 in tenths of the canvas, so that both terms start near the same size.
+        """
+        cls, box, covered = dense_targets(tokens, dense.shape[1], dense.shape[2], self.cfg.coord_bins,
+                                          self.vocab_size, dense.shape[-1] - 5)
+        rows = has_image.to(torch.bool)[:, None, None].expand_as(cls)
+        if not bool(rows.any()):  # keep the graph (every rank calls the same modules)
+            return dense.sum() * 0.0
+        ce = F.cross_entropy(dense[..., 4:][rows], cls[rows])
+        on = covered & rows
+        if not bool(on.any()):
+            return ce
+        return ce + 10.0 * F.l1_loss(torch.sigmoid(dense[..., :4][on]), box[on])
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0,
              coord_sigma: float = 0.0) -> torch.Tensor:
@@ -417,6 +463,34 @@ class LayoutModel(nn.Module):
         return x @ self.tok_emb.weight.t()  # tied head
 
 
+def dense_targets(tokens: torch.Tensor, gh: int, gw: int, bins: int, vocab_size: int, n_types: int):
+    """Per-cell targets of the dense head from layout tokens [B, T] (BOS type x y w h ... EOS PAD).
+
+    Returns cls int64 [B, gh, gw] (element type index of the smallest box holding the cell's
+    centre, n_types where none does), box float [B, gh, gw, 4] (that box's x0, y0, x1, y1 in
+    [0, 1]) and covered bool [B, gh, gw].
+    """
+    B = tokens.shape[0]
+    E = (tokens.shape[1] - 1) // 5
+    el = tokens[:, 1:1 + 5 * E].reshape(B, E, 5)  # [B, E, (type, x, y, w, h)]
+    first_type, first_coord = N_SPECIAL, vocab_size - bins
+    types = el[:, :, 0] - first_type
+    valid = (types >= 0) & (types < n_types) & (el[:, :, 1:] >= first_coord).all(dim=2)  # [B, E]
+    x0, y0, w, h = ((el[:, :, 1:] - first_coord).clamp(0, bins - 1).float() / (bins - 1)).unbind(-1)
+    cy = ((torch.arange(gh, device=tokens.device) + 0.5) / gh)[None, None, :, None]
+    cx = ((torch.arange(gw, device=tokens.device) + 0.5) / gw)[None, None, None, :]
+    e = lambda t: t[:, :, None, None]  # noqa: E731  [B, E] -> [B, E, 1, 1]
+    inside = (cx >= e(x0)) & (cx < e(x0 + w)) & (cy >= e(y0)) & (cy < e(y0 + h)) & e(valid)  # [B, E, gh, gw]
+    area = torch.where(inside, e(w * h), torch.full_like(e(w), 2.0))  # > any box's area
+    best = area.argmin(dim=1).view(B, gh * gw)  # [B, gh*gw] element index per cell
+    covered = inside.any(dim=1)  # [B, gh, gw]
+    cls = types.clamp(0, n_types - 1).gather(1, best).view(B, gh, gw)
+    cls = torch.where(covered, cls, torch.full_like(cls, n_types))
+    boxes = torch.stack([x0, y0, x0 + w, y0 + h], dim=-1)  # [B, E, 4]
+    box = boxes.gather(1, best[:, :, None].expand(-1, -1, 4)).view(B, gh, gw, 4)
+    return cls, box, covered
+
+
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -441,6 +515,31 @@ def count_parameters(cfg: RunConfig | ModelConfig) -> int:
     with torch.device("meta"):
         model = build_model(cfg, dropout=0.0)
     return sum(p.numel() for p in model.parameters())
+
+
+def training_losses(model: LayoutModel, out, tokens: torch.Tensor, has_image: torch.Tensor,
+                    training) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(objective to backpropagate, token loss, dense loss or None) of one training forward pass
+    `out = model(image, has_image, spec, tokens[:, :-1], dense=training.dense_weight > 0)`;
+    `training` is a config.TrainingConfig. The training loop and the benchmarks' bare loop both
+    use it, so they optimise the same thing."""
+    logits = out[0] if training.dense_weight else out
+    loss = model.loss(logits, tokens[:, 1:], training.label_smoothing, training.coord_sigma)
+    if not training.dense_weight:
+        return loss, loss, None
+    dense = model.dense_loss(out[1], tokens, has_image)
+    return loss + training.dense_weight * dense, loss, dense
+
+
+def load_weights(model: LayoutModel, sd: dict[str, torch.Tensor]) -> list[str]:
+    """model.load_state_dict(sd), except that the training-only dense head may be absent on either
+    side (a model trained without one, given to a config with one: the head starts fresh; the
+    other way round, it is dropped). Returns the dense-head keys so skipped."""
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    other = [k for k in missing + unexpected if not k.startswith("dense_head.")]
+    if other:
+        model.load_state_dict(sd)  # raises with torch's own message naming the keys
+    return missing + unexpected
 
 
 def set_dropout(model: nn.Module, p: float) -> None:
@@ -475,4 +574,7 @@ def flops_per_example(cfg: RunConfig | ModelConfig, seq_len: int, spec_len: int 
         fwd += 2 * P * c.image_channels * c.patch_size ** 2 * d + L * enc_layer(P)
     cross = 2 * T * d * d + 2 * M * d * 2 * d + 2 * 2 * T * M * d + 2 * T * d * d
     fwd += L * (enc_layer(T) + cross) + 2 * T * d * V
+    if training and with_image and c.dense_cell:  # the dense head runs in training only
+        n_types = len(LayoutTokenizer(bins=c.coord_bins).element_types)
+        fwd += 2 * P * d * (c.patch_size // c.dense_cell) ** 2 * (n_types + 5)
     return fwd * (3 if training else 1)

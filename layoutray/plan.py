@@ -127,12 +127,16 @@ def analytic_parameters(cfg: RunConfig) -> int:
     mlp = 2 * f * d * d + f * d + d
     enc = attn + mlp + 2 * 2 * d  # + 2 LayerNorms
     dec = attn + attn + mlp + 3 * 2 * d  # self-attn, cross-attn (q, kv, proj), MLP, 3 LayerNorms
+    n_types = len(LayoutTokenizer(bins=m.coord_bins).element_types)
+    cells = (m.patch_size // m.dense_cell) ** 2 if m.dense_cell else 0
+    dense = (d + 1) * cells * (n_types + 5)  # training-only dense head (type + none + box per cell)
     return (V * d  # shared token embedding, tied output head
             + (m.image_channels * m.patch_size ** 2 + 1) * d + (gh + gw) * d  # patches, 2-D pos
             + L * enc + 2 * d  # vision stack + final LN
             + m.max_spec_len * d + L * enc + 2 * d  # structure stack
             + 2 * d  # modality embeddings
-            + m.max_seq_len * d + L * dec + 2 * d)  # decoder
+            + m.max_seq_len * d + L * dec + 2 * d  # decoder
+            + dense)
 
 
 def largest_layer_parameters(cfg: RunConfig) -> int:

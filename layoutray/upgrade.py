@@ -23,6 +23,8 @@ What goes where (old -> new):
 - Vision positions: the row and column tables are interpolated linearly (patch-centre aligned)
   to the new grid (6x10 -> 12x20 -> 16x28). Sequence positions (decoder, spec) are indices, not
   coordinates: the first rows are copied and the new tail keeps its fresh init.
+- The dense head (training only) is carried when both models cut a patch into the same grid of
+  cells; otherwise (patch 32 -> 16 at the same cell size) it starts fresh.
 - Everything else new (extra rows and columns, new layers' other weights) keeps the new model's
   initialisation (seeded with the new config's training.seed).
 
@@ -154,6 +156,13 @@ def upgrade_state_dict(old_sd: dict[str, torch.Tensor], old_cfg: RunConfig, new_
             counts["new"] += 1
             continue
         old = old.detach().float()
+        if name.startswith("dense_head.") and om.patch_size // om.dense_cell != nm.patch_size // nm.dense_cell:
+            # its outputs are cells of one patch: a different grid of cells means other outputs
+            counts["new"] += 1
+            notes.append(f"{name}: not carried ({om.patch_size // om.dense_cell}x{om.patch_size // om.dense_cell} "
+                         f"-> {nm.patch_size // nm.dense_cell}x{nm.patch_size // nm.dense_cell} cells per patch; "
+                         f"a training-only head, fresh init)")
+            continue
         if name == "patch_emb.weight" and om.patch_size != nm.patch_size:
             old = resample_patch_kernel(old, om.image_channels, om.patch_size, nm.patch_size)
             resampled += _carry(old, new, ("plain", "plain"), om.n_heads, nm.n_heads)

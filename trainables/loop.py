@@ -161,7 +161,7 @@ def train_loop_per_worker(config: dict) -> None:
     from layoutray.artifact import export_artifact, read_artifact
     from layoutray.config import config_from_dict
     from layoutray.evaluation import evaluate_batches
-    from layoutray.model import build_model
+    from layoutray.model import build_model, load_weights, training_losses
     from layoutray.pipeline import BadRowReport, iter_local_batches, iter_torch_batches
     from layoutray.schedules import lr_lambda_from_config
     from layoutray.tokenizer import LayoutTokenizer
@@ -174,12 +174,13 @@ def train_loop_per_worker(config: dict) -> None:
     torch.manual_seed(cfg.training.seed + rank)
     run_dir = Path(config["run_dir"])
     stage = cfg.deepspeed.zero_stage
+    dense_w = cfg.training.dense_weight
     micro = config["micro_batch"]
 
     model = build_model(cfg)
     if config.get("init_from"):
         sd, _, _ = read_artifact(config["init_from"])
-        model.load_state_dict(sd)
+        load_weights(model, sd)  # (the dense head may be new: it trains from scratch)
     tokenizer = LayoutTokenizer(bins=cfg.model.coord_bins)
 
     steps_per_epoch = config["steps_per_epoch"]  # optimizer steps (global batches) per epoch
@@ -229,15 +230,17 @@ def train_loop_per_worker(config: dict) -> None:
                                      max_bad_fraction=cfg.data.max_bad_fraction,
                                      local_shuffle_buffer_size=256, local_shuffle_seed=cfg.training.seed + epoch))
         loss_sum, loss_n, samples, first_step = 0.0, 0, 0, engine.global_steps
+        dense_sum = 0.0
         while True:
             batch = next(it, None)
             if not _all_have(batch is not None, world):
                 break
             tokens = batch["tokens"]
-            logits = engine(batch["image"], batch["has_image"], batch["spec"], tokens[:, :-1])
-            loss = engine.module.loss(logits, tokens[:, 1:], cfg.training.label_smoothing,
-                                      cfg.training.coord_sigma)
-            engine.backward(loss)
+            out = engine(batch["image"], batch["has_image"], batch["spec"], tokens[:, :-1], dense=dense_w > 0)
+            objective, loss, dense = training_losses(engine.module, out, tokens, batch["has_image"], cfg.training)
+            if dense is not None:
+                dense_sum += float(dense.detach())
+            engine.backward(objective)
             step_before = engine.global_steps
             engine.step()
             loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
@@ -250,8 +253,9 @@ def train_loop_per_worker(config: dict) -> None:
         if batch is not None:
             for _ in it:  # drain so the shard's pass finishes and the bad-row check runs
                 pass
-        train_loss, samples_all = _all_sum([loss_sum / max(1, loss_n), float(samples)], world)
-        train_loss /= world
+        train_loss, samples_all, dense_loss = _all_sum([loss_sum / max(1, loss_n), float(samples),
+                                                        dense_sum / max(1, loss_n)], world)
+        train_loss, dense_loss = train_loss / world, dense_loss / world
 
         # Validation loss/accuracy over this rank's val shard, summed over ranks.
         vs = evaluate_batches(engine.module, tokenizer, iter_torch_batches(val_shard, 32),
@@ -273,6 +277,8 @@ def train_loop_per_worker(config: dict) -> None:
             "bad_rows": report.bad_rows, "best_val_loss": state["best_val_loss"], "restarts": state["restarts"],
             "early_stop": stop, **live,
         }
+        if dense_w:  # train_loss stays the token loss, comparable with val_loss
+            metrics["train_dense_loss"] = dense_loss
 
         with tempfile.TemporaryDirectory() as d:
             engine.save_checkpoint(d, tag=CKPT_TAG, client_state={"state": dict(state)})

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from layoutray.config import ModelConfig, load_config
-from layoutray.model import (POS_AMPLITUDE, Dropout, LayoutModel, build_model, count_parameters, flops_per_example,
-                             set_dropout, vocab_size_for)
-from layoutray.tokenizer import BOS, NULL, PAD, LayoutTokenizer
+from layoutray.model import (POS_AMPLITUDE, Dropout, LayoutModel, build_model, count_parameters, dense_targets,
+                             flops_per_example, load_weights, set_dropout, vocab_size_for)
+from layoutray.tokenizer import BOS, EOS, NULL, PAD, LayoutTokenizer
 
 # seed 000's ranges (issue 3)
 RANGES = {"phase1": (2.0e6, 4.5e6), "phase2": (8e6, 13e6), "phase3": (20e6, 35e6), "phase4": (50e6, 80e6)}
@@ -231,3 +231,91 @@ def test_coord_sigma_target_is_a_normalised_gaussian_even_at_the_canvas_edge(bin
     logits.requires_grad_(True)
     model.loss(logits, torch.tensor([[first + bin_]]), coord_sigma=1.5).backward()
     assert logits.grad.abs().max().item() < 1e-5
+
+
+# ---------------------------------------------------------------------------- dense head
+
+
+def _layout_tokens(tok: LayoutTokenizer, boxes: list[tuple], T: int) -> torch.Tensor:
+    """[1, T] tokens of (type, x_bin, y_bin, w_bin, h_bin) boxes, as the pipeline makes them."""
+    ids = [BOS]
+    for t, *bins in boxes:
+        ids += [tok.type_id(t)] + [tok.coord_offset + b for b in bins]
+    ids.append(EOS)
+    return torch.tensor([ids + [PAD] * (T - len(ids))])
+
+
+def test_dense_targets_hand_computed():
+    tok = LayoutTokenizer(bins=5)  # bins at 0, 1/4, 1/2, 3/4, 1
+    # a card over the left half (x 0..1/2, y 0..1) holding a button (x 1/4..1/2, y 1/4..1/2)
+    tokens = _layout_tokens(tok, [("card", 0, 0, 2, 4), ("button", 1, 1, 1, 1)], T=14)
+    cls, box, covered = dense_targets(tokens, gh=4, gw=4, bins=5, vocab_size=tok.vocab_size,
+                                      n_types=len(tok.element_types))
+    card, button, none = tok.element_types.index("card"), tok.element_types.index("button"), len(tok.element_types)
+    # cell centres at 1/8, 3/8, 5/8, 7/8: columns 0-1 are in the card, (row 1, col 1) in the button
+    expect = torch.full((4, 4), none)
+    expect[:, :2] = card
+    expect[1, 1] = button  # the smaller box wins where both hold the centre
+    assert torch.equal(cls[0], expect)
+    assert torch.equal(covered[0], expect != none)
+    torch.testing.assert_close(box[0, 1, 1], torch.tensor([0.25, 0.25, 0.5, 0.5]))
+    torch.testing.assert_close(box[0, 3, 0], torch.tensor([0.0, 0.0, 0.5, 1.0]))
+
+
+def _dense_model():
+    cfg = tiny("phase1", dense_cell=8)
+    torch.manual_seed(0)
+    return LayoutModel(cfg, vocab_size_for(cfg), dropout=0.0), cfg
+
+
+def test_dense_head_shapes_and_only_image_rows_count():
+    model, cfg = _dense_model()
+    image, has_image, spec, tokens = batch(cfg, mode="mixed")  # row 1 has no image
+    logits, dense = model(image, has_image, spec, tokens, dense=True)
+    n_types = len(LayoutTokenizer(bins=cfg.coord_bins).element_types)
+    assert dense.shape == (3, cfg.image_height // 8, cfg.image_width // 8, n_types + 5)
+    torch.testing.assert_close(logits, model(image, has_image, spec, tokens))  # the head changes nothing else
+    tok = LayoutTokenizer(bins=cfg.coord_bins)
+    layout = _layout_tokens(tok, [("card", 10, 10, 40, 40), ("button", 20, 20, 5, 5)], T=20)
+    layouts = layout.repeat(3, 1)
+    base = model.dense_loss(dense, layouts, has_image)
+    other = layouts.clone()
+    other[1] = _layout_tokens(tok, [("image", 60, 60, 30, 30)], T=20)[0]
+    assert model.dense_loss(dense, other, has_image).item() == pytest.approx(base.item())  # row 1 ignored
+    other[0] = other[1]
+    assert model.dense_loss(dense, other, has_image).item() != pytest.approx(base.item())
+    assert model.dense_loss(dense, layouts, torch.zeros(3, dtype=torch.bool)).item() == 0.0
+
+
+def test_dense_loss_trains_the_vision_encoder_and_nothing_after_it():
+    model, cfg = _dense_model()
+    image, has_image, spec, tokens = batch(cfg, mode="both")
+    tok = LayoutTokenizer(bins=cfg.coord_bins)
+    layouts = _layout_tokens(tok, [("card", 10, 10, 40, 40)], T=20).repeat(3, 1)
+    _, dense = model(image, has_image, spec, tokens, dense=True)
+    model.dense_loss(dense, layouts, has_image).backward()
+    assert model.patch_emb.weight.grad.abs().sum() > 0 and model.dense_head.weight.grad.abs().sum() > 0
+    for name, p in model.named_parameters():
+        if name.startswith(("dec_", "spec_")):
+            assert p.grad is None or p.grad.abs().sum() == 0, name
+
+
+def test_dense_needs_a_head():
+    cfg = tiny("phase1")
+    model = LayoutModel(cfg, vocab_size_for(cfg))
+    with pytest.raises(ValueError, match="dense_cell"):
+        model(*batch(cfg), dense=True)
+    with pytest.raises(Exception, match="training.dense_weight"):
+        load_config(phase="phase1", overrides=["model.dense_cell=0", "training.dense_weight=1.0"])
+
+
+def test_load_weights_tolerates_only_a_missing_or_extra_dense_head():
+    plain_cfg, dense_cfg = tiny("phase1"), tiny("phase1", dense_cell=8)
+    plain, dense = LayoutModel(plain_cfg, vocab_size_for(plain_cfg)), LayoutModel(dense_cfg, vocab_size_for(dense_cfg))
+    skipped = load_weights(dense, plain.state_dict())  # an older model, a config with the head
+    assert skipped == ["dense_head.weight", "dense_head.bias"]
+    torch.testing.assert_close(dense.patch_emb.weight, plain.patch_emb.weight)
+    assert load_weights(plain, dense.state_dict()) == ["dense_head.weight", "dense_head.bias"]
+    broken = {k: v for k, v in plain.state_dict().items() if k != "dec_ln.weight"}
+    with pytest.raises(RuntimeError, match="dec_ln.weight"):
+        load_weights(dense, broken)

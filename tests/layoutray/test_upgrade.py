@@ -64,9 +64,11 @@ def test_phase1_to_phase2_carries_weights():
                                resample_patch_kernel(old["patch_emb.weight"], 1, 32, 16))
     assert new["vis_row"].shape == (12, D)
     # counts: everything old was carried except the 32px kernel and the position tables,
-    # which were resampled into smaller (kernel) or differently-sized (positions) tensors
+    # which were resampled into smaller (kernel) or differently-sized (positions) tensors, and
+    # phase 1's training-only dense head, which phase 2 does not have
     resampled_from = old["patch_emb.weight"].numel() + old["vis_row"].numel() + old["vis_col"].numel()
-    assert report["carried"] == sum(v.numel() for v in old.values()) - resampled_from
+    dense = old["dense_head.weight"].numel() + old["dense_head.bias"].numel()
+    assert report["carried"] == sum(v.numel() for v in old.values()) - resampled_from - dense
     assert report["resampled"] == d * 256 + 12 * d + 20 * d
     assert report["total"] == sum(v.numel() for v in new.values())
     assert report["carried_fraction"] == round((report["carried"] + report["resampled"]) / report["total"], 4)
@@ -106,3 +108,15 @@ def test_cmd_upgrade_exports_next_phase(tmp_path, capsys):
     assert torch.equal(sd["dec_ln.weight"][:128], model.state_dict()["dec_ln.weight"])
     rc = cmd_upgrade(argparse.Namespace(model=str(tmp_path / "p2"), to="phase2", out=str(tmp_path / "x")))
     assert rc == 2
+
+
+def test_dense_head_carried_only_onto_the_same_cells():
+    dense = ["model.dense_cell=8", "training.dense_weight=1.0"]
+    p1, p2, p3 = (load_config(phase=p, overrides=dense) for p in ("phase1", "phase2", "phase3"))
+    torch.manual_seed(0)
+    old = build_model(p1).state_dict()
+    new, report = upgrade_state_dict(old, p1, p2)  # 4x4 cells per 32px patch -> 2x2 per 16px patch
+    assert new["dense_head.weight"].shape[0] != old["dense_head.weight"].shape[0]
+    assert any(n.startswith("dense_head.weight: not carried") for n in report["notes"])
+    new3, _ = upgrade_state_dict(new, p2, p3)  # both cut a 16px patch into 2x2 cells
+    assert torch.equal(new3["dense_head.weight"][:, :192], new["dense_head.weight"])
