@@ -471,8 +471,9 @@ def dense_targets(tokens: torch.Tensor, gh: int, gw: int, bins: int, vocab_size:
     [0, 1]) and covered bool [B, gh, gw].
     """
     B = tokens.shape[0]
-    E = (tokens.shape[1] - 1) // 5
-    el = tokens[:, 1:1 + 5 * E].reshape(B, E, 5)  # [B, E, (type, x, y, w, h)]
+    E = max(1, (tokens.shape[1] - 1) // 5)  # (at least one slot: a batch of empty layouts has none)
+    el = tokens[:, 1:1 + 5 * E]
+    el = F.pad(el, (0, 5 * E - el.shape[1]), value=PAD).reshape(B, E, 5)  # [B, E, (type, x, y, w, h)]
     first_type, first_coord = N_SPECIAL, vocab_size - bins
     types = el[:, :, 0] - first_type
     valid = (types >= 0) & (types < n_types) & (el[:, :, 1:] >= first_coord).all(dim=2)  # [B, E]

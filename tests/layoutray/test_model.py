@@ -260,6 +260,9 @@ def test_dense_targets_hand_computed():
     assert torch.equal(covered[0], expect != none)
     torch.testing.assert_close(box[0, 1, 1], torch.tensor([0.25, 0.25, 0.5, 0.5]))
     torch.testing.assert_close(box[0, 3, 0], torch.tensor([0.0, 0.0, 0.5, 1.0]))
+    empty, _, covered = dense_targets(torch.tensor([[BOS, EOS]]), gh=4, gw=4, bins=5, vocab_size=tok.vocab_size,
+                                      n_types=len(tok.element_types))  # no element at all
+    assert (empty == none).all() and not covered.any()
 
 
 def _dense_model():
