@@ -14,7 +14,7 @@ from typing import Iterable
 import torch
 
 from layoutray.generate import generate_tokens
-from layoutray.metrics import layout_metrics, token_accuracy_counts
+from layoutray.metrics import element_prf_by_type, layout_metrics, token_accuracy_counts
 from layoutray.tokenizer import NULL, PAD, Box, LayoutTokenizer
 
 MODES = ("both", "image", "spec")  # what conditions the generation
@@ -114,6 +114,7 @@ def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict],
     if gts:
         for m in modes:
             out[m] = layout_metrics(preds[m], gts, parsed_ok=oks[m])
+            out[m]["per_type@0.5"] = element_prf_by_type(preds[m], gts, 0.5)
         headline = HEADLINE_MODE if HEADLINE_MODE in modes else modes[0]
         out.update(out[headline])
         out["headline_mode"] = headline
@@ -164,6 +165,11 @@ def format_metrics(m: dict) -> str:
                              f"mIoU {r['mean_iou']:.3f}  align {r['alignment']:.4f} (data {r['alignment_reference']:.4f})  "
                              f"overlap {r['overlap']:.4f} (data {r['overlap_reference']:.4f})  validity {r['validity']:.3f}")
             lines.append(f"  {mode:>5}: " + "  ".join(parts))
+    headline = m.get("headline_mode")
+    per_type = m.get(headline, {}).get("per_type@0.5") if headline else None
+    if per_type:
+        lines.append(f"  F1@0.5 per element type ({headline}; true count): "
+                     + ", ".join(f"{t} {r['f1']:.2f} ({r['true']})" for t, r in per_type.items()))
     return "\n".join(lines)
 
 

@@ -60,3 +60,12 @@ def test_phase1_model_reads_layouts_from_wireframes(tmp_path):
     assert tf["both"]["token_accuracy"] == pytest.approx(tf["token_accuracy"])
     assert tf["image"]["loss"] < 0.5 * tf["spec"]["loss"], {m: tf[m]["loss"] for m in ("both", "image", "spec")}
     assert "element_f1@0.5" not in tf["image"]  # nothing generated: no layout metrics to report
+
+
+def test_format_metrics_prints_the_headline_modes_per_type_f1():
+    from layoutray.evaluation import format_metrics
+
+    per_type = {"card": {"f1": 0.75, "true": 53}, "icon": {"f1": 0.02, "true": 51}}
+    text = format_metrics({"examples": 2, "loss": 1.0, "token_accuracy": 0.5, "headline_mode": "both",
+                           "both": {"loss": 1.0, "per_type@0.5": per_type}})
+    assert "F1@0.5 per element type (both; true count): card 0.75 (53), icon 0.02 (51)" in text

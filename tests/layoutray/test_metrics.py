@@ -173,3 +173,21 @@ def test_layout_metrics_keys_and_perfect_prediction():
     with_validity = M.layout_metrics([gts[0], []], gts, parsed_ok=[True, False])
     assert with_validity["validity"] == 0.5
     assert with_validity["element_recall@0.5"] == pytest.approx(3 / 5)
+
+
+def test_element_prf_by_type_by_hand():
+    # layout 1: two cards found exactly; an icon 0.02 wide predicted 0.01 to the right (IoU 1/3)
+    gt1 = [B(0, 0, .4, .5, "card"), B(.5, 0, .4, .5, "card"), B(.1, .6, .02, .02, "icon")]
+    pr1 = [B(0, 0, .4, .5, "card"), B(.5, 0, .4, .5, "card"), B(.11, .6, .02, .02, "icon")]
+    # layout 2: one card missed (predicted as a link), nothing else
+    gt2 = [B(0, 0, .5, .5, "card")]
+    pr2 = [B(0, 0, .5, .5, "link")]
+    out = M.element_prf_by_type([pr1, pr2], [gt1, gt2], 0.5)
+    assert list(out) == ["card", "icon", "link"]  # most frequent true type first, then by name
+    assert out["card"] == pytest.approx({"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "true": 3, "predicted": 2})
+    assert out["icon"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "true": 1, "predicted": 1}
+    assert out["link"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "true": 0, "predicted": 1}
+    # the per-type true positives add up to the overall micro-averaged figure
+    p, r, _ = M.element_prf([pr1, pr2], [gt1, gt2], 0.5)
+    tp = sum(v["precision"] * v["predicted"] for v in out.values())
+    assert tp == pytest.approx(p * 4) == pytest.approx(r * 4) == 2
