@@ -48,7 +48,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from layoutray.config import ModelConfig, RunConfig
-from layoutray.tokenizer import N_SPECIAL, PAD, LayoutTokenizer
+from layoutray.tokenizer import PAD, LayoutTokenizer
 
 # ---------------------------------------------------------------------------- building blocks
 
@@ -397,8 +397,8 @@ class LayoutModel(nn.Module):
         (cross entropy; "none" when no box does) and, on covered cells, its box (x0, y0, x1, y1)
         by L1 in tenths of the canvas, so that both terms start near the same size.
         """
-        cls, box, covered = dense_targets(tokens, dense.shape[1], dense.shape[2], self.cfg.coord_bins,
-                                          self.vocab_size, dense.shape[-1] - 5)
+        cls, box, covered = dense_targets(tokens, dense.shape[1], dense.shape[2],
+                                          LayoutTokenizer(bins=self.cfg.coord_bins))
         rows = has_image.to(torch.bool)[:, None, None].expand_as(cls)
         if not bool(rows.any()):  # keep the graph (every rank calls the same modules)
             return dense.sum() * 0.0
@@ -463,19 +463,19 @@ class LayoutModel(nn.Module):
         return x @ self.tok_emb.weight.t()  # tied head
 
 
-def dense_targets(tokens: torch.Tensor, gh: int, gw: int, bins: int, vocab_size: int, n_types: int):
+def dense_targets(tokens: torch.Tensor, gh: int, gw: int, tok: LayoutTokenizer):
     """Per-cell targets of the dense head from layout tokens [B, T] (BOS type x y w h ... EOS PAD).
 
     Returns cls int64 [B, gh, gw] (element type index of the smallest box holding the cell's
-    centre, n_types where none does), box float [B, gh, gw, 4] (that box's x0, y0, x1, y1 in
+    centre, K = len(tok.element_types) where none does), box float [B, gh, gw, 4] (that box's x0, y0, x1, y1 in
     [0, 1]) and covered bool [B, gh, gw].
     """
     B = tokens.shape[0]
     E = max(1, (tokens.shape[1] - 1) // 5)  # (at least one slot: a batch of empty layouts has none)
     el = tokens[:, 1:1 + 5 * E]
     el = F.pad(el, (0, 5 * E - el.shape[1]), value=PAD).reshape(B, E, 5)  # [B, E, (type, x, y, w, h)]
-    first_type, first_coord = N_SPECIAL, vocab_size - bins
-    types = el[:, :, 0] - first_type
+    n_types, bins, first_coord = len(tok.element_types), tok.bins, tok.coord_offset
+    types = el[:, :, 0] - tok.type_offset
     valid = (types >= 0) & (types < n_types) & (el[:, :, 1:] >= first_coord).all(dim=2)  # [B, E]
     x0, y0, w, h = ((el[:, :, 1:] - first_coord).clamp(0, bins - 1).float() / (bins - 1)).unbind(-1)
     cy = ((torch.arange(gh, device=tokens.device) + 0.5) / gh)[None, None, :, None]

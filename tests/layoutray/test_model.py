@@ -249,8 +249,7 @@ def test_dense_targets_hand_computed():
     tok = LayoutTokenizer(bins=5)  # bins at 0, 1/4, 1/2, 3/4, 1
     # a card over the left half (x 0..1/2, y 0..1) holding a button (x 1/4..1/2, y 1/4..1/2)
     tokens = _layout_tokens(tok, [("card", 0, 0, 2, 4), ("button", 1, 1, 1, 1)], T=14)
-    cls, box, covered = dense_targets(tokens, gh=4, gw=4, bins=5, vocab_size=tok.vocab_size,
-                                      n_types=len(tok.element_types))
+    cls, box, covered = dense_targets(tokens, gh=4, gw=4, tok=tok)
     card, button, none = tok.element_types.index("card"), tok.element_types.index("button"), len(tok.element_types)
     # cell centres at 1/8, 3/8, 5/8, 7/8: columns 0-1 are in the card, (row 1, col 1) in the button
     expect = torch.full((4, 4), none)
@@ -260,8 +259,7 @@ def test_dense_targets_hand_computed():
     assert torch.equal(covered[0], expect != none)
     torch.testing.assert_close(box[0, 1, 1], torch.tensor([0.25, 0.25, 0.5, 0.5]))
     torch.testing.assert_close(box[0, 3, 0], torch.tensor([0.0, 0.0, 0.5, 1.0]))
-    empty, _, covered = dense_targets(torch.tensor([[BOS, EOS]]), gh=4, gw=4, bins=5, vocab_size=tok.vocab_size,
-                                      n_types=len(tok.element_types))  # no element at all
+    empty, _, covered = dense_targets(torch.tensor([[BOS, EOS]]), gh=4, gw=4, tok=tok)  # no element at all
     assert (empty == none).all() and not covered.any()
 
 
