@@ -18,15 +18,16 @@ from pathlib import Path
 # the learning rate raised to match, is the fastest setting measured (bench/train_throughput.py:
 # the bare loop does 116-129 samples/s at batch 16 vs 96 at batch 4). On the 2-core development
 # machine 16 epochs train in 5.2-6.2 min (76-98 samples/s; the whole job 5.4-6.4 min); a loaded 2-core
-# machine has been up to ~2.7x slower (14.5 min for the whole job), which still fits the
+# machine has been up to ~2.7x slower (14.5-14.9 min for the whole job), which still fits the
 # 20-minute budget. README "Model quality" has what 16 epochs reach. 16 epochs leave the model
 # underfit (validation loss below training loss), so the seed's dropout only slows learning:
 # lr 1e-3 without dropout lowered validation loss by 0.30 and raised F1@0.5 in every mode, in
-# two seeds each against lr 5e-4 with dropout 0.1.
+# two seeds each against lr 5e-4 with dropout 0.1; lr 2e-3 lowered it further with an image and raised
+# image-only F1@0.5 by 0.06-0.09 in two seeds (spec-only F1 fell; README "Model quality").
 QUICKSTART_OVERRIDES = [
     "training.epochs=16",
     "training.batch_size=16",
-    "training.learning_rate=1.0e-3",
+    "training.learning_rate=2.0e-3",
     "training.dropout=0.0",
     "scaling.cpus_per_worker=2",
     "validation.generate_examples=64",
