@@ -32,8 +32,8 @@ from jsonout import emit, reserve_stdout  # noqa: E402
 
 from layoutray.config import load_config  # noqa: E402
 from layoutray.dataset import write_manifest, write_split  # noqa: E402
-from layoutray.pipeline import (BadRowReport, build_dataset, iter_local_batches,  # noqa: E402
-                                iter_torch_batches, split_shards)
+from layoutray.batches import BadRowReport, iter_local_batches, iter_torch_batches  # noqa: E402
+from layoutray.pipeline import build_dataset, split_shards  # noqa: E402
 
 
 def make_data(root: Path, examples: int, seed: int) -> dict:

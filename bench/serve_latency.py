@@ -156,7 +156,7 @@ def http_caller(url: str):
 
 def in_process(model_dir: str, concurrency: int, batching: bool, seconds: float) -> dict:
     from serving.api import Limits, parse_layout_request
-    from serving.app import ModelCore
+    from serving.model_server import ModelCore
 
     core = in_process.cache.get(model_dir) or ModelCore(model_dir)
     in_process.cache[model_dir] = core

@@ -57,7 +57,8 @@ from jsonout import emit, reserve_stdout  # noqa: E402
 import torch  # noqa: E402
 
 from layoutray.config import load_config  # noqa: E402
-from layoutray.pipeline import iter_local_batches, split_shards  # noqa: E402
+from layoutray.batches import iter_local_batches  # noqa: E402
+from layoutray.pipeline import split_shards  # noqa: E402
 
 
 def log(msg: str) -> None:

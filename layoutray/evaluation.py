@@ -128,7 +128,7 @@ def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict],
 def evaluate_artifact(model_dir: str, data_dir: str, split: str = "test", limit: int = 0,
                       batch_size: int = 32) -> dict:
     from layoutray.artifact import load_artifact
-    from layoutray.pipeline import BadRowReport, iter_local_batches
+    from layoutray.batches import BadRowReport, iter_local_batches
 
     predictor = load_artifact(model_dir)
     cfg = predictor.cfg

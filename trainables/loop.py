@@ -162,7 +162,7 @@ def train_loop_per_worker(config: dict) -> None:
     from layoutray.config import config_from_dict
     from layoutray.evaluation import evaluate_batches
     from layoutray.model import build_model, load_weights, training_losses
-    from layoutray.pipeline import BadRowReport, iter_local_batches, iter_torch_batches
+    from layoutray.batches import BadRowReport, iter_local_batches, iter_torch_batches
     from layoutray.schedules import lr_lambda_from_config
     from layoutray.tokenizer import LayoutTokenizer
 

@@ -13,7 +13,7 @@ import torch
 from layoutray.config import load_config
 from layoutray.evaluation import condition, evaluate_batches
 from layoutray.model import build_model
-from layoutray.pipeline import iter_local_batches
+from layoutray.batches import iter_local_batches
 from layoutray.synth import synthesize
 from layoutray.tokenizer import LayoutTokenizer
 

@@ -1,0 +1,209 @@
+"""The `LayoutModel` Serve deployment: one model version (a "slot"), batched generation.
+
+`ModelCore` loads an exported artifact (layoutray.artifact: no DeepSpeed or Ray Train) and turns
+validated requests into layouts in the canvas's pixels; the in-process benchmark uses it alone.
+`LayoutModel` wraps it for Serve: `@serve.batch`, live settings through `reconfigure`, health
+checks, and, when a rollout assigns its slot another artifact, a reload without a restart. The
+`Router` (serving/app.py) calls it through a handle; the benchmark also calls it over HTTP.
+"""
+
+import asyncio
+import logging
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+from fastapi.responses import JSONResponse
+from ray import serve
+
+from serving import api
+from serving.rollout import read_assignment
+
+logger = logging.getLogger("ray.serve")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+MODEL_DEFAULTS = {
+    "max_batch_size": 16,
+    # 0: a batch takes whatever is queued when the model is free. Generation blocks the loop
+    # (see _batched), so under load requests pile up meanwhile; waiting only slowed single
+    # requests (bench/serve_latency.py --batch-wait-s: 0.005 gave +5 ms P50 at 1 client and no
+    # more requests/s at 16).
+    "batch_wait_timeout_s": 0.0,
+    "torch_threads": 1,
+    # Test / chaos settings (keep at 0 in production): a share of requests that raise, and
+    # latency added to every request. They change live through user_config.
+    "fail_rate": 0.0,
+    "extra_latency_ms": 0.0,
+    "reload_poll_s": 0.5,
+}
+
+
+def resolve_path(p: str | os.PathLike) -> str:
+    """Relative paths are relative to the repository root (replicas do not share the shell's cwd)."""
+    p = Path(os.path.expanduser(str(p)))
+    return str(p if p.is_absolute() else (REPO_ROOT / p).resolve())
+
+
+def replica_id() -> str:
+    try:
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # outside a replica (in-process benchmark)
+        return "local"
+
+
+def layout_scores(boxes) -> dict:
+    """Per-layout alignment and overlap (layoutray.metrics; None where undefined, e.g. one box)."""
+    try:
+        from layoutray.metrics import layout_alignment, layout_overlap
+    except ImportError:
+        return {"alignment": None, "overlap": None}
+    out = {}
+    for name, fn in (("alignment", layout_alignment), ("overlap", layout_overlap)):
+        try:
+            v = fn(list(boxes))
+            out[name] = None if v is None or not math.isfinite(v) else round(float(v), 6)
+        except Exception:  # noqa: BLE001 - a score must never fail a request
+            out[name] = None
+    return out
+
+
+class InjectedFault(RuntimeError):
+    """Raised by the fault-injection setting `fail_rate` (tests and chaos drills)."""
+
+
+
+class ModelCore:
+    """Artifact loading and batched generation, usable without Serve (the in-process benchmark)."""
+
+    def __init__(self, artifact_dir: str):
+        self.predictor = None
+        self.load(artifact_dir)
+
+    def load(self, artifact_dir: str) -> None:
+        from layoutray.artifact import load_artifact
+
+        artifact_dir = resolve_path(artifact_dir)
+        predictor = load_artifact(artifact_dir)
+        self.predictor, self.artifact_dir, self.loaded_at = predictor, artifact_dir, time.time()
+
+    @property
+    def max_elements(self) -> int:
+        return int(self.predictor.cfg.model.max_elements)
+
+    def predict_many(self, reqs: list[dict]) -> list[Any]:
+        """Validated request dicts -> response dicts (or the exception for that request).
+        Requests with the same sampling settings share one predictor call."""
+        predictor = self.predictor
+        out: list[Any] = [None] * len(reqs)
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(reqs):
+            groups.setdefault((r["samples"], r["temperature"], r["top_p"], r["seed"]), []).append(i)
+        for (samples, temperature, top_p, seed), idx in groups.items():
+            batch = [{"section_type": reqs[i]["section_type"], "elements": reqs[i]["elements"],
+                      "image": reqs[i]["image_png"]} for i in idx]
+            try:
+                results = predictor.predict(batch, samples=samples, temperature=temperature, top_p=top_p,
+                                            seed=seed)
+            except Exception as e:  # noqa: BLE001 - reported per request
+                for i in idx:
+                    out[i] = e
+                continue
+            for i, per_sample in zip(idx, results):
+                W, H = reqs[i]["canvas_width"], reqs[i]["canvas_height"]
+                out[i] = {"layouts": [dict(elements=api.to_pixels(boxes, W, H), **layout_scores(boxes))
+                                      for boxes in per_sample]}
+        return out
+
+
+@serve.deployment(max_ongoing_requests=64, health_check_period_s=5.0, health_check_timeout_s=60.0,
+                  graceful_shutdown_timeout_s=5.0)
+class LayoutModel:
+    """One model version. Called by the Router through a handle with a validated request dict,
+    or directly over HTTP (same JSON API, no router: used by the benchmark)."""
+
+    def __init__(self, slot: str, artifact_dir: str, state_dir: Optional[str] = None):
+        self.slot, self.state_dir = slot, state_dir
+        assigned = read_assignment(state_dir, slot) if state_dir else None  # a rollout's canary wins
+        self.core = ModelCore(assigned or artifact_dir)
+        self.settings = dict(MODEL_DEFAULTS)
+        self.load_error: Optional[str] = None
+        self._reload_task: Optional[asyncio.Task] = None
+
+    async def reconfigure(self, user_config: dict) -> None:
+        unknown = set(user_config or {}) - set(MODEL_DEFAULTS)
+        if unknown:
+            raise ValueError(f"LayoutModel user_config: unknown keys {sorted(unknown)}; allowed {sorted(MODEL_DEFAULTS)}")
+        self.settings = dict(MODEL_DEFAULTS, **(user_config or {}))
+        self._batched.set_max_batch_size(int(self.settings["max_batch_size"]))
+        self._batched.set_batch_wait_timeout_s(float(self.settings["batch_wait_timeout_s"]))
+        if self.settings.get("torch_threads"):
+            import torch
+            torch.set_num_threads(int(self.settings["torch_threads"]))
+        if self._reload_task is None and self.state_dir:
+            self._reload_task = asyncio.get_running_loop().create_task(self._follow_assignment())
+
+    async def _follow_assignment(self) -> None:
+        """Load the artifact a rollout assigns to this slot (every replica follows the state file)."""
+        while True:
+            await asyncio.sleep(float(self.settings["reload_poll_s"]))
+            want = read_assignment(self.state_dir, self.slot)
+            if want and resolve_path(want) != self.core.artifact_dir:
+                try:
+                    await asyncio.to_thread(self.core.load, want)  # requests keep the old one meanwhile
+                    self.load_error = None
+                except Exception as e:  # noqa: BLE001
+                    self.load_error = f"{want}: {type(e).__name__}: {e}"
+                    logger.error("slot %s: could not load %s", self.slot, self.load_error)
+                    await asyncio.sleep(5.0)
+
+    def check_health(self) -> None:
+        if self.core.predictor is None:
+            raise RuntimeError("no model loaded")
+
+    def info(self) -> dict:
+        return {"slot": self.slot, "artifact": self.core.artifact_dir, "max_elements": self.core.max_elements,
+                "loaded_at": self.core.loaded_at, "load_error": self.load_error, "replica": replica_id(),
+                "pid": os.getpid(), "settings": self.settings,
+                "max_batch_size": self._batched._get_max_batch_size()}
+
+    async def generate(self, req: dict) -> dict:
+        s = self.settings
+        if s["extra_latency_ms"]:
+            await asyncio.sleep(float(s["extra_latency_ms"]) / 1000.0)
+        if s["fail_rate"] and random.random() < float(s["fail_rate"]):
+            raise InjectedFault(f"injected fault (fail_rate={s['fail_rate']})")
+        if req.get("elements") and len(req["elements"]) > self.core.max_elements:
+            raise ValueError(f"{len(req['elements'])} elements > cap {self.core.max_elements}")
+        return await self._batched(req)
+
+    @serve.batch(max_batch_size=MODEL_DEFAULTS["max_batch_size"],
+                 batch_wait_timeout_s=MODEL_DEFAULTS["batch_wait_timeout_s"])
+    async def _batched(self, reqs: list[dict]) -> list[Any]:
+        # Generation runs on the replica's event loop on purpose. It is a Python loop of small
+        # torch ops that holds the GIL most of the time; on a worker thread it starved this loop,
+        # requests reached the batch queue one by one and 80% of batches at 16 concurrent clients
+        # had size 1. Blocking the loop for one batch lets every request that arrived meanwhile
+        # join the next one (bench/serve_latency.py: 2x requests/s at 16 concurrent).
+        return self.core.predict_many(reqs)
+
+    async def __call__(self, request) -> Any:
+        if isinstance(request, dict):  # from the Router
+            result = await self.generate(request)
+            if isinstance(result, Exception):
+                raise result
+            return result
+        # Direct HTTP (no router).
+        limits = api.Limits(max_elements=self.core.max_elements)
+        try:
+            body = await api.read_body_limited(request, limits.max_body_bytes)
+            req = api.parse_layout_request(body, request.headers.get("content-type"), limits)
+        except api.ApiError as e:
+            return JSONResponse(e.body(), status_code=e.status)
+        result = await self.generate(req.to_dict())
+        if isinstance(result, Exception):
+            return JSONResponse({"error": {"field": "", "message": f"model error: {result}"}}, status_code=500)
+        return JSONResponse({"version": self.slot, "layouts": result["layouts"]})
