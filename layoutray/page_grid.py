@@ -2,9 +2,10 @@
 
 A section is laid out the way designers lay one out: a centred container with side margins that
 stay the same for the whole section, a 12-column grid with 24 or 32 px gutters inside it, vertical
-rhythm from the spacing scale `SPACE`, and text boxes sized from a font size, a line height and a
-line count. `Page.put` refuses anything beyond the element cap, the last guard behind the
-generators' own shrinking (`fit_grid`). All in canvas pixels; `layoutray.synth` normalises.
+rhythm from the spacing scale 4/8/16/24/32/48/64/96/128 px, and text boxes sized from a font size,
+a line height and a line count. `Page.put` refuses anything beyond the element cap, the last guard
+behind the generators' own shrinking (`fit_grid`). All in canvas pixels; `layoutray.synth`
+normalises.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import random
 
 PHI = (1 + 5 ** 0.5) / 2
 GOLDEN = 1 / PHI  # 0.618...
-SPACE = (4, 8, 16, 24, 32, 48, 64, 96, 128)
 
 
 class Page:
