@@ -115,7 +115,13 @@ def submit(address: str, args: list[str], module: str = "trainables.train") -> s
 def wait_terminal(address: str, sid: str, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        p = ray_cli("job", "status", "--address", address, sid, timeout=60)
+        try:
+            p = ray_cli("job", "status", "--address", address, sid, timeout=60)
+        except subprocess.TimeoutExpired:
+            # One slow poll is not the job's state: on a loaded 2-core machine the CLI (a fresh
+            # Python importing Ray) once took over 60 s while the job trained. Ask again until
+            # the deadline.
+            continue
         out = p.stdout + p.stderr  # through the CLI's logger (stderr)
         # ray/dashboard/modules/job/cli.py: terminal states print "Job '<id>' succeeded" / "failed" /
         # "was stopped"; running ones "Status for job '<id>': RUNNING".
