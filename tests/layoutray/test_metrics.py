@@ -191,3 +191,25 @@ def test_element_prf_by_type_by_hand():
     p, r, _ = M.element_prf([pr1, pr2], [gt1, gt2], 0.5)
     tp = sum(v["precision"] * v["predicted"] for v in out.values())
     assert tp == pytest.approx(p * 4) == pytest.approx(r * 4) == 2
+
+
+def test_miss_analysis_bands_and_near_miss_errors_by_hand():
+    gt = [B(0, 0, .4, .5, "card"), B(.5, 0, .4, .5, "card"),    # found exactly; shifted by .2 of .4
+          B(.1, .6, .02, .02, "icon"), B(.5, .6, .1, .1, "image"),  # IoU 1/3; disjoint
+          B(.8, .8, .1, .1, "button"),                           # no button predicted
+          B(0, .7, .4, .1, "heading")]                           # IoU .6: found, not a near miss
+    pr = [B(0, 0, .4, .5, "card"), B(.7, 0, .4, .5, "card"),     # second card: IoU .2/.6 = 1/3
+          B(.11, .6, .02, .02, "icon"), B(0, 0, .1, .1, "image"), B(.8, .8, .1, .1, "link"),
+          B(0, .7, .24, .1, "heading")]
+    out = M.miss_analysis([pr], [gt])
+    assert out["bands"] == pytest.approx({">=0.75": 1 / 6, "0.5-0.75": 1 / 6, "0.25-0.5": 2 / 6,
+                                          "0-0.25": 0.0, "none": 2 / 6})
+    assert sum(out["bands"].values()) == pytest.approx(1.0)
+    # the two near misses (card and icon, IoU 1/3 each) are off along x only: .2 and .01
+    assert out["abs_error_pairs"] == 2
+    assert out["abs_error"] == pytest.approx({"x": .105, "y": 0.0, "w": 0.0, "h": 0.0})
+    # a box overlapping a little (IoU 1/7) is in the lowest band
+    low = M.miss_analysis([[B(0, 0, .4, .4)]], [[B(.3, 0, .4, .4)]])
+    assert low["bands"]["0-0.25"] == 1.0 and low["abs_error_pairs"] == 1
+    with pytest.raises(ValueError):
+        M.miss_analysis([[]], [])
