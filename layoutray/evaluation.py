@@ -14,7 +14,7 @@ from typing import Iterable
 import torch
 
 from layoutray.generate import generate_tokens
-from layoutray.metrics import element_prf_by_type, layout_metrics, token_accuracy_counts
+from layoutray.metrics import element_prf_by_type, layout_metrics, miss_analysis, token_accuracy_counts
 from layoutray.tokenizer import NULL, PAD, Box, LayoutTokenizer
 
 MODES = ("both", "image", "spec")  # what conditions the generation
@@ -115,6 +115,7 @@ def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict],
         for m in modes:
             out[m] = layout_metrics(preds[m], gts, parsed_ok=oks[m])
             out[m]["per_type@0.5"] = element_prf_by_type(preds[m], gts, 0.5)
+            out[m]["misses"] = miss_analysis(preds[m], gts)
         headline = HEADLINE_MODE if HEADLINE_MODE in modes else modes[0]
         out.update(out[headline])
         out["headline_mode"] = headline
@@ -170,6 +171,13 @@ def format_metrics(m: dict) -> str:
     if per_type:
         lines.append(f"  F1@0.5 per element type ({headline}; true count): "
                      + ", ".join(f"{t} {r['f1']:.2f} ({r['true']})" for t, r in per_type.items()))
+    misses = m.get(headline, {}).get("misses") if headline else None
+    if misses:
+        err = misses["abs_error"]
+        lines.append(f"  true elements by IoU of their match ({headline}): "
+                     + ", ".join(f"{k} {v:.2f}" for k, v in misses["bands"].items())
+                     + f"; misses that overlap are off by x {err['x']:.3f} y {err['y']:.3f} "
+                       f"w {err['w']:.3f} h {err['h']:.3f} of the canvas")
     return "\n".join(lines)
 
 

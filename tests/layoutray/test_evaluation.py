@@ -33,6 +33,10 @@ def test_phase1_model_reads_layouts_from_wireframes(tmp_path):
 
     def score() -> float:
         m = evaluate_batches(model, tok, batches, max_elements=cfg.model.max_elements, modes=("image",))
+        bands = m["image"]["misses"]["bands"]
+        assert sum(bands.values()) == pytest.approx(1.0)
+        # max-total-IoU pairs can only lose pairs above 0.5 against the thresholded matching
+        assert bands[">=0.75"] + bands["0.5-0.75"] <= m["image"]["element_recall@0.5"] + 1e-9
         return m["image"]["element_f1@0.5"]
 
     before = score()
@@ -62,10 +66,14 @@ def test_phase1_model_reads_layouts_from_wireframes(tmp_path):
     assert "element_f1@0.5" not in tf["image"]  # nothing generated: no layout metrics to report
 
 
-def test_format_metrics_prints_the_headline_modes_per_type_f1():
+def test_format_metrics_prints_the_headline_modes_per_type_f1_and_misses():
     from layoutray.evaluation import format_metrics
 
     per_type = {"card": {"f1": 0.75, "true": 53}, "icon": {"f1": 0.02, "true": 51}}
+    misses = {"bands": {">=0.75": 0.5, "0.5-0.75": 0.25, "0.25-0.5": 0.125, "0-0.25": 0.0, "none": 0.125},
+              "abs_error": {"x": 0.0125, "y": 0.02, "w": 0.0, "h": 0.004}, "abs_error_pairs": 1}
     text = format_metrics({"examples": 2, "loss": 1.0, "token_accuracy": 0.5, "headline_mode": "both",
-                           "both": {"loss": 1.0, "per_type@0.5": per_type}})
+                           "both": {"loss": 1.0, "per_type@0.5": per_type, "misses": misses}})
     assert "F1@0.5 per element type (both; true count): card 0.75 (53), icon 0.02 (51)" in text
+    assert ("true elements by IoU of their match (both): >=0.75 0.50, 0.5-0.75 0.25, 0.25-0.5 0.12, "
+            "0-0.25 0.00, none 0.12; misses that overlap are off by x 0.013 y 0.020 w 0.000 h 0.004") in text
