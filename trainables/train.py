@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from layoutray.config import REPO_ROOT, ConfigError, RunConfig, choose_phase, dump_yaml, load_config
+from layoutray.config import PHASES, REPO_ROOT, ConfigError, RunConfig, choose_phase, dump_yaml, load_config
 from layoutray.dataset import count_examples
 
 
@@ -50,6 +50,39 @@ def _init_ray(address: str | None, cfg: RunConfig) -> None:
              dashboard_host="127.0.0.1")
 
 
+def check_init_from(model_dir: str, cfg: RunConfig) -> str:
+    """The absolute path of an artifact `--init-from` can load into cfg's model.
+
+    Checked in the driver, before Ray starts: the workers run in another directory, where a
+    relative path would not resolve, and a failure there would be retried max_failures times."""
+    from layoutray.artifact import ArtifactError, build_model_meta, read_artifact
+
+    path = Path(model_dir).resolve()
+    try:
+        state, old_cfg, _ = read_artifact(path)
+    except ArtifactError as e:
+        raise ConfigError("--init-from", str(e)) from None
+    ours = build_model_meta(cfg).state_dict()
+    # The training-only dense head may be absent on either side (see model.load_weights).
+    differ = sorted(k for k in set(ours) ^ set(state) if not k.startswith("dense_head."))
+    differ += sorted(k for k in set(ours) & set(state) if ours[k].shape != state[k].shape)
+    if differ:
+        k = differ[0]
+        shapes = (f"{tuple(state[k].shape) if k in state else 'absent'} in the artifact, "
+                  f"{tuple(ours[k].shape) if k in ours else 'absent'} here")
+        theirs, mine = old_cfg.model.__dict__, cfg.model.__dict__
+        keys = ", ".join(f"model.{f} {theirs[f]} vs {mine[f]}" for f in mine if theirs.get(f) != mine[f])
+        if PHASES.index(cfg.phase) > PHASES.index(old_cfg.phase):
+            fix = (f"to grow it, run `layoutray upgrade --model {path} --to {cfg.phase} --out DIR` "
+                   f"and pass --init-from DIR")
+        else:
+            fix = "train with the artifact's model settings"
+        raise ConfigError("--init-from", f"{path} holds a {old_cfg.phase} model that does not fit this run's "
+                                         f"{cfg.phase} model ({keys}; {len(differ)} tensors differ, e.g. {k}: "
+                                         f"{shapes}); {fix}")
+    return str(path)
+
+
 def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs", *, resume: bool = False,
                  init_from: str | None = None, address: str | None = None, callbacks: list | None = None,
                  evaluate_test: bool = True) -> dict:
@@ -62,6 +95,8 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
     from layoutray.pipeline import build_dataset
 
     data_dir = str(Path(data_dir).resolve())
+    if init_from:
+        init_from = check_init_from(init_from, cfg)
     storage = Path(output).resolve()
     run_dir = storage / name
     if run_dir.exists() and any(run_dir.glob("checkpoint_*")) and not resume:

@@ -97,3 +97,54 @@ def test_bad_config_through_module_entrypoint(data_dir, tmp_path):
     assert "training.epochs" in p.stderr, p.stderr
     assert "Traceback" not in p.stderr
     assert not list(tmp_path.iterdir())  # refused before any run directory was made
+
+
+def test_init_from_a_relative_path_trains_from_that_model(ray_local, data_dir, tmp_path, monkeypatch):
+    import torch
+    from layoutray.artifact import clean_state_dict, export_artifact, read_artifact
+    from layoutray.model import build_model
+    from trainables.train import run_training
+
+    # One step at a learning rate too small to move any weight visibly: the exported model must
+    # then be the one given to --init-from, not the run's own seed-0 initialisation.
+    cfg = load_config(phase="phase1", overrides=TINY + [
+        "scaling.num_workers=1", "training.epochs=1", "training.max_steps_per_epoch=1",
+        "training.learning_rate=1e-9", "validation.generate_examples=0"])
+    torch.manual_seed(123)
+    start = clean_state_dict(build_model(cfg))
+    export_artifact(start, cfg, tmp_path / "start")
+    torch.manual_seed(cfg.training.seed)
+    fresh = clean_state_dict(build_model(cfg))
+    assert not torch.allclose(fresh["dec_blocks.0.attn.qkv.weight"], start["dec_blocks.0.attn.qkv.weight"])
+
+    monkeypatch.chdir(tmp_path)  # the workers run elsewhere: the driver must resolve "start"
+    summary = run_training(cfg, data_dir, "warm", "runs", init_from="start", evaluate_test=False)
+    trained, _, _ = read_artifact(summary["model"])
+    far = [k for k in start if not torch.allclose(trained[k], start[k], atol=1e-6)]
+    assert not far, f"tensors not carried from --init-from: {far[:5]}"
+
+
+def test_init_from_refuses_a_model_that_does_not_fit(data_dir, tmp_path):
+    from layoutray.artifact import export_artifact
+    from layoutray.model import build_model
+    from trainables.train import check_init_from
+
+    small = load_config(phase="phase1", overrides=TINY)
+    export_artifact(build_model(small), small, tmp_path / "small")
+    wider = load_config(phase="phase1", overrides=TINY + ["model.d_model=64"])
+    with pytest.raises(ConfigError) as e:
+        check_init_from(str(tmp_path / "small"), wider)
+    assert e.value.key == "--init-from" and "model.d_model 32 vs 64" in str(e.value)
+    assert "upgrade" not in str(e.value)  # the same phase: nothing to grow into
+    with pytest.raises(ConfigError) as e:
+        check_init_from(str(tmp_path / "small"), load_config(phase="phase2"))
+    assert f"layoutray upgrade --model {tmp_path / 'small'} --to phase2" in str(e.value)
+
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    p = subprocess.run([sys.executable, "-m", "trainables.train", "--data", data_dir, "--output",
+                        str(tmp_path / "runs"), "--phase", "phase1", "--init-from", str(tmp_path / "nothing")],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0
+    assert "--init-from" in p.stderr and "meta.json: missing" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr
+    assert not (tmp_path / "runs").exists()  # refused before any run directory was made
