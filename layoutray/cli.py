@@ -213,7 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     from layoutray.dataset import DatasetError
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DatasetError) as e:
+    except ValueError as e:
+        # Errors whose message already names the file, key or field are printed without a
+        # traceback. ArtifactError's module imports torch, so it is looked up only if loaded.
+        artifact = sys.modules.get("layoutray.artifact")
+        if not isinstance(e, (ConfigError, DatasetError) + ((artifact.ArtifactError,) if artifact else ())):
+            raise
         print(f"error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `layoutray ... | head` closed the pipe: not an error

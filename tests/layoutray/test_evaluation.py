@@ -77,3 +77,12 @@ def test_format_metrics_prints_the_headline_modes_per_type_f1_and_misses():
     assert "F1@0.5 per element type (both; true count): card 0.75 (53), icon 0.02 (51)" in text
     assert ("true elements by IoU of their match (both): >=0.75 0.50, 0.5-0.75 0.25, 0.25-0.5 0.12, "
             "0-0.25 0.00, none 0.12; misses that overlap are off by x 0.013 y 0.020 w 0.000 h 0.004") in text
+
+
+def test_evaluate_cli_names_a_directory_that_is_not_a_model(tmp_path, capsys):
+    from layoutray.cli import main
+
+    synthesize(tmp_path / "data", 8, seed=1)
+    assert main(["evaluate", "--model", str(tmp_path / "nothing"), "--data", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"{tmp_path / 'nothing'}/meta.json: missing" in err
