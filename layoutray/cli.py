@@ -213,7 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     from layoutray.dataset import DatasetError
     try:
         return int(args.func(args) or 0)
-    except ValueError as e:
+    except BrokenPipeError:  # `layoutray ... | head` closed the pipe: not an error
+        sys.stderr.close()
+        return 0
+    except Exception as e:
         # Errors whose message already names the file, key or field are printed without a
         # traceback. ArtifactError's module imports torch, so it is looked up only if loaded.
         artifact = sys.modules.get("layoutray.artifact")
@@ -221,9 +224,6 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # `layoutray ... | head` closed the pipe: not an error
-        sys.stderr.close()
-        return 0
 
 
 if __name__ == "__main__":
