@@ -71,7 +71,7 @@ def check_init_from(model_dir: str, cfg: RunConfig) -> str:
         shapes = (f"{tuple(state[k].shape) if k in state else 'absent'} in the artifact, "
                   f"{tuple(ours[k].shape) if k in ours else 'absent'} here")
         theirs, mine = old_cfg.model.__dict__, cfg.model.__dict__
-        keys = ", ".join(f"model.{f} {theirs[f]} vs {mine[f]}" for f in mine if theirs.get(f) != mine[f])
+        keys = ", ".join(f"model.{f} {theirs[f]} vs {mine[f]}" for f in mine if theirs[f] != mine[f])
         if PHASES.index(cfg.phase) > PHASES.index(old_cfg.phase):
             fix = (f"to grow it, run `layoutray upgrade --model {path} --to {cfg.phase} --out DIR` "
                    f"and pass --init-from DIR")
