@@ -417,14 +417,21 @@ class Router:
         if info and info.get("artifact") == canary_dir:
             st.artifacts[st.canary] = canary_dir
             return None
+        assigned_at = time.time()
         st.artifacts[st.canary] = canary_dir
         self.ctl.store.save(st)
-        deadline = time.time() + float(self.cfg["model_load_timeout_s"])
+        deadline = assigned_at + float(self.cfg["model_load_timeout_s"])
         while time.time() < deadline:
             info = await self._info(st.canary)
             if info and info.get("artifact") == canary_dir:
                 return None
-            if info and info.get("load_error") and canary_dir in info["load_error"]:
+            # Only a failure of this assignment counts: the replica keeps the error of an earlier
+            # attempt with the same directory until its next poll, and a user who fixed the
+            # artifact and retried would be refused with it. (A replica on a node whose clock is
+            # behind makes a real failure look old: the caller then gets the 504 below, not a
+            # wrong answer.)
+            if (info and info.get("load_error") and canary_dir in info["load_error"]
+                    and (info.get("load_failed_at") or 0.0) >= assigned_at):
                 st.artifacts.pop(st.canary, None)
                 self.ctl.store.save(st)
                 return _error(422, "canary", f"the canary slot could not load it: {info['load_error'][:300]}")

@@ -131,6 +131,7 @@ class LayoutModel:
         self.core = ModelCore(assigned or artifact_dir)
         self.settings = dict(MODEL_DEFAULTS)
         self.load_error: Optional[str] = None
+        self.load_failed_at: Optional[float] = None
         self._reload_task: Optional[asyncio.Task] = None
 
     async def reconfigure(self, user_config: dict) -> None:
@@ -157,8 +158,11 @@ class LayoutModel:
                     self.load_error = None
                 except Exception as e:  # noqa: BLE001
                     self.load_error = f"{want}: {type(e).__name__}: {e}"
+                    self.load_failed_at = time.time()
                     logger.error("slot %s: could not load %s", self.slot, self.load_error)
                     await asyncio.sleep(5.0)
+            elif self.load_error is not None:
+                self.load_error = None  # the assignment that failed was withdrawn: nothing is wrong now
 
     def check_health(self) -> None:
         if self.core.predictor is None:
@@ -166,7 +170,8 @@ class LayoutModel:
 
     def info(self) -> dict:
         return {"slot": self.slot, "artifact": self.core.artifact_dir, "max_elements": self.core.max_elements,
-                "loaded_at": self.core.loaded_at, "load_error": self.load_error, "replica": replica_id(),
+                "loaded_at": self.core.loaded_at, "load_error": self.load_error,
+                "load_failed_at": self.load_failed_at, "replica": replica_id(),
                 "pid": os.getpid(), "settings": self.settings,
                 "max_batch_size": self._batched._get_max_batch_size()}
 

@@ -7,10 +7,12 @@ Order matters only at the end: the promotion test runs last (it swaps the stable
 
 import base64
 import json
+import shutil
 import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -277,6 +279,35 @@ def _audit(ctx):
     slow machine a rollout writes more than that (one `hold` per window short of min_requests)."""
     path = ctx.root / "state" / "rollout_audit.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_bad_canary_refused_and_nothing_lost(served):
+    r = served.admin("POST", "/start", {"canary": str(served.root / "token")})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "canary", r.text
+    assert "not a directory" in r.json()["error"]["message"]
+    # A directory that is not (yet) a model: say, an export still being written.
+    late = served.root / "late"
+    late.mkdir()
+    r = served.admin("POST", "/start", {"canary": str(late)})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "canary", r.text
+    assert "could not load it" in r.json()["error"]["message"] and str(late) in r.json()["error"]["message"]
+    # Nothing lost: no rollout started, the canary slot keeps its model, requests are answered.
+    assert served.admin("GET", "").json()["state"]["status"] == "idle"
+    assert served.models()["versions"][1]["artifact"] == served.canary_dir
+    assert served.post().status_code == 200
+    # The export finishes and the same command is retried at once: it must not be refused with
+    # the first attempt's error, which the replica still holds (it waits 5 s after a failure).
+    for f in Path(served.canary_dir).iterdir():
+        shutil.copy(f, late / f.name)
+    r = served.admin("POST", "/start", {"canary": str(late), "interval": 60})
+    assert r.status_code == 200, r.text
+    assert served.models()["versions"][1]["artifact"] == str(late)
+    assert served.admin("POST", "/rollback", {}).status_code == 200
+    # A failed load does not linger in /v1/models once its assignment is withdrawn.
+    empty = served.root / "empty"
+    empty.mkdir()
+    assert served.admin("POST", "/start", {"canary": str(empty)}).status_code == 422
+    poll(lambda: served.models()["versions"][1]["load_error"] is None, 30, "the withdrawn load error to clear")
 
 
 @pytest.mark.slow
