@@ -8,10 +8,10 @@ Prints one JSON object (progress goes to stderr). Same Phase 1 model, same synth
 (layoutray.synth, --examples, seed 0), same global batch size, same number of optimizer steps
 (--epochs x steps per epoch) in every configuration:
 
-  a  bare PyTorch in this process: LayoutModel, AdamW (the training loop's parameter groups,
-     betas and LR schedule), LayoutModel.loss, clip_grad_norm_. Batches are built up front with
-     iter_local_batches(train=True) -- one augmentation epoch per training epoch -- and held in
-     memory, so DATA LOADING IS EXCLUDED from (a). Run with 1 and with 2 torch threads,
+  a  bare PyTorch in this process: LayoutModel, the training loop's AdamW (make_optimizer: fused,
+     its parameter groups and betas) and LR schedule, LayoutModel.loss, clip_grad_norm_.
+     Batches are built up front with iter_local_batches(train=True) -- one augmentation epoch
+     per training epoch -- and held in memory, so DATA LOADING IS EXCLUDED from (a). Run with 1 and with 2 torch threads,
      interleaved in chunks of steps so both see the same background load; the faster one is
      chosen ("a_threads") and (b) gets the same thread count.
   b  run_training(...) (TorchTrainer + DeepSpeed ZeRO-0 fp32, the project's loop) with
@@ -120,14 +120,13 @@ class Bare:
     def __init__(self, cfg, threads: int, total_steps: int):
         from layoutray.model import build_model
         from layoutray.schedules import lr_lambda_from_config
-        from trainables.loop import _param_groups
+        from trainables.loop import make_optimizer
 
         torch.manual_seed(cfg.training.seed)
         self.cfg, self.threads = cfg, threads
         self.model = build_model(cfg)
         self.model.train()
-        self.opt = torch.optim.AdamW(_param_groups(self.model, cfg.training.weight_decay),
-                                     lr=cfg.training.learning_rate, betas=(0.9, 0.98), eps=1e-8)
+        self.opt = make_optimizer(self.model, cfg.training)  # the training loop's own
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lr_lambda_from_config(cfg.schedule, total_steps))
         self.seconds, self.samples, self.chunk_rates, self.losses = 0.0, 0, [], []

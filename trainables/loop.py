@@ -49,6 +49,14 @@ def _param_groups(model, weight_decay: float):
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
+def make_optimizer(model, training) -> torch.optim.AdamW:
+    """AdamW over `_param_groups`. fused=True: without it torch runs AdamW on CPU one tensor at a
+    time (~900 small ops per Phase 1 step); the fused kernel made the bare loop 3% faster at
+    batch 16 (session 18, interleaved). It also runs on CUDA, where DeepSpeed moves the params."""
+    return torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate,
+                             betas=(0.9, 0.98), eps=1e-8, fused=True)
+
+
 def _say(line: str) -> None:
     """One progress line. Ray Train V2 patches print() in workers to go through its logger *and*,
     when stdout is redirected, to the stream too, so every line reached the driver twice; writing
@@ -187,8 +195,7 @@ def train_loop_per_worker(config: dict) -> None:
     max_steps = cfg.training.max_steps_per_epoch
     total_steps = planned_total_steps(cfg.schedule, cfg.training.batch_size, steps_per_epoch, cfg.training.epochs,
                                       bool(max_steps), micro, world)
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.training.weight_decay),
-                                  lr=cfg.training.learning_rate, betas=(0.9, 0.98), eps=1e-8)
+    optimizer = make_optimizer(model, cfg.training)
     base_wd = [g["weight_decay"] for g in optimizer.param_groups]
     lr_fn = lr_lambda_from_config(cfg.schedule, total_steps)
     engine, _, _, scheduler = deepspeed.initialize(

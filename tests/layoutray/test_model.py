@@ -261,6 +261,11 @@ def test_dense_targets_hand_computed():
     torch.testing.assert_close(box[0, 3, 0], torch.tensor([0.0, 0.0, 0.5, 1.0]))
     empty, _, covered = dense_targets(torch.tensor([[BOS, EOS]]), gh=4, gw=4, tok=tok)  # no element at all
     assert (empty == none).all() and not covered.any()
+    # equal areas: the element listed first holds the cells both cover
+    tokens = _layout_tokens(tok, [("image", 0, 0, 2, 2), ("card", 1, 1, 2, 2)], T=14)
+    cls, box, _ = dense_targets(tokens, gh=4, gw=4, tok=tok)
+    assert cls[0, 1, 1] == tok.element_types.index("image") and cls[0, 2, 2] == card
+    torch.testing.assert_close(box[0, 1, 1], torch.tensor([0.0, 0.0, 0.5, 0.5]))
 
 
 def _dense_model():
