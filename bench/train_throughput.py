@@ -11,9 +11,9 @@ Prints one JSON object (progress goes to stderr). Same Phase 1 model, same synth
   a  bare PyTorch in this process: LayoutModel, the training loop's AdamW (make_optimizer: fused,
      its parameter groups and betas) and LR schedule, LayoutModel.loss, clip_grad_norm_.
      Batches are built up front with iter_local_batches(train=True) -- one augmentation epoch
-     per training epoch -- and held in memory, so DATA LOADING IS EXCLUDED from (a). Run with 1 and with 2 torch threads,
-     interleaved in chunks of steps so both see the same background load; the faster one is
-     chosen ("a_threads") and (b) gets the same thread count.
+     per training epoch -- and held in memory, so DATA LOADING IS EXCLUDED from (a). Run with
+     1 and with 2 torch threads, interleaved in chunks of steps so both see the same background
+     load; the faster one is chosen ("a_threads") and (b) gets the same thread count.
   b  run_training(...) (TorchTrainer + DeepSpeed ZeRO-0 fp32, the project's loop) with
      1 worker, scaling.cpus_per_worker = a_threads (the loop sets that many torch threads).
   c  the same with 2 workers, cpus_per_worker=1 each (micro batch = batch / 2).

@@ -51,8 +51,8 @@ def _param_groups(model, weight_decay: float):
 
 def make_optimizer(model, training) -> torch.optim.AdamW:
     """AdamW over `_param_groups`. fused=True: without it torch runs AdamW on CPU one tensor at a
-    time (~900 small ops per Phase 1 step); the fused kernel made the bare loop 3% faster at
-    batch 16 (session 18, interleaved). It also runs on CUDA, where DeepSpeed moves the params."""
+    time (hundreds of small ops per Phase 1 step); the fused kernel made the bare loop 3% faster at
+    batch 16 (README, Benchmarks). It also runs on CUDA, where DeepSpeed moves the params."""
     return torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate,
                              betas=(0.9, 0.98), eps=1e-8, fused=True)
 

@@ -22,9 +22,10 @@ def test_make_optimizer_is_fused_adamw_with_the_reference_update():
     for name, p in model.named_parameters():
         assert (id(p) in decayed) == (p.dim() >= 2 and "emb" not in name), name
     # the same update as torch's unfused AdamW on the same groups
-    ref = torch.optim.AdamW([{"params": [dict(ref_model.named_parameters())[n] for n, q in model.named_parameters()
-                                         if any(q is p for p in g["params"])], "weight_decay": g["weight_decay"]}
-                             for g in opt.param_groups],
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    ref_params = dict(ref_model.named_parameters())
+    ref = torch.optim.AdamW([{"params": [ref_params[name_of[id(p)]] for p in g["params"]],
+                              "weight_decay": g["weight_decay"]} for g in opt.param_groups],
                             lr=cfg.training.learning_rate, betas=(0.9, 0.98), eps=1e-8, foreach=False)
     for step in range(3):
         for m, o in ((model, opt), (ref_model, ref)):
