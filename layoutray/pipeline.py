@@ -51,7 +51,8 @@ and `expected_rows` keeps working.
 Training phases (`schedule.phi_phases`, training only): augmentation strength is
 `data.strength` times `phase_settings_at(epoch, training.epochs).augmentation`, epoch being
 the execution index (plus `build_dataset(epoch_offset=...)`): 1.0 in exploration (the
-first int(epochs / phi^2) epochs), 1/phi in exploitation (see docs/schedules.md).
+first int(epochs / phi^2) epochs), 1/phi in exploitation (see docs/schedules.md). The last
+`data.clean_epochs` epochs are not augmented at all.
 """
 
 from __future__ import annotations
@@ -171,7 +172,10 @@ def _num_rows(batch: Any) -> int:
 
 def augment_strength(cfg: RunConfig, epoch: int) -> float:
     """data.strength, times the training phase's augmentation multiplier with schedule.phi_phases
-    (phase of 0-based `epoch` out of training.epochs; see schedules.PHASE_DEFAULTS)."""
+    (phase of 0-based `epoch` out of training.epochs; see schedules.PHASE_DEFAULTS); 0 in the
+    last data.clean_epochs epochs."""
+    if cfg.data.clean_epochs and epoch >= cfg.training.epochs - cfg.data.clean_epochs:
+        return 0.0
     strength = cfg.data.strength
     if cfg.schedule.phi_phases:
         strength *= phase_settings_at(epoch, cfg.training.epochs,

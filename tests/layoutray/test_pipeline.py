@@ -354,3 +354,21 @@ def test_phi_phases_scale_augmentation_by_epoch(cfg):
     assert not same(exploit, preprocess_batch(t, cfg, train=True, seed=4, epoch=3))
     # evaluation never augments, phases or not
     assert same(preprocess_batch(t, phased, train=False, epoch=3), preprocess_batch(t, cfg, train=False))
+
+
+def test_clean_epochs_train_the_last_epochs_without_augmentation():
+    # 10 epochs, the last 3 clean: 0-based epochs 7, 8, 9 see exactly the evaluation inputs
+    clean = load_config(phase="phase1", overrides=["data.clean_epochs=3", "training.epochs=10"])
+    assert [augment_strength(clean, e) for e in (0, 6, 7, 9)] == [1.0, 1.0, 0.0, 0.0]
+    both = load_config(phase="phase1", overrides=["data.clean_epochs=3", "training.epochs=10",
+                                                  "training.task_mix={image_only: 0.0, spec_only: 0.0, both: 1.0}"])
+    t = pa.Table.from_pylist([row(i, n=3) for i in range(6)], schema=SCHEMA)
+    plain = preprocess_batch(t, both, train=False)
+    for epoch, augmented in ((6, True), (7, False), (9, False)):
+        out = preprocess_batch(t, both, train=True, seed=4, epoch=epoch)
+        assert np.array_equal(out["image"], plain["image"]) != augmented, epoch
+        assert np.array_equal(out["tokens"], plain["tokens"]) != augmented, epoch
+    # with phi phases on as well, the clean epochs still win
+    phased = load_config(phase="phase1", overrides=["data.clean_epochs=3", "training.epochs=10",
+                                                    "schedule.phi_phases=true"])
+    assert [augment_strength(phased, e) for e in (6, 7)] == pytest.approx([INV_PHI, 0.0])
