@@ -30,12 +30,12 @@ Design choices, and why:
   in the second, as MAE) at an amplitude near a patch's content embedding, and stay learnable.
   At the usual 0.02 init a patch with ink is all content after LayerNorm, so the decoder cannot
   tell *where* the ink is; with this init a one-box probe leaves the "ignore the image" plateau
-  sooner, and after 20 epochs image-only validation loss is 0.13 lower (README, "Model quality").
+  sooner, and after 20 epochs image-only validation loss is 0.13 lower (docs/quality.md).
 - Dense head (cfg.dense_cell > 0, training only): each vision token also predicts, for every
   dense_cell x dense_cell pixel cell of its patch, the type of the element covering the cell and
   that element's box. The decoder's loss reaches the vision encoder only through cross-attention,
   one token at a time; this gives every patch a direct target from the first step, so the encoder
-  learns where the boxes are sooner (README, "Model quality"). Generation never runs it.
+  learns where the boxes are sooner (docs/quality.md). Generation never runs it.
 """
 
 from __future__ import annotations
@@ -416,7 +416,7 @@ class LayoutModel(nn.Module):
         coord_sigma bins, cut at 3 std, renormalised at the canvas edges). Plain cross entropy
         charges a box edge one bin off as much as one across the canvas, so the model gets no
         signal that it is close; with the soft target it does, and learns positions sooner
-        (README, "Model quality"). Types, EOS and other tokens keep one-hot targets.
+        (docs/quality.md). Types, EOS and other tokens keep one-hot targets.
         """
         V = logits.shape[-1]
         logits, targets = logits.reshape(-1, V), targets.reshape(-1)

@@ -23,7 +23,7 @@ from pathlib import Path
 # underfit (validation loss below training loss), so the seed's dropout only slows learning:
 # lr 1e-3 without dropout lowered validation loss by 0.30 and raised F1@0.5 in every mode, in
 # two seeds each against lr 5e-4 with dropout 0.1; lr 2e-3 lowered it further with an image and raised
-# image-only F1@0.5 by 0.05-0.09 in three seeds (spec-only F1 fell; README "Model quality").
+# image-only F1@0.5 by 0.05-0.09 in three seeds (spec-only F1 fell; docs/quality.md).
 QUICKSTART_OVERRIDES = [
     "training.epochs=16",
     "training.batch_size=16",
