@@ -173,7 +173,9 @@ class DataConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     strength: float = 1.0  # multiplies every augmentation probability and magnitude
     # The last N training epochs run without augmentation, on inputs drawn like the test's
-    # (YOLOX's "no-aug" epochs): a final fit of exact positions. 0: augment every epoch.
+    # (YOLOX's "no-aug" epochs): a final fit of exact positions. 0: augment every epoch; N at or
+    # above training.epochs: no epoch is augmented (so `--set training.epochs=1` on top of a
+    # config with clean epochs still runs).
     clean_epochs: int = 0
     max_bad_fraction: float = 0.05  # above this share of corrupted rows a run stops
     preprocess_concurrency: int = 1
@@ -269,8 +271,6 @@ class RunConfig:
             _check("training.batch_size", self.training.batch_size % self.scaling.num_workers == 0,
                    f"a multiple of scaling.num_workers ({self.scaling.num_workers}); "
                    f"got {self.training.batch_size}")
-        _check("data.clean_epochs", self.data.clean_epochs <= self.training.epochs,
-               f"at most training.epochs ({self.training.epochs}); got {self.data.clean_epochs}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

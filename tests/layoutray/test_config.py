@@ -110,8 +110,6 @@ BAD = {
     "batch vs workers": (lambda t: t["scaling"].update(num_workers=3), "training.batch_size",
                          ["multiple of scaling.num_workers (3)"]),
     "negative clean epochs": (lambda t: t["data"].update(clean_epochs=-1), "data.clean_epochs", ["[0, inf]"]),
-    "clean epochs vs epochs": (lambda t: t["data"].update(clean_epochs=101), "data.clean_epochs",
-                               ["at most training.epochs (100)", "101"]),
 }
 
 

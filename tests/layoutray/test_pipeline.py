@@ -372,3 +372,6 @@ def test_clean_epochs_train_the_last_epochs_without_augmentation():
     phased = load_config(phase="phase1", overrides=["data.clean_epochs=3", "training.epochs=10",
                                                     "schedule.phi_phases=true"])
     assert [augment_strength(phased, e) for e in (6, 7)] == pytest.approx([INV_PHI, 0.0])
+    # more clean epochs than epochs: none is augmented
+    short = load_config(phase="phase1", overrides=["data.clean_epochs=3", "training.epochs=1"])
+    assert augment_strength(short, 0) == 0.0
