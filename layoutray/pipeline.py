@@ -210,13 +210,10 @@ def preprocess_batch(batch: Any, cfg: RunConfig | dict, *, train: bool, seed: in
     missing = [c for c, v in cols.items() if v is None]
     if missing:
         raise DatasetError(f"{paths[0] if n else '<batch>'}: missing column(s) {', '.join(missing)}")
-    params = None
-    if train:
-        data = cfg.data
-        strength = augment_strength(cfg, epoch)
-        if strength != data.strength:
-            data = dataclasses.replace(data, strength=strength)
-        params = AugmentParams.from_config(data)
+    params = None  # None: no augmentation (evaluation, or a training epoch at strength 0)
+    strength = augment_strength(cfg, epoch) if train else 0.0
+    if strength > 0:
+        params = AugmentParams.from_config(dataclasses.replace(cfg.data, strength=strength))
     if repeat_rates is not None and len(repeat_rates) != len(edges) + 1:
         raise ValueError(f"{len(repeat_rates)} repeat rates for {len(edges) + 1} difficulty buckets")
     mix = cfg.training.task_mix
@@ -261,7 +258,7 @@ def preprocess_batch(batch: Any, cfg: RunConfig | dict, *, train: bool, seed: in
                     model_array = to_model_array(img, m.image_height, m.image_width, m.image_channels)
                 array = model_array
             row_boxes = boxes
-            if train:
+            if params is not None:
                 array, row_boxes = augment(array, boxes, aug_rng, params)  # copies the array
             tokens = tok.encode_layout(row_boxes)
             spec = [NULL] if task == IMAGE_ONLY else tok.encode_spec(cols["section_type"][i],
