@@ -237,9 +237,11 @@ def train_loop_per_worker(config: dict) -> None:
                                      max_bad_fraction=cfg.data.max_bad_fraction,
                                      local_shuffle_buffer_size=256, local_shuffle_seed=cfg.training.seed + epoch))
         loss_sum, loss_n, samples, first_step = 0.0, 0, 0, engine.global_steps
-        dense_sum = 0.0
+        dense_sum, data_wait = 0.0, 0.0
         while True:
+            tw = time.perf_counter()
             batch = next(it, None)
+            data_wait += time.perf_counter() - tw
             if not _all_have(batch is not None, world):
                 break
             tokens = batch["tokens"]
@@ -260,9 +262,10 @@ def train_loop_per_worker(config: dict) -> None:
         if batch is not None:
             for _ in it:  # drain so the shard's pass finishes and the bad-row check runs
                 pass
-        train_loss, samples_all, dense_loss = _all_sum([loss_sum / max(1, loss_n), float(samples),
-                                                        dense_sum / max(1, loss_n)], world)
+        train_loss, samples_all, dense_loss, data_wait, busy_secs = _all_sum(
+            [loss_sum / max(1, loss_n), float(samples), dense_sum / max(1, loss_n), data_wait, train_secs], world)
         train_loss, dense_loss = train_loss / world, dense_loss / world
+        data_wait, busy_secs = data_wait / world, busy_secs / world
 
         # Validation loss/accuracy over this rank's val shard, summed over ranks.
         vs = evaluate_batches(engine.module, tokenizer, iter_torch_batches(val_shard, 32),
@@ -280,6 +283,9 @@ def train_loop_per_worker(config: dict) -> None:
         metrics = {
             "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_token_accuracy": val_acc,
             "lr": scheduler.get_last_lr()[0], "samples_per_s": samples_all / max(train_secs, 1e-9),
+            # Seconds the loop waited for its next batch, and the epoch's training seconds, both means
+            # over ranks: a wait near 0 means Ray Data keeps up; a large share means input-bound.
+            "train_seconds": busy_secs, "data_wait_s": data_wait,
             "global_step": engine.global_steps, "batch_size": engine.train_batch_size(),
             "bad_rows": report.bad_rows, "best_val_loss": state["best_val_loss"], "restarts": state["restarts"],
             "early_stop": stop, **live,
@@ -313,7 +319,8 @@ def train_loop_per_worker(config: dict) -> None:
                          if "val_element_f1@0.5" in metrics else "")
                 _say(f"[layoutray] epoch {epoch}/{cfg.training.epochs}  train {train_loss:.4f}  "
                      f"val {val_loss:.4f}  acc {val_acc:.3f}{gen_s}  {metrics['samples_per_s']:.0f} samples/s  "
-                     f"{epoch_secs:.1f}s  ~{left / 60:.1f} min left" + ("  (early stop)" if stop else ""))
+                     f"(data wait {data_wait / max(busy_secs, 1e-9):.0%})  {epoch_secs:.1f}s  "
+                     f"~{left / 60:.1f} min left" + ("  (early stop)" if stop else ""))
             if rank == 0:
                 # Written before the report so a crash cannot lose an epoch; a resumed run drops
                 # rows past its checkpoint (see _trim_history), so none is kept twice.

@@ -50,6 +50,7 @@ def test_two_workers_deepspeed_zero(ray_local, data_dir, tmp_path, stage):
     assert [r["epoch"] for r in history] == [1, 2]
     assert all(r["restarts"] == 0 for r in history)
     assert all(r["global_step"] > 0 and r["val_loss"] > 0 for r in history)
+    assert all(0 < r["data_wait_s"] <= r["train_seconds"] for r in history)
     assert "val_element_f1@0.5" in history[-1]
     assert (run_dir / "config.yaml").is_file()
     assert list((run_dir / "tensorboard").iterdir())
