@@ -35,6 +35,13 @@ and after the training runs); for (c), two 1-thread processes: 2 x the 1-thread 
 train on Ray's own shuffle/augmentation of the same data: their FLOPs per sample are taken from
 (a)'s batches (same distribution, not the same batches).
 
+Where b and c lose against a (Linux): "cores_used" is a's CPU time over its wall time;
+"cpu_while_training" is, for b and c, the cores each group of processes used while the workers
+trained (scanned from /proc every --cpu-sample s by bench/proc_cpu.py): the workers, Ray's
+other processes (controller, data coordinators, raylet, GCS, ...), this driver, the rest;
+"data_wait_share_per_epoch" is the share of each epoch's training time the loop spent waiting
+for its next batch (the loop's data_wait_s / train_seconds).
+
 The machine is shared: os.getloadavg() is recorded before and after each part. With the load
 above the core count, every number here is a lower bound and 2 threads suffer most.
 """
@@ -53,6 +60,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from jsonout import emit, reserve_stdout  # noqa: E402
+from proc_cpu import ProcSampler  # noqa: E402
 
 import torch  # noqa: E402
 
@@ -130,6 +138,7 @@ class Bare:
         self.sched = torch.optim.lr_scheduler.LambdaLR(
             self.opt, lr_lambda_from_config(cfg.schedule, total_steps))
         self.seconds, self.samples, self.chunk_rates, self.losses = 0.0, 0, [], []
+        self.cpu_seconds = 0.0  # this process's CPU time (all threads) in the timed steps
 
     def step(self, b: dict) -> float:
         from layoutray.model import training_losses
@@ -146,13 +155,14 @@ class Bare:
 
     def run(self, batches: list[dict], timed: bool = True) -> None:
         torch.set_num_threads(self.threads)
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         n = 0
         for b in batches:
             self.losses.append(self.step(b))
             n += b["tokens"].shape[0]
         dt = time.perf_counter() - t
         if timed:
+            self.cpu_seconds += time.process_time() - cpu
             self.seconds += dt
             self.samples += n
             self.chunk_rates.append(n / dt)
@@ -226,6 +236,7 @@ def ray_run(cfg_overrides: list[str], data: Path, out: Path, name: str) -> dict:
         "samples_per_s_steady": round(sum(steady) / len(steady), 2) if steady else None,
         "samples_per_s_all": round(sum(rates) / len(rates), 2) if rates else None,
         "epoch_seconds": [round(r["epoch_seconds"], 2) for r in rows],
+        "data_wait_share_per_epoch": [round(r["data_wait_s"] / r["train_seconds"], 3) for r in rows],
         "train_loss": [round(r["train_loss"], 4) for r in rows],
         "fit_wall_s": round(wall, 1),
     }
@@ -263,6 +274,8 @@ def main() -> None:
                     help="b/c: preprocess the Ray datasets before fit() (data loading excluded)")
     ap.add_argument("--data", default=None, help="existing dataset dir (skips generation)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 120 examples, 2 epochs, 6 steps/epoch")
+    ap.add_argument("--cpu-sample", type=float, default=2.0,
+                    help="b/c: seconds between /proc scans of every process's CPU time (0: off; Linux)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     args = ap.parse_args()
     json_out = reserve_stdout()
@@ -349,6 +362,7 @@ def main() -> None:
             rate = r.samples / r.seconds
             a[str(th)] = {"samples_per_s": round(rate, 2), "step_ms": round(1000 * r.seconds / total, 1),
                           "samples_per_s_best_chunk": round(max(r.chunk_rates), 2),
+                          "cores_used": round(r.cpu_seconds / r.seconds, 3),
                           "final_loss": round(sum(r.losses[-5:]) / len(r.losses[-5:]), 4)}
         best_th = max(runners, key=lambda th: runners[th].samples / runners[th].seconds)
         res["a_bare_pytorch"] = {
@@ -374,6 +388,7 @@ def main() -> None:
             ray.data.DataContext.get_current().enable_progress_bars = False
             if args.materialize:
                 patch_materialize()
+            sample_cpu = args.cpu_sample > 0 and os.path.exists("/proc/self/stat")
             common = [f"training.batch_size={bs}", f"training.epochs={args.epochs}",
                       f"training.max_steps_per_epoch={spe}", "validation.generate_examples=0",
                       "validation.patience=1000", "checkpoint.num_to_keep=1"]
@@ -383,10 +398,17 @@ def main() -> None:
             for key, extra in runs:
                 res[f"loadavg_before_{key[0]}"] = load()
                 t = time.perf_counter()
+                sampler = ProcSampler(args.cpu_sample).start() if sample_cpu else None
                 try:
                     res[key] = ray_run(common + extra, data, tmp / "runs", key)
                 except Exception as e:  # report what failed, keep the other figures
                     res[key] = {"error": f"{type(e).__name__}: {str(e)[:500]}"}
+                if sampler:
+                    sampler.stop()
+                    # Cores per group while the workers trained (their threads >= 75% busy).
+                    threads = best_th if key.startswith("b") else 2
+                    res[key]["cpu_while_training"] = sampler.summary(
+                        busy=lambda name: name.startswith("ray::RayTrainWorker"), min_cores=0.75 * threads)
                 log(f"({key[0]}) done in {time.perf_counter() - t:.1f}s: "
                     f"{res[key].get('samples_per_s_per_epoch', res[key].get('error'))}")
                 res[key]["data_loading"] = ("excluded (datasets materialized before fit)" if args.materialize
