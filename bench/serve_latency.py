@@ -16,7 +16,11 @@ It also charges the CPU time of each process on the router path (proxy, router, 
 client) to the requests served at 16 concurrent: when the cores are saturated, that sum bounds
 requests/s.
 
-    python bench/serve_latency.py [--model DIR] [--seconds 5]
+    python bench/serve_latency.py [--model DIR] [--seconds 5] [--direct-ingress]
+
+--direct-ingress turns on Ray Serve's experimental direct ingress (Ray 2.60,
+RAY_SERVE_ENABLE_DIRECT_INGRESS=1): each application's ingress replica runs its own HTTP server on
+a port of its own (30000-31000), and the clients here call those ports instead of the proxy.
 
 Without --model it uses runs/quickstart/model when present, else exports a randomly initialised
 Phase 1 model (generation length is fixed by the request's element list, so timing does not
@@ -205,14 +209,20 @@ def main() -> int:
     ap.add_argument("--torch-threads", type=int, default=1)
     ap.add_argument("--batch-wait-s", type=float, default=None,
                     help="LayoutModel batch_wait_timeout_s (default: the deployment's default)")
+    ap.add_argument("--direct-ingress", action="store_true",
+                    help="Ray Serve's experimental direct ingress: no proxy on the measured paths")
     a = ap.parse_args()
 
     os.environ.pop("RAY_ADDRESS", None)
+    # Read by Serve's controller and replicas, which inherit this process's environment.
+    os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1" if a.direct_ingress else "0"
+    # Nothing is in flight at the end; the 30-s default drain would only add to the run.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
     json_out = reserve_stdout()
     import ray
     from ray import serve
 
-    from serving.deploy import app_config, deploy
+    from serving.deploy import app_config, deploy, direct_ingress_url
 
     model_dir, model_src = ensure_model(a.model)
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
@@ -222,7 +232,6 @@ def main() -> int:
     sock.close()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 120})
     state_dir = tempfile.mkdtemp(prefix="layoutray-bench-state-")
-    base = f"http://127.0.0.1:{port}"
 
     def apply(max_batch: int):
         mcfg = {"max_batch_size": max_batch, "torch_threads": a.torch_threads}
@@ -234,22 +243,26 @@ def main() -> int:
                 {"name": "direct", "route_prefix": "/direct", "import_path": "serving.app:build_direct_app",
                  "args": {"model": model_dir, "num_cpus": 0.5},
                  "deployments": [{"name": "LayoutModel_direct", "user_config": mcfg}]}])
+        if not a.direct_ingress:
+            return {"router": f"http://127.0.0.1:{port}/v1/layouts", "direct": f"http://127.0.0.1:{port}/direct"}
+        return {"router": direct_ingress_url("layoutray", port) + "/v1/layouts",
+                "direct": direct_ingress_url("direct", port) + "/direct"}
 
     import torch
     torch.set_num_threads(a.torch_threads)
     results: dict = {"router": {}, "direct": {}, "in_process": {}}
     for batching in (True, False):
         key = "batching" if batching else "no_batching"
-        apply(16 if batching else 1)
-        for name, url in (("router", base + "/v1/layouts"), ("direct", base + "/direct")):
+        urls = apply(16 if batching else 1)
+        for name, url in urls.items():
             call = http_caller(url)
             for _ in range(5):
                 assert call(), f"{name} does not answer"
             results[name][key] = {str(c): run_closed_loop(call, c, a.seconds) for c in CONCURRENCY}
         results["in_process"][key] = {str(c): in_process(model_dir, c, batching, a.seconds) for c in CONCURRENCY}
         if batching:
-            paired = paired_single(http_caller(base + "/v1/layouts"), http_caller(base + "/direct"), 2 * a.seconds)
-            cpu = cpu_per_request(http_caller(base + "/v1/layouts"), 16, a.seconds)
+            paired = paired_single(http_caller(urls["router"]), http_caller(urls["direct"]), 2 * a.seconds)
+            cpu = cpu_per_request(http_caller(urls["router"]), 16, a.seconds)
 
     r = results["router"]
     p95_16, p50_1 = r["batching"]["16"]["p95_ms"], r["batching"]["1"]["p50_ms"]
@@ -267,6 +280,8 @@ def main() -> int:
     out = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "ray": ray.__version__,
                        "torch": torch.__version__, "torch_threads": a.torch_threads},
            "model": {"dir": model_dir, "source": model_src}, "request": BODY,
+           "ingress": ("direct (RAY_SERVE_ENABLE_DIRECT_INGRESS=1: " + urls["router"] + ", " + urls["direct"] + ")")
+           if a.direct_ingress else "proxy",
            "seconds_per_config": a.seconds, "results": results,
            "paired_single_router_vs_direct": paired, "router_path_cpu_at_16": cpu, "goals": goals}
     serve.shutdown()

@@ -52,3 +52,27 @@ def wait_running(names: list[str], timeout_s: float = 180.0) -> None:
             raise RuntimeError(f"deploy failed: {last} {msgs}")
         time.sleep(0.2)
     raise TimeoutError(f"applications not running after {timeout_s} s: {last}")
+
+
+def direct_ingress_url(app: str, proxy_port: int, timeout_s: float = 120.0) -> str:
+    """Under Serve's direct ingress (RAY_SERVE_ENABLE_DIRECT_INGRESS=1, experimental in Ray 2.60),
+    the base URL of `app`'s ingress replica, which runs its own HTTP server on a port from
+    30000-31000. Serve 2.60 has no public call for that port, so this asks the controller for the
+    app's target groups as Serve's own tests do; until the replica's server is up, the group
+    points at the proxy (`proxy_port`) instead, and this waits."""
+    import ray
+    from ray.serve.context import _get_global_client
+
+    controller = _get_global_client()._controller
+    deadline = time.time() + timeout_s
+    ports: list = []
+    while time.time() < deadline:
+        groups = ray.get(controller.get_target_groups.remote(app))
+        ports = [t.port for g in groups if str(g.protocol).upper().endswith("HTTP") for t in g.targets]
+        if ports and proxy_port not in ports:
+            # The server binds Serve's http_options.host, not the node's address; this is for
+            # clients on the same machine (tests, the benchmark).
+            return f"http://127.0.0.1:{ports[0]}"
+        time.sleep(0.2)
+    raise TimeoutError(f"no direct-ingress port for application {app!r} after {timeout_s:.0f} s "
+                       f"(targets: {ports}); is RAY_SERVE_ENABLE_DIRECT_INGRESS=1 set where Ray started?")

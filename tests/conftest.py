@@ -49,6 +49,24 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
+def tiny_serving_artifact(out_dir, seed: int) -> str:
+    """A random-init Phase 1 artifact small enough to load and answer in milliseconds."""
+    import torch
+
+    from layoutray.artifact import export_artifact
+    from layoutray.config import load_config
+    from layoutray.model import build_model
+
+    cfg = load_config(phase="phase1", overrides=[
+        "model.d_model=32", "model.n_heads=2", "model.n_layers=1", "model.ff_mult=2", "model.patch_size=32",
+        "model.image_height=64", "model.image_width=96", "model.max_elements=8", "model.max_seq_len=48",
+        "model.coord_bins=32", "model.max_spec_len=16"])
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    export_artifact(model, cfg, str(out_dir), {"name": f"tiny-{seed}", "note": "random init, for tests"})
+    return str(out_dir)
+
+
 @pytest.fixture(scope="module")
 def ray_local():
     """A real local Ray instance for one test module.

@@ -17,28 +17,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import free_port
+from conftest import free_port, tiny_serving_artifact
 
 TOKEN = "test-admin-token-7c1f"
 BODY = {"section_type": "hero", "elements": ["heading", "paragraph", "button"],
         "canvas": {"width": 1440, "height": 800}}
-
-
-def _tiny_artifact(out_dir, seed: int) -> str:
-    import torch
-
-    from layoutray.artifact import export_artifact
-    from layoutray.config import load_config
-    from layoutray.model import build_model
-
-    cfg = load_config(phase="phase1", overrides=[
-        "model.d_model=32", "model.n_heads=2", "model.n_layers=1", "model.ff_mult=2", "model.patch_size=32",
-        "model.image_height=64", "model.image_width=96", "model.max_elements=8", "model.max_seq_len=48",
-        "model.coord_bins=32", "model.max_spec_len=16"])
-    torch.manual_seed(seed)
-    model = build_model(cfg)
-    export_artifact(model, cfg, str(out_dir), {"name": f"tiny-{seed}", "note": "random init, for tests"})
-    return str(out_dir)
 
 
 def poll(fn, timeout_s: float, what: str, every: float = 0.1):
@@ -87,8 +70,8 @@ def served(ray_local, tmp_path_factory):
     from ray import serve
 
     root = tmp_path_factory.mktemp("serving")
-    stable = _tiny_artifact(root / "stable", seed=1)
-    canary = _tiny_artifact(root / "canary", seed=2)
+    stable = tiny_serving_artifact(root / "stable", seed=1)
+    canary = tiny_serving_artifact(root / "canary", seed=2)
     (root / "token").write_text(TOKEN + "\n")
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
