@@ -68,7 +68,7 @@ def direct_ingress_url(app: str, proxy_port: int, timeout_s: float = 120.0) -> s
     ports: list = []
     while time.time() < deadline:
         groups = ray.get(controller.get_target_groups.remote(app))
-        ports = [t.port for g in groups if str(g.protocol).upper().endswith("HTTP") for t in g.targets]
+        ports = [t.port for g in groups if g.protocol == "HTTP" for t in g.targets]  # a str enum
         if ports and proxy_port not in ports:
             # The server binds Serve's http_options.host, not the node's address; this is for
             # clients on the same machine (tests, the benchmark).

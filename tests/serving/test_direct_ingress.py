@@ -9,7 +9,6 @@ inherit when Ray starts.
 """
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -29,12 +28,12 @@ def direct(tmp_path_factory):
 
     from serving.deploy import app_config, deploy, direct_ingress_url
 
-    env = {"RAY_SERVE_ENABLE_DIRECT_INGRESS": "1",
-           # Nothing is in flight when the module ends; the 30-s default would only slow the suite.
-           "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "1"}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    # Only Ray's start needs the variables: its processes inherit them from this one.
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("RAY_SERVE_ENABLE_DIRECT_INGRESS", "1")
+        # Nothing is in flight when the module ends; the 30-s default would only slow the suite.
+        mp.setenv("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         root = tmp_path_factory.mktemp("direct-ingress")
         model = tiny_serving_artifact(root / "model", seed=1)
@@ -49,11 +48,6 @@ def direct(tmp_path_factory):
         serve.shutdown()
     finally:
         ray.shutdown()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def _post(url, body, headers=None):
