@@ -44,7 +44,7 @@ def condition(batch: dict, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
     pipeline's image-only task), "spec" hides the image, "both" keeps the batch as it is."""
     spec, has_image = batch["spec"], batch["has_image"]
     if mode == "image":
-        spec = torch.full((spec.shape[0], 1), NULL, dtype=torch.long)
+        spec = torch.full((spec.shape[0], 1), NULL, dtype=torch.long, device=spec.device)
     elif mode == "spec":
         has_image = torch.zeros_like(has_image)
     elif mode != "both":

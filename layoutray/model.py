@@ -303,6 +303,8 @@ class LayoutModel(nn.Module):
         """[B, C, H, W] -> vision tokens [B, P, D]"""
         B, C, H, W = image.shape
         p, (gh, gw) = self.cfg.patch_size, self.grid
+        # Images arrive as float32; under bf16 (DeepSpeed on the GPU phases) the weights are not.
+        image = image.to(self.patch_emb.weight.dtype)
         x = image.reshape(B, C, gh, p, gw, p).permute(0, 2, 4, 1, 3, 5).reshape(B, gh * gw, C * p * p)
         x = self.patch_emb(x)  # [B, P, D]
         pos = (self.vis_row[:, None, :] + self.vis_col[None, :, :]).reshape(gh * gw, -1)  # [P, D]
@@ -397,6 +399,7 @@ class LayoutModel(nn.Module):
         (cross entropy; "none" when no box does) and, on covered cells, its box (x0, y0, x1, y1)
         by L1 in tenths of the canvas, so that both terms start near the same size.
         """
+        dense = dense.float()  # as in loss(): float32 under bf16 too
         cls, box, covered = dense_targets(tokens, dense.shape[1], dense.shape[2],
                                           LayoutTokenizer(bins=self.cfg.coord_bins))
         rows = has_image.to(torch.bool)[:, None, None].expand_as(cls)
@@ -419,7 +422,8 @@ class LayoutModel(nn.Module):
         (docs/quality.md). Types, EOS and other tokens keep one-hot targets.
         """
         V = logits.shape[-1]
-        logits, targets = logits.reshape(-1, V), targets.reshape(-1)
+        # float32 whatever the model computes in: bf16 loses too much in log-softmax over V
+        logits, targets = logits.reshape(-1, V).float(), targets.reshape(-1)
         if coord_sigma <= 0.0:
             return F.cross_entropy(logits, targets, ignore_index=PAD, label_smoothing=label_smoothing)
         keep = targets != PAD

@@ -65,34 +65,68 @@ def _say(line: str) -> None:
     sys.__stdout__.flush()
 
 
-def _all_have(has: bool, world: int) -> bool:
+def _all_have(has: bool, world: int, device=None) -> bool:
     if world == 1:
         return has
     import torch.distributed as dist
-    t = torch.tensor([1 if has else 0])
+    t = torch.tensor([1 if has else 0], device=device)  # NCCL (GPU workers) reduces CUDA tensors only
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
 
 
-def _all_sum(values: list[float], world: int) -> list[float]:
+def _all_sum(values: list[float], world: int, device=None) -> list[float]:
     if world == 1:
         return values
     import torch.distributed as dist
-    t = torch.tensor(values, dtype=torch.float64)
+    t = torch.tensor(values, dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
 
 
 def _full_state_dict(engine, stage: int, rank: int) -> dict | None:
-    """fp32 weights of the whole model on rank 0 (all ranks must call: ZeRO-3 gathers)."""
+    """fp32 weights of the whole model on rank 0 (all ranks must call: the gathers are collective).
+
+    Under bf16 the module holds bf16 copies; the fp32 master weights live in the optimizer,
+    sharded under ZeRO 1-3 (`safe_get_full_fp32_param` gathers them) and whole at stage 0
+    (DeepSpeed's unfused mixed-precision optimizer keeps one fp32 copy per parameter). Those are
+    what the artifact gets, not the bf16 copies widened back. In fp32 at stage 0 there are no
+    masters: the module's weights are the weights.
+    """
     import contextlib
+
+    from deepspeed.utils import safe_get_full_fp32_param
     model = engine.module
+    stage0 = {}
+    if stage == 0:
+        opt = engine.optimizer
+        for lp_group, hp_group in zip(getattr(opt, "fp16_groups", []), getattr(opt, "fp32_groups", [])):
+            for lp, hp in zip(lp_group, hp_group):
+                if torch.is_tensor(hp) and hp.shape == lp.shape:
+                    stage0[id(lp)] = hp
+    masters = {}
+    for name, p in model.named_parameters():  # same order on every rank
+        full = stage0.get(id(p)) if stage == 0 else safe_get_full_fp32_param(p)
+        if full is not None and rank == 0:
+            masters[name] = full.detach().float().cpu().clone()
     gather = contextlib.nullcontext()
     if stage == 3:
         import deepspeed
         gather = deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
     with gather:
-        return {k: v.detach().float().clone() for k, v in model.state_dict().items()} if rank == 0 else None
+        if rank != 0:
+            return None
+        return {k: masters[k] if k in masters else v.detach().float().cpu().clone()
+                for k, v in model.state_dict().items()}
+
+
+def _on_device(batches, device):
+    """Batches (dicts of tensors, from Ray Data on the CPU) moved to the engine's device; on a CPU
+    worker they pass through untouched."""
+    if device.type == "cpu":
+        yield from batches
+        return
+    for b in batches:
+        yield {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
 
 
 def _trim_history(path: Path, last_epoch: int) -> None:
@@ -201,6 +235,7 @@ def train_loop_per_worker(config: dict) -> None:
     engine, _, _, scheduler = deepspeed.initialize(
         model=model, optimizer=optimizer, config=_ds_config(config, world),
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_fn))
+    device = torch.device(engine.device)  # cpu, or the GPU Ray Train gave this worker
     if world == 1 and stage == 0:
         # One process: DeepSpeed would still flatten every gradient, all-reduce it with itself
         # and copy it back after each backward (1.5% of a Phase 1 step on CPU).
@@ -233,16 +268,17 @@ def train_loop_per_worker(config: dict) -> None:
         t0 = time.perf_counter()
         engine.train()
         report = BadRowReport()
-        it = iter(iter_torch_batches(train_shard, micro, drop_last=True, report=report,
-                                     max_bad_fraction=cfg.data.max_bad_fraction,
-                                     local_shuffle_buffer_size=256, local_shuffle_seed=cfg.training.seed + epoch))
+        it = _on_device(iter_torch_batches(train_shard, micro, drop_last=True, report=report,
+                                           max_bad_fraction=cfg.data.max_bad_fraction,
+                                           local_shuffle_buffer_size=256,
+                                           local_shuffle_seed=cfg.training.seed + epoch), device)
         loss_sum, loss_n, samples, first_step = 0.0, 0, 0, engine.global_steps
         dense_sum, data_wait = 0.0, 0.0
         while True:
             tw = time.perf_counter()
             batch = next(it, None)
             data_wait += time.perf_counter() - tw
-            if not _all_have(batch is not None, world):
+            if not _all_have(batch is not None, world, device):
                 break
             tokens = batch["tokens"]
             out = engine(batch["image"], batch["has_image"], batch["spec"], tokens[:, :-1], dense=dense_w > 0)
@@ -263,14 +299,16 @@ def train_loop_per_worker(config: dict) -> None:
             for _ in it:  # drain so the shard's pass finishes and the bad-row check runs
                 pass
         train_loss, samples_all, dense_loss, data_wait, busy_secs = _all_sum(
-            [loss_sum / max(1, loss_n), float(samples), dense_sum / max(1, loss_n), data_wait, train_secs], world)
+            [loss_sum / max(1, loss_n), float(samples), dense_sum / max(1, loss_n), data_wait, train_secs], world,
+            device)
         train_loss, dense_loss = train_loss / world, dense_loss / world
         data_wait, busy_secs = data_wait / world, busy_secs / world
 
         # Validation loss/accuracy over this rank's val shard, summed over ranks.
-        vs = evaluate_batches(engine.module, tokenizer, iter_torch_batches(val_shard, 32),
+        vs = evaluate_batches(engine.module, tokenizer, _on_device(iter_torch_batches(val_shard, 32), device),
                               max_elements=cfg.model.max_elements, modes=(), generate_limit=0)
-        tot = _all_sum([vs["loss"] * vs["examples"], vs["token_accuracy"] * vs["examples"], vs["examples"]], world)
+        tot = _all_sum([vs["loss"] * vs["examples"], vs["token_accuracy"] * vs["examples"], vs["examples"]],
+                       world, device)
         val_loss, val_acc = tot[0] / max(1, tot[2]), tot[1] / max(1, tot[2])
         state["samples"] += int(samples_all)
         improved = val_loss < state["best_val_loss"] - cfg.validation.min_delta
@@ -292,6 +330,8 @@ def train_loop_per_worker(config: dict) -> None:
         }
         if dense_w:  # train_loss stays the token loss, comparable with val_loss
             metrics["train_dense_loss"] = dense_loss
+        if device.type == "cuda":  # what docs/scaling.md's plan predicts per GPU
+            metrics["gpu_max_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
 
         with tempfile.TemporaryDirectory() as d:
             engine.save_checkpoint(d, tag=CKPT_TAG, client_state={"state": dict(state)})
