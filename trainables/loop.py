@@ -339,13 +339,16 @@ def train_loop_per_worker(config: dict) -> None:
             if rank == 0:
                 # Generated-layout metrics on a fixed validation subset, from a plain copy of the
                 # consolidated weights: generation reads weights directly, which ZeRO-3 shards.
+                # On the worker's device: a Phase 4 model generating on the CPU would take
+                # longer than a GPU epoch.
                 if cfg.validation.generate_examples and epoch % cfg.validation.every_epochs == 0:
                     plain = build_model(cfg, dropout=0.0)
                     plain.load_state_dict(sd)
+                    plain.to(device)
                     n_batches = math.ceil(cfg.validation.generate_examples / 32)
+                    val_batches = iter_local_batches(config["data_dir"], "val", cfg, 32, train=False)
                     gen = evaluate_batches(
-                        plain, tokenizer,
-                        itertools.islice(iter_local_batches(config["data_dir"], "val", cfg, 32, train=False), n_batches),
+                        plain, tokenizer, _on_device(itertools.islice(val_batches, n_batches), device),
                         max_elements=cfg.model.max_elements, modes=("both",),
                         generate_limit=cfg.validation.generate_examples)
                     for k in ("element_f1@0.5", "element_f1@0.75", "mean_iou", "alignment", "overlap", "validity"):
