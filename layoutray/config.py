@@ -200,6 +200,8 @@ class ScalingConfig:
         _in_range("scaling.gpus_per_worker", self.gpus_per_worker, 0.0)
         _check("scaling.gpus_per_worker", self.use_gpu or self.gpus_per_worker == 0,
                "0 when scaling.use_gpu is false")
+        _check("scaling.gpus_per_worker", not self.use_gpu or self.gpus_per_worker > 0,
+               "> 0 when scaling.use_gpu is true")
 
 
 @dataclass

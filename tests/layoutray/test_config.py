@@ -185,6 +185,8 @@ def test_set_overrides_are_typed_by_yaml():
     ("deepspeed.zero_stage=5", "deepspeed.zero_stage", ["--set", "0, 1, 2, 3"]),
     ("training.epochs.inner=1", "training.epochs.inner", ["--set", "not a section"]),
     ("training.epochs", "training.epochs", ["--set", "key=value"]),
+    # a GPU worker with no GPU reserved would get one anyway from Ray; say it in the config
+    ("scaling.use_gpu=true", "scaling.gpus_per_worker", ["--set", "> 0 when scaling.use_gpu is true"]),
 ])
 def test_bad_set_override_names_set_and_key(item, key, fragments):
     with pytest.raises(ConfigError) as e:

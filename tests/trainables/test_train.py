@@ -104,6 +104,20 @@ def test_bf16_trains_and_exports_the_fp32_master_weights(ray_local, data_dir, tm
     assert sorted(b.type for b in out[0][0]) == ["button", "heading"]
 
 
+def test_gpu_config_on_a_cpu_only_local_ray_is_a_config_error(ray_local, data_dir, tmp_path, monkeypatch):
+    """Ray Train would retry starting a GPU worker group on this GPU-less instance without end;
+    the driver refuses it first, naming the key and the overrides that run it on CPU."""
+    from trainables.train import run_training
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    cfg = load_config(phase="phase2", overrides=["training.epochs=1"])
+    assert ray_local.cluster_resources().get("GPU", 0) == 0
+    with pytest.raises(ConfigError) as e:
+        run_training(cfg, data_dir, "gpu", str(tmp_path), evaluate_test=False)
+    assert e.value.key == "scaling.use_gpu"
+    assert "has 0" in str(e.value) and "--set scaling.use_gpu=false --set scaling.gpus_per_worker=0" in str(e.value)
+
+
 def test_early_stopping_and_name_reuse(ray_local, data_dir, tmp_path):
     from trainables.train import run_training
 
