@@ -210,6 +210,11 @@ class DeepSpeedConfig:
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16 only pays on GPUs with bf16 units
     offload_optimizer: bool = False
 
+    def __post_init__(self):
+        # At stage 0 DeepSpeed has no ZeRO optimizer to offload and silently keeps it in place.
+        _check("deepspeed.offload_optimizer", not self.offload_optimizer or self.zero_stage >= 1,
+               "false at deepspeed.zero_stage 0 (DeepSpeed offloads ZeRO's optimizer partitions only)")
+
 
 @dataclass
 class ScheduleConfig:

@@ -38,6 +38,10 @@ def _ds_config(cfg, world: int) -> dict:
     ds["bf16"] = {"enabled": cfg["deepspeed"]["precision"] == "bf16"}
     if cfg["deepspeed"]["offload_optimizer"]:
         ds["zero_optimization"]["offload_optimizer"] = {"device": "cpu"}
+        # DeepSpeed refuses a client optimizer under offload unless told otherwise, to push its
+        # own C++ CPU Adam (an op compiled on first use). Ours is torch's fused AdamW, itself a
+        # vectorised CPU kernel (make_optimizer).
+        ds["zero_force_ds_cpu_optimizer"] = False
     return ds
 
 

@@ -187,6 +187,7 @@ def test_set_overrides_are_typed_by_yaml():
     ("training.epochs", "training.epochs", ["--set", "key=value"]),
     # a GPU worker with no GPU reserved would get one anyway from Ray; say it in the config
     ("scaling.use_gpu=true", "scaling.gpus_per_worker", ["--set", "> 0 when scaling.use_gpu is true"]),
+    ("deepspeed.offload_optimizer=true", "deepspeed.offload_optimizer", ["--set", "zero_stage 0"]),
 ])
 def test_bad_set_override_names_set_and_key(item, key, fragments):
     with pytest.raises(ConfigError) as e:

@@ -69,11 +69,12 @@ def test_two_workers_deepspeed_zero(ray_local, data_dir, tmp_path, stage):
         assert 0.0 <= metrics[k] <= 1.0
 
 
-@pytest.mark.parametrize("stage,workers", [(1, 1), (2, 2)])
-def test_bf16_trains_and_exports_the_fp32_master_weights(ray_local, data_dir, tmp_path, stage, workers):
+@pytest.mark.parametrize("stage,workers,offload", [(1, 1, False), (2, 2, False), (2, 1, True)])
+def test_bf16_trains_and_exports_the_fp32_master_weights(ray_local, data_dir, tmp_path, stage, workers, offload):
     """The GPU phases' precision (phase2: ZeRO-1 bf16, phase3/4: ZeRO-2 bf16), run on CPU, where
     DeepSpeed supports bf16 too: float32 images into bf16 weights, losses in float32, and an
-    artifact holding the optimizer's fp32 masters rather than the module's bf16 copies."""
+    artifact holding the optimizer's fp32 masters rather than the module's bf16 copies. With
+    deepspeed.offload_optimizer the masters and the optimizer step live on the CPU."""
     import torch
     from safetensors.torch import load_file
 
@@ -81,9 +82,9 @@ def test_bf16_trains_and_exports_the_fp32_master_weights(ray_local, data_dir, tm
     from trainables.train import run_training
 
     overrides = TINY + [f"scaling.num_workers={workers}", f"deepspeed.zero_stage={stage}",
-                        "deepspeed.precision=bf16"]
+                        "deepspeed.precision=bf16", f"deepspeed.offload_optimizer={str(offload).lower()}"]
     cfg = load_config(phase="phase1", overrides=overrides)
-    summary = run_training(cfg, data_dir, f"bf16z{stage}", str(tmp_path), evaluate_test=False)
+    summary = run_training(cfg, data_dir, f"bf16z{stage}w{workers}", str(tmp_path), evaluate_test=False)
     run_dir = Path(summary["run_dir"])
 
     history = metrics_rows(run_dir)
