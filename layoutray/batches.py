@@ -256,6 +256,18 @@ def iter_torch_batches(ds_or_shard, batch_size: int, *, drop_last: bool = False,
     yield from _rebatch(raw(), batch_size, drop_last, report, max_bad_fraction, expected_rows)
 
 
+def on_device(batches: Iterable[dict], device) -> Iterator[dict]:
+    """Batches (dicts of CPU tensors) moved to `device`; on the CPU they pass through untouched."""
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cpu":
+        yield from batches
+        return
+    for b in batches:
+        yield {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
+
+
 def iter_local_batches(root: str | Path, split: str, cfg: RunConfig | dict, batch_size: int,
                        train: bool = False, seed: int = 0, *, epoch: int = 0,
                        drop_last: bool = False, report: BadRowReport | None = None,

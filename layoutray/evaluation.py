@@ -127,19 +127,23 @@ def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict],
 
 
 def evaluate_artifact(model_dir: str, data_dir: str, split: str = "test", limit: int = 0,
-                      batch_size: int = 32) -> dict:
+                      batch_size: int = 32, device: str = "auto") -> dict:
+    """device "auto": the GPU when this process has one (generating a test split of a Phase 4
+    model on the CPU takes minutes), else the CPU."""
     from layoutray.artifact import load_artifact
-    from layoutray.batches import BadRowReport, iter_local_batches
+    from layoutray.batches import BadRowReport, iter_local_batches, on_device
 
-    predictor = load_artifact(model_dir)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    predictor = load_artifact(model_dir, device=device)
     cfg = predictor.cfg
     report = BadRowReport()
     batches = iter_local_batches(data_dir, split, cfg, batch_size, train=False, report=report)
     if limit:
         batches = _limit(batches, limit)
-    out = evaluate_batches(predictor.model, predictor.tokenizer, batches,
+    out = evaluate_batches(predictor.model, predictor.tokenizer, on_device(batches, device),
                            max_elements=cfg.model.max_elements)
-    out.update(model=str(model_dir), data=str(data_dir), split=split, phase=cfg.phase,
+    out.update(model=str(model_dir), data=str(data_dir), split=split, phase=cfg.phase, device=str(device),
                bad_rows=report.to_dict())
     return out
 

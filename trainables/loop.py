@@ -123,16 +123,6 @@ def _full_state_dict(engine, stage: int, rank: int) -> dict | None:
                 for k, v in model.state_dict().items()}
 
 
-def _on_device(batches, device):
-    """Batches (dicts of tensors, from Ray Data on the CPU) moved to the engine's device; on a CPU
-    worker they pass through untouched."""
-    if device.type == "cpu":
-        yield from batches
-        return
-    for b in batches:
-        yield {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()}
-
-
 def _trim_history(path: Path, last_epoch: int) -> None:
     """Drop metrics rows of epochs after the checkpoint being resumed: they are about to run again."""
     if not path.exists():
@@ -208,7 +198,7 @@ def train_loop_per_worker(config: dict) -> None:
     from layoutray.config import config_from_dict
     from layoutray.evaluation import evaluate_batches
     from layoutray.model import build_model, load_weights, training_losses
-    from layoutray.batches import BadRowReport, iter_local_batches, iter_torch_batches
+    from layoutray.batches import BadRowReport, iter_local_batches, iter_torch_batches, on_device
     from layoutray.schedules import lr_lambda_from_config
     from layoutray.tokenizer import LayoutTokenizer
 
@@ -272,10 +262,10 @@ def train_loop_per_worker(config: dict) -> None:
         t0 = time.perf_counter()
         engine.train()
         report = BadRowReport()
-        it = _on_device(iter_torch_batches(train_shard, micro, drop_last=True, report=report,
-                                           max_bad_fraction=cfg.data.max_bad_fraction,
-                                           local_shuffle_buffer_size=256,
-                                           local_shuffle_seed=cfg.training.seed + epoch), device)
+        it = on_device(iter_torch_batches(train_shard, micro, drop_last=True, report=report,
+                                          max_bad_fraction=cfg.data.max_bad_fraction,
+                                          local_shuffle_buffer_size=256,
+                                          local_shuffle_seed=cfg.training.seed + epoch), device)
         loss_sum, loss_n, samples, first_step = 0.0, 0, 0, engine.global_steps
         dense_sum, data_wait = 0.0, 0.0
         while True:
@@ -309,7 +299,7 @@ def train_loop_per_worker(config: dict) -> None:
         data_wait, busy_secs = data_wait / world, busy_secs / world
 
         # Validation loss/accuracy over this rank's val shard, summed over ranks.
-        vs = evaluate_batches(engine.module, tokenizer, _on_device(iter_torch_batches(val_shard, 32), device),
+        vs = evaluate_batches(engine.module, tokenizer, on_device(iter_torch_batches(val_shard, 32), device),
                               max_elements=cfg.model.max_elements, modes=(), generate_limit=0)
         tot = _all_sum([vs["loss"] * vs["examples"], vs["token_accuracy"] * vs["examples"], vs["examples"]],
                        world, device)
@@ -352,7 +342,7 @@ def train_loop_per_worker(config: dict) -> None:
                     n_batches = math.ceil(cfg.validation.generate_examples / 32)
                     val_batches = iter_local_batches(config["data_dir"], "val", cfg, 32, train=False)
                     gen = evaluate_batches(
-                        plain, tokenizer, _on_device(itertools.islice(val_batches, n_batches), device),
+                        plain, tokenizer, on_device(itertools.islice(val_batches, n_batches), device),
                         max_elements=cfg.model.max_elements, modes=("both",),
                         generate_limit=cfg.validation.generate_examples)
                     for k in ("element_f1@0.5", "element_f1@0.75", "mean_iou", "alignment", "overlap", "validity"):

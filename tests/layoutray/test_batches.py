@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from layoutray.batches import BadRowReport, DataQualityError, _rebatch, collate
+from layoutray.batches import BadRowReport, DataQualityError, _rebatch, collate, on_device
 from layoutray.pipeline import REASONS
 
 
@@ -86,3 +86,14 @@ def test_rebatch_strips_accounting_rows_and_cuts_exact_batches():
     dropped = list(_rebatch(stream, 4, drop_last=True, report=BadRowReport(), max_bad_fraction=0.5,
                             expected_rows=None))
     assert [len(b["tokens"]) for b in dropped] == [4, 4]
+
+
+def test_on_device_moves_tensors_and_leaves_cpu_batches_untouched():
+    batch = {"tokens": torch.zeros(2, 3, dtype=torch.long), "image": torch.ones(2, 1, 4, 4), "split": "val"}
+    (same,) = on_device([batch], "cpu")
+    assert same is batch  # no copy per batch on a CPU worker
+    # "meta" stands in for a GPU here: any non-CPU device takes the moving branch
+    (moved,) = on_device([batch], "meta")
+    assert {k: v.device.type for k, v in moved.items() if torch.is_tensor(v)} == {"tokens": "meta", "image": "meta"}
+    assert moved["split"] == "val" and moved["tokens"].dtype == torch.long
+    assert batch["tokens"].device.type == "cpu"
