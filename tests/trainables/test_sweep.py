@@ -136,6 +136,19 @@ def _kill_group(p: subprocess.Popen) -> None:
 
 
 @pytest.mark.slow
+def test_gpu_sweep_on_a_cpu_only_local_ray_is_a_config_error(ray_local, data_dir, tmp_path, monkeypatch):
+    """Checked once in the driver, before Tune starts trials that would each fail the same way."""
+    from trainables.sweep import run_sweep
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    path = _sweep_yaml(tmp_path, data_dir, "gpu", resources={"trial_cpus": 0.5, "workers": 1, "cpus_per_worker": 1.0,
+                                                             "use_gpu": True, "gpus_per_worker": 1.0})
+    with pytest.raises(ConfigError) as e:
+        run_sweep(load_sweep(path), config_path=str(path))
+    assert e.value.key == "resources.use_gpu" and str(path) in str(e.value) and "has 0" in str(e.value)
+    assert not (tmp_path / "sweeps" / "gpu").exists()  # refused before the experiment was created
+
+
 def test_resume_after_driver_killed(data_dir, tmp_path):
     cfg = _sweep_yaml(tmp_path, data_dir, "resume")
     exp_dir = tmp_path / "sweeps" / "resume"
