@@ -93,25 +93,26 @@ def _full_state_dict(engine, stage: int, rank: int) -> dict | None:
     Under bf16 the module holds bf16 copies; the fp32 master weights live in the optimizer,
     sharded under ZeRO 1-3 (`safe_get_full_fp32_param` gathers them) and whole at stage 0
     (DeepSpeed's unfused mixed-precision optimizer keeps one fp32 copy per parameter). Those are
-    what the artifact gets, not the bf16 copies widened back. In fp32 at stage 0 there are no
-    masters: the module's weights are the weights.
+    what the artifact gets, not the bf16 copies widened back. In fp32 the module's weights equal
+    the masters (or, at stage 0, are the only copy), so nothing extra is gathered.
     """
     import contextlib
 
     from deepspeed.utils import safe_get_full_fp32_param
     model = engine.module
-    stage0 = {}
-    if stage == 0:
-        opt = engine.optimizer
-        for lp_group, hp_group in zip(getattr(opt, "fp16_groups", []), getattr(opt, "fp32_groups", [])):
-            for lp, hp in zip(lp_group, hp_group):
-                if torch.is_tensor(hp) and hp.shape == lp.shape:
-                    stage0[id(lp)] = hp
     masters = {}
-    for name, p in model.named_parameters():  # same order on every rank
-        full = stage0.get(id(p)) if stage == 0 else safe_get_full_fp32_param(p)
-        if full is not None and rank == 0:
-            masters[name] = full.detach().float().cpu().clone()
+    if next(model.parameters()).dtype != torch.float32:  # the same answer on every rank
+        stage0 = {}
+        if stage == 0:
+            opt = engine.optimizer
+            for lp_group, hp_group in zip(getattr(opt, "fp16_groups", []), getattr(opt, "fp32_groups", [])):
+                for lp, hp in zip(lp_group, hp_group):
+                    if torch.is_tensor(hp) and hp.shape == lp.shape:
+                        stage0[id(lp)] = hp
+        for name, p in model.named_parameters():  # same order on every rank: the gathers are collective
+            full = stage0.get(id(p)) if stage == 0 else safe_get_full_fp32_param(p)
+            if full is not None and rank == 0:
+                masters[name] = full.detach().float().cpu().clone()
     gather = contextlib.nullcontext()
     if stage == 3:
         import deepspeed

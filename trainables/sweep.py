@@ -325,14 +325,14 @@ def _init_ray(spec: SweepConfig) -> None:
 
 
 def _check_local_gpus(spec: SweepConfig, config_path: str | None) -> None:
-    """A GPU sweep on a local Ray without the GPUs: every trial would fail the same way (see
-    trainables.train.check_local_gpus); say it once, before any starts."""
-    import ray
+    """A GPU sweep on a local Ray without the GPUs: every trial would fail the same way; say it
+    once, before any starts."""
+    from trainables.train import local_gpu_shortfall
 
     r = spec.resources
     need = r.workers * r.gpus_per_worker if r.use_gpu else 0.0
-    have = ray.cluster_resources().get("GPU", 0.0)
-    if need > have:
+    have = local_gpu_shortfall(need)
+    if have is not None:
         raise ConfigError("resources.use_gpu", f"one trial needs {need:g} GPU(s) ({r.workers} worker(s) x "
                                                f"resources.gpus_per_worker {r.gpus_per_worker:g}) but the local Ray "
                                                f"instance has {have:g}; set resources.use_gpu: false and "
@@ -434,8 +434,7 @@ def run_sweep(spec: SweepConfig, *, resume: bool = False, full_budget: bool = Fa
     asha = spec.asha.enabled and not full_budget
 
     _init_ray(spec)
-    if not os.environ.get("RAY_ADDRESS"):
-        _check_local_gpus(spec, config_path)
+    _check_local_gpus(spec, config_path)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # keep the experiment state fresh for --resume
     trainable = _trainable(spec)
     if resume:

@@ -50,19 +50,26 @@ def _init_ray(address: str | None, cfg: RunConfig) -> None:
              dashboard_host="127.0.0.1")
 
 
-def check_local_gpus(cfg: RunConfig) -> None:
-    """A local Ray instance has the GPUs this machine has. Asking for more is not an error to Ray
-    Train: it times out starting the workers and retries (FailureConfig) while the autoscaler
-    says no node type fits, so the run would hang; here it is a config error instead. On a
-    cluster (--address / RAY_ADDRESS) nodes may still come, so this is checked locally only."""
+def local_gpu_shortfall(need: float, address: str | None = None) -> float | None:
+    """The GPUs a local Ray instance has, when fewer than `need`; else None.
+
+    Asking a local instance for more GPUs than the machine has is not an error to Ray Train: it
+    times out starting the workers and retries (FailureConfig) while the autoscaler says no node
+    type fits, so the run would hang. On a cluster (--address / RAY_ADDRESS) nodes may still
+    come, so only a local instance is judged."""
     import ray
 
-    if not cfg.scaling.use_gpu:
-        return
-    workers = max(1, cfg.scaling.num_workers)
-    need = workers * cfg.scaling.gpus_per_worker
+    if need <= 0 or address or os.environ.get("RAY_ADDRESS"):
+        return None
     have = ray.cluster_resources().get("GPU", 0.0)
-    if have < need:
+    return have if have < need else None
+
+
+def check_local_gpus(cfg: RunConfig, address: str | None = None) -> None:
+    workers = max(1, cfg.scaling.num_workers)
+    need = workers * cfg.scaling.gpus_per_worker if cfg.scaling.use_gpu else 0.0
+    have = local_gpu_shortfall(need, address)
+    if have is not None:
         raise ConfigError("scaling.use_gpu", f"the {cfg.phase} config asks for {need:g} GPU(s) ({workers} worker(s) "
                                              f"x scaling.gpus_per_worker {cfg.scaling.gpus_per_worker:g}) but the local "
                                              f"Ray instance has {have:g}; on a CPU machine pass --set scaling.use_gpu=false "
@@ -136,8 +143,7 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
         steps_per_epoch = min(steps_per_epoch, cfg.training.max_steps_per_epoch)
 
     _init_ray(address, cfg)
-    if not (address or os.environ.get("RAY_ADDRESS")):
-        check_local_gpus(cfg)
+    check_local_gpus(cfg, address)
     import ray.data
     ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch bars drown the progress lines
     seed = cfg.training.seed

@@ -135,7 +135,6 @@ def _kill_group(p: subprocess.Popen) -> None:
     p.wait(timeout=60)
 
 
-@pytest.mark.slow
 def test_gpu_sweep_on_a_cpu_only_local_ray_is_a_config_error(ray_local, data_dir, tmp_path, monkeypatch):
     """Checked once in the driver, before Tune starts trials that would each fail the same way."""
     from trainables.sweep import run_sweep
@@ -149,6 +148,7 @@ def test_gpu_sweep_on_a_cpu_only_local_ray_is_a_config_error(ray_local, data_dir
     assert not (tmp_path / "sweeps" / "gpu").exists()  # refused before the experiment was created
 
 
+@pytest.mark.slow
 def test_resume_after_driver_killed(data_dir, tmp_path):
     cfg = _sweep_yaml(tmp_path, data_dir, "resume")
     exp_dir = tmp_path / "sweeps" / "resume"
