@@ -110,6 +110,25 @@ def check_init_from(model_dir: str, cfg: RunConfig) -> str:
     return str(path)
 
 
+def evaluate_test_split(model_dir: str, data_dir: str, cfg: RunConfig) -> dict:
+    """The exported model's metrics on the test split.
+
+    In this process when it has what the run trained on. A GPU run driven from a process without
+    CUDA (`ray job submit` onto a cluster whose head node has no GPU) sends the evaluation to a
+    GPU node as a Ray task instead: generating a Phase 4 test split on the head's CPU takes
+    minutes. Both paths must be readable there, as training already required of them."""
+    import torch
+
+    from layoutray.evaluation import evaluate_artifact
+
+    if not cfg.scaling.use_gpu or torch.cuda.is_available():
+        return evaluate_artifact(model_dir, data_dir, "test")
+    import ray
+    print("evaluating the test split on a GPU node (this process has no CUDA)", flush=True)
+    task = ray.remote(num_gpus=min(1.0, cfg.scaling.gpus_per_worker))(evaluate_artifact)
+    return ray.get(task.remote(model_dir, data_dir, "test"))
+
+
 def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs", *, resume: bool = False,
                  init_from: str | None = None, address: str | None = None, callbacks: list | None = None,
                  evaluate_test: bool = True) -> dict:
@@ -202,8 +221,7 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
                "train_seconds": round(train_secs, 1), "best_checkpoint": best.path,
                "last_epoch_metrics": result.metrics}
     if evaluate_test and counts.get("test"):
-        from layoutray.evaluation import evaluate_artifact
-        test = evaluate_artifact(str(model_dir), data_dir, "test")
+        test = evaluate_test_split(str(model_dir), data_dir, cfg)
         (run_dir / "metrics.json").write_text(json.dumps(test, indent=2) + "\n")
         summary["test_metrics"] = str(run_dir / "metrics.json")
         summary["test"] = test

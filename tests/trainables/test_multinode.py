@@ -8,7 +8,8 @@ resources: each worker asks for 1.5 CPUs and each worker node has 2, so no node 
 workers. The head and a third "data" node have 1 CPU each, too small for a worker: Ray Data needs
 one whole CPU for its preprocessing actor and another for read tasks (the 0.5 CPUs left on each
 worker node do not add up to one), or the pipeline waits forever (shared/notes/ray-2.60.md).
-Where the workers ran is checked from the actors' node ids.
+Where the workers ran is checked from the actors' node ids. A fourth node declares one GPU, for
+where a GPU run's test-split evaluation goes.
 """
 
 import threading
@@ -39,8 +40,11 @@ def cluster():
     data_node = c.add_node(num_cpus=1, resources={"data": 1})
     c.add_node(num_cpus=2, resources={"node_a": 1})
     c.add_node(num_cpus=2, resources={"node_b": 1})
+    # A "GPU" node: Ray schedules on the declared GPU; nothing here runs CUDA on it.
+    gpu_node = c.add_node(num_cpus=1, num_gpus=1)
     c.wait_for_nodes()
-    c.small_node_ids = {c.head_node.node_id, data_node.node_id}  # too small to host a worker
+    c.small_node_ids = {c.head_node.node_id, data_node.node_id, gpu_node.node_id}  # too small to host a worker
+    c.gpu_node_id = gpu_node.node_id
     yield c
     ray.shutdown()
     c.shutdown()
@@ -119,3 +123,37 @@ def test_spread_training_and_node_loss(cluster, data_dir, tmp_path):
     after = history[rows_at_loss:]
     assert after and all(r["restarts"] >= 1 for r in after), history
     assert (run_dir / "model" / "config.yaml").is_file()
+
+
+def test_gpu_run_driven_without_cuda_evaluates_on_a_gpu_node(cluster, data_dir, tmp_path):
+    """A GPU run's driver on a head node without CUDA (`ray job submit`) sends the test-split
+    evaluation to a node with a GPU as a Ray task, and gets the same metrics back."""
+    import torch
+    from ray.util.state import list_tasks
+
+    from layoutray.artifact import export_artifact
+    from layoutray.model import build_model
+    from trainables.train import evaluate_test_split
+
+    cfg = load_config(phase="phase1", overrides=TINY)
+    torch.manual_seed(0)
+    model_dir = tmp_path / "model"
+    export_artifact(build_model(cfg), cfg, str(model_dir), {"name": "tiny", "note": "random init"})
+    assert not torch.cuda.is_available()
+
+    here = evaluate_test_split(str(model_dir), data_dir, cfg)
+    gpu_cfg = load_config(phase="phase1", overrides=TINY + ["scaling.use_gpu=true", "scaling.gpus_per_worker=1"])
+    there = evaluate_test_split(str(model_dir), data_dir, gpu_cfg)
+
+    import ray
+
+    def finished_tasks():  # task events reach the state API a moment after ray.get returns
+        tasks = list_tasks(address=ray.get_runtime_context().gcs_address,
+                           filters=[("func_or_class_name", "=", "evaluate_artifact")], timeout=30)
+        return tasks if tasks and all(t.state == "FINISHED" for t in tasks) else None
+
+    tasks = wait_for(finished_tasks, 60, "the evaluation task's FINISHED event")
+    assert [t.node_id for t in tasks] == [cluster.gpu_node_id], tasks
+    timing = {"seconds"}
+    assert here["examples"] > 0
+    assert {k: v for k, v in there.items() if k not in timing} == {k: v for k, v in here.items() if k not in timing}
