@@ -386,7 +386,12 @@ def _finish(args, code: int, body: dict) -> int:
         print_status(body)
     else:
         err = body.get("error") or {}
-        print(f"error ({code or 'no connection'}): {err.get('message', body)}", file=sys.stderr)
+        msg = err.get("message", body)
+        if code == 401:  # say which side lacks the token: a bare 401 reads the same for both
+            msg += ("; this client sent the token it found" if load_admin_token() else
+                    f"; this client found no token: set {TOKEN_ENV} (or {TOKEN_FILE_ENV}, or write "
+                    f"{DEFAULT_TOKEN_FILE}) to the server's token")
+        print(f"error ({code or 'no connection'}): {msg}", file=sys.stderr)
     if code == 200:
         return 0
     return 3 if code in (401, 403) else 1

@@ -207,6 +207,28 @@ def test_admin_needs_token(served):
     assert TOKEN not in r.text
 
 
+def test_rollout_cli_says_which_side_lacks_the_token(served, tmp_path):
+    """`layoutray rollout` against the live server: without a token it names where to put one;
+    with a wrong one it says the token it sent was refused. Exit status 3 both times."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAYOUTRAY_ADMIN_TOKEN")}
+    env["HOME"] = str(tmp_path)  # no ~/.config/layoutray/admin_token either
+    cmd = [sys.executable, "-m", "layoutray.cli", "rollout", "status", "--url", served.url]
+    none = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert none.returncode == 3, none.stderr
+    assert "error (401)" in none.stderr and "found no token: set LAYOUTRAY_ADMIN_TOKEN" in none.stderr
+    wrong = subprocess.run(cmd, env={**env, "LAYOUTRAY_ADMIN_TOKEN": "wrong"}, capture_output=True, text=True,
+                           timeout=120)
+    assert wrong.returncode == 3 and "sent the token it found" in wrong.stderr, wrong.stderr
+    assert "wrong" not in wrong.stderr.replace("missing or wrong", "")
+    right = subprocess.run(cmd, env={**env, "LAYOUTRAY_ADMIN_TOKEN": TOKEN}, capture_output=True, text=True,
+                           timeout=120)
+    assert right.returncode == 0 and "rollout:" in right.stdout, right.stderr
+
+
 # ----------------------------------------------------------------------------- routing
 
 
