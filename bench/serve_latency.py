@@ -16,7 +16,7 @@ It also charges the CPU time of each process on the router path (proxy, router, 
 client) to the requests served at 16 concurrent: when the cores are saturated, that sum bounds
 requests/s.
 
-    python bench/serve_latency.py [--model DIR] [--seconds 5] [--direct-ingress]
+    python bench/serve_latency.py [--model DIR] [--seconds 5] [--direct-ingress] [--elements a,b,...]
 
 --direct-ingress turns on Ray Serve's experimental direct ingress (Ray 2.60,
 RAY_SERVE_ENABLE_DIRECT_INGRESS=1): each application's ingress replica runs its own HTTP server on
@@ -211,7 +211,11 @@ def main() -> int:
                     help="LayoutModel batch_wait_timeout_s (default: the deployment's default)")
     ap.add_argument("--direct-ingress", action="store_true",
                     help="Ray Serve's experimental direct ingress: no proxy on the measured paths")
+    ap.add_argument("--elements", default=",".join(BODY["elements"]),
+                    help="the request's element types, comma-separated (generation length, and so the "
+                         "model's share of each request, grows with their number; default: %(default)s)")
     a = ap.parse_args()
+    BODY["elements"] = [e.strip() for e in a.elements.split(",") if e.strip()]
 
     os.environ.pop("RAY_ADDRESS", None)
     # Read by Serve's controller and replicas, which inherit this process's environment.
