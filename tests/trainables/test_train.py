@@ -35,6 +35,10 @@ def data_dir(tmp_path_factory):
     return str(d)
 
 
+def split_coordinators() -> int:
+    """SplitCoordinator actors this Ray instance has started, alive or dead (one per split dataset per run)."""
+    from ray.util.state import list_actors
+    return len(list_actors(filters=[("class_name", "=", "SplitCoordinator")], limit=10_000))
 
 
 @pytest.mark.parametrize("stage", [1, 3])
@@ -43,8 +47,10 @@ def test_two_workers_deepspeed_zero(ray_local, data_dir, tmp_path, stage):
     from trainables.train import run_training
 
     cfg = load_config(phase="phase1", overrides=TINY + [f"deepspeed.zero_stage={stage}"])
+    coordinators = split_coordinators()
     summary = run_training(cfg, data_dir, f"zero{stage}", str(tmp_path))
     run_dir = Path(summary["run_dir"])
+    assert split_coordinators() - coordinators == 2  # train and val each split between the 2 workers
 
     history = metrics_rows(run_dir)
     assert [r["epoch"] for r in history] == [1, 2]
@@ -67,6 +73,23 @@ def test_two_workers_deepspeed_zero(ray_local, data_dir, tmp_path, stage):
     assert not missing, f"metrics.json lacks {missing}; has {sorted(metrics)}"
     for k in ("token_accuracy", "element_f1@0.5", "validity"):
         assert 0.0 <= metrics[k] <= 1.0
+
+
+def test_one_worker_reads_each_dataset_whole(ray_local, data_dir, tmp_path):
+    """With one worker there is nothing to split: no SplitCoordinator actors (whose start-up
+    epoch 1 would wait out), and the worker still trains on every batch of the train split."""
+    from layoutray.pipeline import split_shards
+    from trainables.train import run_training
+
+    cfg = load_config(phase="phase1", overrides=TINY + ["scaling.num_workers=1", "training.epochs=1",
+                                                         "training.max_steps_per_epoch=0",
+                                                         "validation.generate_examples=0"])
+    coordinators = split_coordinators()
+    run_training(cfg, data_dir, "one", str(tmp_path), evaluate_test=False)
+    assert split_coordinators() == coordinators
+    (row,) = metrics_rows(tmp_path / "one")
+    assert row["global_step"] == split_shards(Path(data_dir), "train")[1] // cfg.training.batch_size
+    assert row["val_loss"] > 0
 
 
 @pytest.mark.parametrize("stage,workers,offload", [(1, 1, False), (2, 2, False), (2, 1, True)])
