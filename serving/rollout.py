@@ -386,7 +386,7 @@ def _finish(args, code: int, body: dict) -> int:
         print_status(body)
     else:
         err = body.get("error") or {}
-        msg = err.get("message", body)
+        msg = str(err.get("message", body))  # a 401 from something else may carry no message
         if code == 401:  # say which side lacks the token: a bare 401 reads the same for both
             msg += ("; this client sent the token it found" if load_admin_token() else
                     f"; this client found no token: set {TOKEN_ENV} (or {TOKEN_FILE_ENV}, or write "
