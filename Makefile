@@ -28,6 +28,7 @@ bench: setup
 	$(PY) bench/serve_latency.py
 	$(PY) bench/localize_probe.py
 	$(PY) bench/idle_actors.py
+	$(PY) bench/ray_presence.py
 
 clean:
 	rm -rf runs sections .pytest_cache
