@@ -22,6 +22,22 @@ from typing import Callable
 _HZ = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
+def stat_fields(stat: str) -> list[str]:
+    """Fields of a /proc/PID/stat line after "pid (comm) ": [0] state, [1] ppid, [11] utime, [12] stime."""
+    return stat[stat.rfind(")") + 2:].split()
+
+
+def read_stat(pid: int) -> list[str]:
+    """`stat_fields` of one process; FileNotFoundError/ProcessLookupError once it has exited."""
+    with open(f"/proc/{pid}/stat") as f:
+        return stat_fields(f.read())
+
+
+def cpu_seconds(fields: list[str]) -> float:
+    """User + system CPU seconds from `stat_fields`."""
+    return (int(fields[11]) + int(fields[12])) / _HZ
+
+
 def snapshot() -> dict[int, tuple[str, float]]:
     """pid -> (name, CPU seconds so far: user + system) for every readable process."""
     out = {}
@@ -35,9 +51,8 @@ def snapshot() -> dict[int, tuple[str, float]]:
                 cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
         except OSError:  # the process ended between listdir and open
             continue
-        fields = stat[stat.rfind(")") + 2:].split()  # after "pid (comm) "
         name = cmd or stat[stat.find("(") + 1:stat.rfind(")")]
-        out[int(p)] = (name, (int(fields[11]) + int(fields[12])) / _HZ)  # utime + stime
+        out[int(p)] = (name, cpu_seconds(stat_fields(stat)))
     return out
 
 

@@ -22,9 +22,9 @@ switches per second (/proc/stat). Linux only; the script kills only the processe
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from jsonout import emit, reserve_stdout  # noqa: E402
+from proc_cpu import cpu_seconds, read_stat  # noqa: E402
 
 CHUNK_BATCHES = 30
 
@@ -96,12 +97,6 @@ def proc_stat() -> tuple[list[int], int]:
     return cpu, ctxt
 
 
-def process_cpu_ticks(pid: int) -> int:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-
-
 class Plain:
     """The plain child, driven one chunk at a time."""
 
@@ -114,18 +109,18 @@ class Plain:
             raise SystemExit(f"the plain loop did not start (said {line!r}); see stderr above")
 
     def chunk(self, label: str) -> dict:
-        hz = os.sysconf("SC_CLK_TCK")
         cpu0, ctxt0 = proc_stat()
-        own0, t0 = process_cpu_ticks(self.proc.pid), time.perf_counter()
+        own0, t0 = cpu_seconds(read_stat(self.proc.pid)), time.perf_counter()
         self.proc.stdin.write("go\n")
         self.proc.stdin.flush()
         rate = float(self.proc.stdout.readline())
         dt = time.perf_counter() - t0
+        own = cpu_seconds(read_stat(self.proc.pid)) - own0
         cpu1, ctxt1 = proc_stat()
-        busy = sum(cpu1) - sum(cpu0) - (cpu1[3] - cpu0[3]) - (cpu1[4] - cpu0[4])  # not idle, not iowait
+        busy_ticks = sum(cpu1) - sum(cpu0) - (cpu1[3] - cpu0[3]) - (cpu1[4] - cpu0[4])  # not idle, not iowait
+        busy = busy_ticks / os.sysconf("SC_CLK_TCK")
         return {"condition": label, "samples_per_s": round(rate, 1),
-                "loop_cores": round((process_cpu_ticks(self.proc.pid) - own0) / hz / dt, 3),
-                "other_cores": round((busy - (process_cpu_ticks(self.proc.pid) - own0)) / hz / dt, 3),
+                "loop_cores": round(own / dt, 3), "other_cores": round((busy - own) / dt, 3),
                 "context_switches_per_s": round((ctxt1 - ctxt0) / dt)}
 
     def close(self) -> None:
@@ -139,8 +134,7 @@ def instance_pids(driver_pid: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                ppid = int(read_stat(int(entry))[1])
             except (FileNotFoundError, ProcessLookupError):  # exited meanwhile
                 continue
             children.setdefault(ppid, []).append(int(entry))
@@ -152,7 +146,7 @@ def instance_pids(driver_pid: int) -> list[int]:
     return found
 
 
-def signal_all(pids: list[int], sig: int) -> None:
+def signal_all(pids, sig: int) -> None:
     for pid in pids:
         try:
             os.kill(pid, sig)
@@ -160,17 +154,12 @@ def signal_all(pids: list[int], sig: int) -> None:
             pass
 
 
-def median(xs: list[float]) -> float:
-    s = sorted(xs)
-    return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
-
-
 def summary(rows: list[dict], condition: str) -> dict:
     mine = [r for r in rows if r["condition"] == condition]
+    med = lambda key: round(statistics.median(r[key] for r in mine), 3)  # noqa: E731
     return {"samples_per_s": [r["samples_per_s"] for r in mine],
-            "loop_cores_median": median([r["loop_cores"] for r in mine]),
-            "other_cores_median": median([r["other_cores"] for r in mine]),
-            "context_switches_per_s_median": median([r["context_switches_per_s"] for r in mine])}
+            "loop_cores_median": med("loop_cores"), "other_cores_median": med("other_cores"),
+            "context_switches_per_s_median": med("context_switches_per_s")}
 
 
 def main() -> None:
@@ -229,22 +218,18 @@ def main() -> None:
                         signal_all(pids, signal.SIGCONT)
                 log(f"{cond}: {rows[-1]['samples_per_s']}")
         finally:
-            alive = pids + (instance_pids(driver.pid) if driver.poll() is None else [])
+            alive = set(pids) | set(instance_pids(driver.pid) if driver.poll() is None else [])
             signal_all(alive, signal.SIGCONT)  # never leave a stopped process behind
             signal_all(alive, signal.SIGKILL)
             driver.wait(timeout=60)
         rows += [plain.chunk("no_ray_after") for _ in range(3)]
         plain.close()
 
-    running = [r for r in rows if r["condition"] == "running"]
-    stopped = [r for r in rows if r["condition"] == "stopped"]
-    ratios = [a["samples_per_s"] / b["samples_per_s"] for a, b in zip(running, stopped)]
-    res.update({
-        "chunks": rows,
-        **{c: summary(rows, c) for c in ("no_ray_before", "running", "stopped", "no_ray_after")},
-        "ratio_running_over_stopped_per_pair": [round(r, 3) for r in ratios],
-        "ratio_running_over_stopped_median": round(median(ratios), 3),
-    })
+    res["chunks"] = rows
+    res.update({c: summary(rows, c) for c in ("no_ray_before", "running", "stopped", "no_ray_after")})
+    ratios = [a / b for a, b in zip(res["running"]["samples_per_s"], res["stopped"]["samples_per_s"])]
+    res["ratio_running_over_stopped_per_pair"] = [round(r, 3) for r in ratios]
+    res["ratio_running_over_stopped_median"] = round(statistics.median(ratios), 3)
     emit(out, res)
 
 
