@@ -31,22 +31,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from jsonout import emit, reserve_stdout  # noqa: E402
 
 from layoutray.config import load_config  # noqa: E402
-from layoutray.dataset import write_manifest, write_split  # noqa: E402
-from layoutray.batches import BadRowReport, iter_local_batches, iter_torch_batches  # noqa: E402
-from layoutray.pipeline import build_dataset, split_shards  # noqa: E402
+from layoutray.data.dataset import write_manifest, write_split  # noqa: E402
+from layoutray.data.batches import BadRowReport, iter_local_batches, iter_torch_batches  # noqa: E402
+from layoutray.data.pipeline import build_dataset, split_shards  # noqa: E402
 
 
 def make_data(root: Path, examples: int, seed: int) -> dict:
     """Synthetic sections from synth.synthesize; plain PIL boxes if it is not there yet."""
     t = time.perf_counter()
     try:
-        from layoutray.synth import synthesize
+        from layoutray.data.synth import synthesize
     except ImportError:
         synthesize = None
     if synthesize is not None:
         synthesize(root, examples, seed=seed)
         dt = time.perf_counter() - t
-        return {"generator": "layoutray.synth", "generator_examples_per_s": round(examples / dt, 1)}
+        return {"generator": "layoutray.data.synth", "generator_examples_per_s": round(examples / dt, 1)}
     import numpy as np
     from PIL import Image, ImageDraw
     rng = np.random.default_rng(seed)
@@ -65,7 +65,7 @@ def make_data(root: Path, examples: int, seed: int) -> dict:
         return {"id": f"b{i}", "section_type": "hero", "canvas_width": 1280, "canvas_height": 768,
                 "image": buf.getvalue(), "elements": els}
     write_manifest(root, write_split(root, "train", (row(i) for i in range(examples))))
-    return {"generator": "fallback PIL boxes (layoutray.synth not importable)",
+    return {"generator": "fallback PIL boxes (layoutray.data.synth not importable)",
             "generator_examples_per_s": None}
 
 
@@ -82,7 +82,7 @@ def consume(batches, first: list | None = None) -> int:
 def measure_training(cfg, root: Path, steps: int) -> float:
     """Samples/s of a Phase 1 optimisation step with the project's model (plain PyTorch)."""
     import torch
-    from layoutray.model import build_model, training_losses
+    from layoutray.model.network import build_model, training_losses
     model = build_model(cfg)
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.training.learning_rate)
@@ -171,7 +171,7 @@ def main() -> None:
             out["phase1_train_source"] = "assumed (--assume-train)"
         else:
             out["phase1_train_samples_per_s"] = round(measure_training(cfg, root, args.train_steps), 1)
-            out["phase1_train_source"] = (f"measured: layoutray.model phase1, batch "
+            out["phase1_train_source"] = (f"measured: layoutray.model.network phase1, batch "
                                           f"{cfg.training.batch_size}, fwd+bwd+AdamW, plain PyTorch")
     out["headroom"] = round(out["ray_samples_per_s_steady"] / out["phase1_train_samples_per_s"], 2)
     out["target_headroom"] = 5.0

@@ -24,9 +24,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from layoutray.config import load_config  # noqa: E402
-from layoutray.generate import generate  # noqa: E402
-from layoutray.model import build_model, count_parameters  # noqa: E402
-from layoutray.tokenizer import LayoutTokenizer  # noqa: E402
+from layoutray.model.generate import generate  # noqa: E402
+from layoutray.model.network import build_model, count_parameters  # noqa: E402
+from layoutray.model.tokenizer import LayoutTokenizer  # noqa: E402
 
 TYPES = ["heading", "subheading", "paragraph", "button", "link", "image", "icon", "logo",
          "navigation", "card", "input", "list", "avatar", "badge", "button", "paragraph"]

@@ -29,9 +29,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from layoutray.config import load_config  # noqa: E402
-from layoutray.metrics import box_iou  # noqa: E402
-from layoutray.model import build_model, count_parameters, training_losses  # noqa: E402
-from layoutray.tokenizer import NULL, Box, LayoutTokenizer  # noqa: E402
+from layoutray.eval.metrics import box_iou  # noqa: E402
+from layoutray.model.network import build_model, count_parameters, training_losses  # noqa: E402
+from layoutray.model.tokenizer import NULL, Box, LayoutTokenizer  # noqa: E402
 
 LINE = 2  # outline width in model pixels (the synthetic renderer's card borders are ~1-2 px)
 

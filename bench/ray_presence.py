@@ -49,7 +49,7 @@ def log(msg: str) -> None:
 
 def plain_child(data: str, batch_size: int, threads: int) -> None:
     """Answer each line on stdin with the samples/s of one timed chunk of the bare step."""
-    from layoutray.batches import iter_local_batches
+    from layoutray.data.batches import iter_local_batches
     from layoutray.config import load_config
     from train_throughput import Bare
 
@@ -186,7 +186,7 @@ def main() -> None:
            "dashboard": args.dashboard, "chunk_batches": CHUNK_BATCHES}
     with tempfile.TemporaryDirectory(prefix="layoutray-ray-presence-") as tmp:
         tmp = Path(tmp)
-        from layoutray.synth import synthesize
+        from layoutray.data.synth import synthesize
         synthesize(tmp / "sections", args.examples, seed=0)
         plain = Plain(tmp / "sections", args.batch_size, args.threads)
         rows = [plain.chunk("no_ray_before") for _ in range(3)]

@@ -51,7 +51,7 @@ CONCURRENCY = (1, 4, 16)
 
 
 def _pct(values, q):
-    from serving.stats import percentile
+    from serving.judge import percentile
     v = percentile(values, q)
     return None if v is None else round(v, 2)
 
@@ -191,9 +191,9 @@ def ensure_model(path: str | None) -> tuple[str, str]:
         return str(default), "runs/quickstart/model"
     import torch
 
-    from layoutray.artifact import export_artifact
+    from layoutray.model.artifact import export_artifact
     from layoutray.config import load_config
-    from layoutray.model import build_model
+    from layoutray.model.network import build_model
 
     cfg = load_config(phase="phase1")
     torch.manual_seed(0)

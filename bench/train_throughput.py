@@ -5,7 +5,7 @@
     .venv/bin/python bench/train_throughput.py --quick              # smoke run, ~1-2 min
 
 Prints one JSON object (progress goes to stderr). Same Phase 1 model, same synthetic dataset
-(layoutray.synth, --examples, seed 0), same global batch size, same number of optimizer steps
+(layoutray.data.synth, --examples, seed 0), same global batch size, same number of optimizer steps
 (--epochs x steps per epoch) in every configuration:
 
   a  bare PyTorch in this process: LayoutModel, the training loop's AdamW (make_optimizer: fused,
@@ -65,8 +65,8 @@ from proc_cpu import ProcSampler  # noqa: E402
 import torch  # noqa: E402
 
 from layoutray.config import load_config  # noqa: E402
-from layoutray.batches import iter_local_batches  # noqa: E402
-from layoutray.pipeline import split_shards  # noqa: E402
+from layoutray.data.batches import iter_local_batches  # noqa: E402
+from layoutray.data.pipeline import split_shards  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -82,7 +82,7 @@ def load() -> list[float]:
 
 def batch_flops(cfg, b: dict) -> int:
     """Training matmul FLOPs of one collated batch at its padded lengths."""
-    from layoutray.model import flops_per_example
+    from layoutray.model.network import flops_per_example
     T, S = b["tokens"].shape[1] - 1, b["spec"].shape[1]
     n_img = int(b["has_image"].sum())
     n = b["tokens"].shape[0]
@@ -126,9 +126,9 @@ class Bare:
     """One model + optimizer trained with plain PyTorch at a fixed thread count."""
 
     def __init__(self, cfg, threads: int, total_steps: int):
-        from layoutray.model import build_model
+        from layoutray.model.network import build_model
         from layoutray.schedules import lr_lambda_from_config
-        from trainables.loop import make_optimizer
+        from layoutray.training.loop import make_optimizer
 
         torch.manual_seed(cfg.training.seed)
         self.cfg, self.threads = cfg, threads
@@ -141,7 +141,7 @@ class Bare:
         self.cpu_seconds = 0.0  # this process's CPU time (all threads) in the timed steps
 
     def step(self, b: dict) -> float:
-        from layoutray.model import training_losses
+        from layoutray.model.network import training_losses
 
         tokens, t = b["tokens"], self.cfg.training
         out = self.model(b["image"], b["has_image"], b["spec"], tokens[:, :-1], dense=t.dense_weight > 0)
@@ -218,7 +218,7 @@ def profile_steps(bare: Bare, batches: list[dict], top: int = 12) -> dict:
 
 
 def ray_run(cfg_overrides: list[str], data: Path, out: Path, name: str) -> dict:
-    from trainables.train import run_training
+    from layoutray.training.driver import run_training
 
     cfg = load_config(phase="phase1", overrides=cfg_overrides)
     t = time.perf_counter()
@@ -244,7 +244,7 @@ def ray_run(cfg_overrides: list[str], data: Path, out: Path, name: str) -> dict:
 
 def patch_materialize() -> None:
     """Make run_training's datasets preprocess once, up front (data loading excluded)."""
-    import layoutray.pipeline as pipeline
+    import layoutray.data.pipeline as pipeline
     original = pipeline.build_dataset
 
     def materialized(*args, **kwargs):
@@ -302,7 +302,7 @@ def main() -> None:
         tmp = Path(tmp)
         data = Path(args.data) if args.data else tmp / "sections"
         if not args.data:
-            from layoutray.synth import synthesize
+            from layoutray.data.synth import synthesize
             t = time.perf_counter()
             synthesize(data, args.examples, seed=0)
             log(f"synthesized {args.examples} sections in {time.perf_counter() - t:.1f}s")

@@ -70,7 +70,7 @@ import sys
 from dataclasses import dataclass
 
 from layoutray.config import RunConfig, load_config
-from layoutray.tokenizer import LayoutTokenizer
+from layoutray.model.tokenizer import LayoutTokenizer
 
 GIB = 2 ** 30
 
@@ -153,9 +153,9 @@ def largest_layer_parameters(cfg: RunConfig) -> int:
 
 def parameter_count(cfg: RunConfig) -> tuple[int, str]:
     try:
-        from layoutray.model import count_parameters
+        from layoutray.model.network import count_parameters
     except ImportError:
-        return analytic_parameters(cfg), "analytic (layoutray.model not importable)"
+        return analytic_parameters(cfg), "analytic (layoutray.model.network not importable)"
     return int(count_parameters(cfg)), "layoutray.model.count_parameters"
 
 
@@ -268,9 +268,9 @@ def analytic_flops(cfg: RunConfig, elements: int) -> int:
 def flops_per_example(cfg: RunConfig, elements: int) -> tuple[int, str]:
     s = shapes(cfg, elements)
     try:
-        from layoutray.model import flops_per_example as model_flops
+        from layoutray.model.network import flops_per_example as model_flops
     except ImportError:
-        return analytic_flops(cfg, elements), "analytic 6*N*D per stack (layoutray.model not importable)"
+        return analytic_flops(cfg, elements), "analytic 6*N*D per stack (layoutray.model.network not importable)"
     return int(model_flops(cfg, seq_len=s["layout_tokens"], spec_len=s["spec_tokens"],
                            with_image=True, training=True)), "layoutray.model.flops_per_example"
 

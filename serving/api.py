@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, Field
 
-from layoutray.vocab import ELEMENT_TYPES, SECTION_TYPES
+from layoutray.data.vocab import ELEMENT_TYPES, SECTION_TYPES
 
 FIELDS = ("section_type", "elements", "image", "canvas", "samples", "temperature", "top_p", "seed")
 
@@ -122,7 +122,7 @@ def _num_field(obj: dict, key: str, default: float, lo: float, hi: float, lo_ope
 
 def decode_image(value: Any) -> bytes:
     """base64 PNG -> PNG bytes (checked to decode), or ApiError naming `image`."""
-    from layoutray.imaging import ImageError, decode_png
+    from layoutray.data.imaging import ImageError, decode_png
 
     if not isinstance(value, str):
         raise ApiError(422, "image", f"must be a base64 string; got {type(value).__name__}")

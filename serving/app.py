@@ -30,7 +30,7 @@ from ray import serve
 from serving import api
 from serving.model_server import LayoutModel, replica_id, resolve_path
 from serving.rollout import ACTIVE, RolloutController, RolloutError, load_admin_token, token_matches
-from serving.stats import VersionWindow
+from serving.judge import VersionWindow
 
 logger = logging.getLogger("ray.serve")
 

@@ -1,6 +1,6 @@
 """The `LayoutModel` Serve deployment: one model version (a "slot"), batched generation.
 
-`ModelCore` loads an exported artifact (layoutray.artifact: no DeepSpeed or Ray Train) and turns
+`ModelCore` loads an exported artifact (layoutray.model.artifact: no DeepSpeed or Ray Train) and turns
 validated requests into layouts in the canvas's pixels; the in-process benchmark uses it alone.
 `LayoutModel` wraps it for Serve: `@serve.batch`, live settings through `reconfigure`, health
 checks, and, when a rollout assigns its slot another artifact, a reload without a restart. The
@@ -56,9 +56,9 @@ def replica_id() -> str:
 
 
 def layout_scores(boxes) -> dict:
-    """Per-layout alignment and overlap (layoutray.metrics; None where undefined, e.g. one box)."""
+    """Per-layout alignment and overlap (layoutray.eval.metrics; None where undefined, e.g. one box)."""
     try:
-        from layoutray.metrics import layout_alignment, layout_overlap
+        from layoutray.eval.metrics import layout_alignment, layout_overlap
     except ImportError:
         return {"alignment": None, "overlap": None}
     out = {}
@@ -84,7 +84,7 @@ class ModelCore:
         self.load(artifact_dir)
 
     def load(self, artifact_dir: str) -> None:
-        from layoutray.artifact import load_artifact
+        from layoutray.model.artifact import load_artifact
 
         artifact_dir = resolve_path(artifact_dir)
         predictor = load_artifact(artifact_dir)

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from serving.stats import Thresholds, VersionWindow, analyse
+from serving.judge import Thresholds, VersionWindow, analyse
 
 STATE_FILE = "rollout_state.json"
 AUDIT_FILE = "rollout_audit.jsonl"

@@ -53,9 +53,9 @@ def tiny_serving_artifact(out_dir, seed: int) -> str:
     """A random-init Phase 1 artifact small enough to load and answer in milliseconds."""
     import torch
 
-    from layoutray.artifact import export_artifact
+    from layoutray.model.artifact import export_artifact
     from layoutray.config import load_config
-    from layoutray.model import build_model
+    from layoutray.model.network import build_model
 
     cfg = load_config(phase="phase1", overrides=[
         "model.d_model=32", "model.n_heads=2", "model.n_layers=1", "model.ff_mult=2", "model.patch_size=32",

@@ -8,7 +8,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from layoutray.cli import main as cli_main
+    from cli.main import main as cli_main
     return cli_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
 
 

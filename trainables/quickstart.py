@@ -44,11 +44,11 @@ def _step(msg: str) -> float:
 
 
 def cmd_quickstart(args) -> int:
-    from layoutray.dataset import read_manifest
-    from layoutray.cli import main as cli
-    from layoutray.synth import synthesize
-    from layoutray.validate import format_report, validate_dataset
-    from trainables.train import resolve_config, run_training
+    from layoutray.data.dataset import read_manifest
+    from cli.main import main as cli
+    from layoutray.data.synth import synthesize
+    from layoutray.data.validate import format_report, validate_dataset
+    from layoutray.training.driver import resolve_config, run_training
 
     out = Path(args.out).resolve()
     data = out.parent / f"{out.name}-data"
@@ -88,11 +88,11 @@ def cmd_quickstart(args) -> int:
     print(f"   trained in {summary['train_seconds']:.0f}s")
 
     _step("4/5 evaluation on the test split")
-    from layoutray.evaluation import format_metrics
+    from layoutray.eval.evaluate import format_metrics
     print(format_metrics(summary["test"]))
 
     _step("5/5 one prediction, rendered")
-    from layoutray.render import read_rows
+    from layoutray.render.wireframe import read_rows
     row = read_rows(data, "test", 1)[0]
     wire = out / "prediction_input.png"
     wire.write_bytes(row["image"])

@@ -27,7 +27,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from layoutray.stats import compare_arms, mean_ci
+from layoutray.eval.stats import compare_arms, mean_ci
 
 ALPHA = 0.05
 F1_KEY = "val_element_f1@0.5"

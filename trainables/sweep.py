@@ -269,7 +269,7 @@ def sweep_trial(config: dict) -> None:
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from trainables.train import run_training
+    from layoutray.training.driver import run_training
 
     spec = sweep_from_dict(config["sweep"], "(trial config)")
     arm, seed, lr = config["arm"], int(config["seed"]), config.get("lr")
@@ -302,7 +302,7 @@ def _ensure_data(spec: SweepConfig) -> str:
     if not (d.is_dir() and any(d.iterdir())):
         if not spec.data.synthesize_if_missing:
             raise ConfigError("data.dir", f"{d} does not exist (set data.synthesize_if_missing: true to make it)")
-        from layoutray.synth import synthesize
+        from layoutray.data.synth import synthesize
         print(f"[layoutray] synthesizing {spec.data.examples} examples into {d}", flush=True)
         synthesize(d, spec.data.examples, seed=spec.data.seed)
     return str(d)
@@ -327,7 +327,7 @@ def _init_ray(spec: SweepConfig) -> None:
 def _check_local_gpus(spec: SweepConfig, config_path: str | None) -> None:
     """A GPU sweep on a local Ray without the GPUs: every trial would fail the same way; say it
     once, before any starts."""
-    from trainables.train import local_gpu_shortfall
+    from layoutray.training.driver import local_gpu_shortfall
 
     r = spec.resources
     need = r.workers * r.gpus_per_worker if r.use_gpu else 0.0
@@ -349,7 +349,7 @@ def _trainable(spec: SweepConfig):
 
 
 def _steps_per_epoch(cfg: RunConfig, data_dir: str) -> int:
-    from layoutray.dataset import count_examples
+    from layoutray.data.dataset import count_examples
     n = max(1, count_examples(data_dir)["train"] // cfg.training.batch_size)
     return min(n, cfg.training.max_steps_per_epoch) if cfg.training.max_steps_per_epoch else n
 
@@ -488,7 +488,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m trainables.sweep ...` == `layoutray sweep ...` (for `ray job submit`)."""
     import sys
 
-    from layoutray.cli import main as cli_main
+    from cli.main import main as cli_main
     return cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
 
 

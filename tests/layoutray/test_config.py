@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from layoutray import config as C
-from layoutray.cli import main as cli_main
+from cli.main import main as cli_main
 from layoutray.config import ConfigError, choose_phase, dump_yaml, load_config, load_thresholds
-from layoutray.dataset import write_split
+from layoutray.data.dataset import write_split
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -272,7 +272,7 @@ def test_config_show_dataset_json(sized_datasets, capsys, examples, phase):
 def test_config_show_dataset_via_console_script(sized_datasets):
     """The real `layoutray` command, in its own process, at the 5,000 boundary."""
     exe = Path(sys.executable).parent / "layoutray"
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "layoutray.cli"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "cli.main"]
     p = subprocess.run(cmd + ["config", "show", "--dataset", str(sized_datasets[5000]), "--json"],
                        capture_output=True, text=True, timeout=120, cwd=REPO,
                        env={k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"})

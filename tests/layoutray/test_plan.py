@@ -7,7 +7,7 @@ import json
 import pytest
 
 from layoutray import plan as P
-from layoutray.cli import main
+from cli.main import main
 from layoutray.config import load_config
 
 

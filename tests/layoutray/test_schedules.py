@@ -6,7 +6,7 @@ import json
 import pytest
 
 from layoutray import schedules as S
-from layoutray.cli import main
+from cli.main import main
 from layoutray.config import ConfigError, ScheduleConfig
 
 PHI = 1.618033988749895

@@ -11,7 +11,7 @@ from PIL import Image
 from serving import api
 from serving.rollout import (RolloutController, RolloutError, StateStore, load_admin_token, parse_steps,
                              token_matches)
-from serving.stats import Thresholds, VersionWindow, analyse, percentile, two_proportion_z
+from serving.judge import Thresholds, VersionWindow, analyse, percentile, two_proportion_z
 
 LIM = api.Limits(max_body_bytes=10_000, max_elements=4, max_samples=4)
 
@@ -80,7 +80,7 @@ def test_oversized_body():
 
 
 def test_to_pixels_stays_on_canvas():
-    from layoutray.tokenizer import Box
+    from layoutray.model.tokenizer import Box
     out = api.to_pixels([Box("heading", 0.5, 0.25, 0.5, 0.5), Box("button", 0.9, 0.9, 0.3, 0.3)], 1440, 800)
     assert out[0] == {"type": "heading", "x": 720, "y": 200, "width": 720, "height": 400}
     assert out[1]["x"] + out[1]["width"] <= 1440 and out[1]["y"] + out[1]["height"] <= 800

@@ -216,7 +216,7 @@ def test_rollout_cli_says_which_side_lacks_the_token(served, tmp_path):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAYOUTRAY_ADMIN_TOKEN")}
     env["HOME"] = str(tmp_path)  # no ~/.config/layoutray/admin_token either
-    cmd = [sys.executable, "-m", "layoutray.cli", "rollout", "status", "--url", served.url]
+    cmd = [sys.executable, "-m", "cli.main", "rollout", "status", "--url", served.url]
     none = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert none.returncode == 3, none.stderr
     assert "error (401)" in none.stderr and "found no token: set LAYOUTRAY_ADMIN_TOKEN" in none.stderr

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from conftest import free_port
-from layoutray.synth import synthesize  # noqa: E402
+from layoutray.data.synth import synthesize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -104,7 +104,7 @@ def data_dir(tmp_path_factory):
     return str(d.resolve())
 
 
-def submit(address: str, args: list[str], module: str = "trainables.train") -> str:
+def submit(address: str, args: list[str], module: str = "layoutray.training.driver") -> str:
     sid = f"layoutray-test-{uuid.uuid4().hex[:8]}"
     ray_cli("job", "submit", "--address", address, "--submission-id", sid, "--no-wait", "--working-dir", ".",
             "--runtime-env", "cluster/runtime_env.yaml", "--", "python", "-m", module, *args,
@@ -145,7 +145,7 @@ def test_training_job_succeeds(cluster, data_dir, tmp_path):
     assert (model / "config.yaml").is_file() and any(model.glob("*.safetensors"))
     assert (out / "j1" / "metrics.json").is_file()
 
-    from layoutray.artifact import load_artifact
+    from layoutray.model.artifact import load_artifact
     predictor = load_artifact(model)
     layouts = predictor.predict([{"section_type": "hero", "elements": ["heading"], "image": None}])
     assert [b.type for b in layouts[0][0]] == ["heading"]

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 def test_quickstart_writes_every_output(tmp_path):
     out = tmp_path / "quickstart"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    cmd = [sys.executable, "-m", "layoutray.cli", "quickstart", "--out", str(out), "--examples", "60",
+    cmd = [sys.executable, "-m", "cli.main", "quickstart", "--out", str(out), "--examples", "60",
            *[a for kv in TINY for a in ("--set", kv)]]
     p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]

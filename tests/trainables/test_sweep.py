@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from layoutray.config import ConfigError
-from layoutray.synth import synthesize
+from layoutray.data.synth import synthesize
 from trainables.sweep import DONE_FILE, load_sweep
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,7 +71,7 @@ def test_bad_sweep_file_names_file_and_key(tmp_path, extra, key):
 
 def test_cli_reports_bad_sweep_file_without_traceback(tmp_path):
     path = _sweep_yaml(tmp_path, str(tmp_path), "bad", seeds=[0, 0])
-    p = subprocess.run([sys.executable, "-m", "layoutray.cli", "sweep", "--config", str(path)],
+    p = subprocess.run([sys.executable, "-m", "cli.main", "sweep", "--config", str(path)],
                        cwd=REPO, capture_output=True, text=True, timeout=120)
     assert p.returncode == 2 and "seeds" in p.stderr and "Traceback" not in p.stderr, p.stderr
 
@@ -154,7 +154,7 @@ def test_resume_after_driver_killed(data_dir, tmp_path):
     exp_dir = tmp_path / "sweeps" / "resume"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["TUNE_GLOBAL_CHECKPOINT_S"] = "1"
-    cmd = [sys.executable, "-m", "layoutray.cli", "sweep", "--config", str(cfg)]
+    cmd = [sys.executable, "-m", "cli.main", "sweep", "--config", str(cfg)]
     log1 = open(tmp_path / "first.log", "w")
     # Own process group (session): killing the group takes the driver's local Ray with it.
     p = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log1, stderr=subprocess.STDOUT, start_new_session=True)

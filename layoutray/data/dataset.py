@@ -1,0 +1,128 @@
+"""The on-disk dataset format (see docs/data.md).
+
+    DIR/manifest.json
+    DIR/{train,val,test}/part-NNNNN.parquet
+
+One row per section; coordinates are normalised to [0, 1] with a top-left origin.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from layoutray.data.vocab import ELEMENT_TYPES, SECTION_TYPES
+
+SCHEMA_VERSION = 1
+SPLITS = ("train", "val", "test")
+
+ELEMENT_STRUCT = pa.struct([
+    ("type", pa.string()),
+    ("x", pa.float32()),
+    ("y", pa.float32()),
+    ("w", pa.float32()),
+    ("h", pa.float32()),
+])
+
+SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("section_type", pa.string()),
+    ("canvas_width", pa.int32()),
+    ("canvas_height", pa.int32()),
+    ("image", pa.binary()),  # PNG bytes, may be null
+    ("elements", pa.list_(ELEMENT_STRUCT)),
+])
+
+
+class DatasetError(RuntimeError):
+    """A dataset directory or shard cannot be used; the message names the path."""
+
+
+def unreadable_shard(path: str | Path, e: BaseException) -> DatasetError:
+    """The one-line error for a Parquet file pyarrow cannot read (footer or pages)."""
+    first_line = (str(e).strip().splitlines() or [""])[0]
+    return DatasetError(f"{path}: unreadable Parquet shard ({type(e).__name__}: {first_line})")
+
+
+def shard_paths(root: str | Path, split: str) -> list[Path]:
+    return sorted((Path(root) / split).glob("part-*.parquet"))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write_split(root: str | Path, split: str, rows: Iterable[dict], shard_rows: int = 500) -> list[dict]:
+    """Write rows (dicts matching SCHEMA) as numbered shards. Returns manifest shard entries."""
+    out_dir = Path(root) / split
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries, buf = [], []
+
+    def flush():
+        path = out_dir / f"part-{len(entries):05d}.parquet"
+        pq.write_table(pa.Table.from_pylist(buf, schema=SCHEMA), path, compression="zstd")
+        entries.append({"path": f"{split}/{path.name}", "rows": len(buf), "sha256": sha256_file(path)})
+        buf.clear()
+
+    for row in rows:
+        buf.append(row)
+        if len(buf) >= shard_rows:
+            flush()
+    if buf or not entries:
+        flush()
+    return entries
+
+
+def write_manifest(root: str | Path, shards: list[dict], generator: dict | None = None) -> dict:
+    counts = {s: sum(e["rows"] for e in shards if e["path"].startswith(s + "/")) for s in SPLITS}
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "counts": counts,
+        "total": sum(counts.values()),
+        "section_types": list(SECTION_TYPES),
+        "element_types": list(ELEMENT_TYPES),
+        "generator": generator,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "shards": shards,
+    }
+    (Path(root) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def read_manifest(root: str | Path) -> dict:
+    path = Path(root) / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no manifest; is {root} a layoutray dataset directory?") from None
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path}: not valid JSON ({e})") from None
+
+
+def count_examples(root: str | Path, splits: tuple[str, ...] = SPLITS) -> dict[str, int]:
+    """Rows per split from Parquet footers alone: no row data is read."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset directory")
+    counts = {}
+    for split in splits:
+        n = 0
+        for path in shard_paths(root, split):
+            try:
+                n += pq.ParquetFile(path).metadata.num_rows
+            except Exception as e:  # pyarrow raises several types for a damaged footer
+                raise unreadable_shard(path, e) from None
+        counts[split] = n
+    if not any(counts.values()):
+        raise DatasetError(f"{root}: no shards found under {', '.join(s + '/' for s in splits)}")
+    return counts

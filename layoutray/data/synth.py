@@ -1,0 +1,153 @@
+"""Synthetic web sections: layouts placed the way designers place them, plus a wireframe.
+
+Every example is drawn from its own `random.Random` seeded by (seed, index), so an
+example does not depend on how many others were generated or in which order; the split
+of an index depends only on n (see `split_counts`).
+
+How a section is built (all in canvas pixels, then normalised to [0, 1]): a canvas 1440 px
+wide (sometimes 1280 or 1920) with a centred container and a 12-column grid
+(`layoutray.data.page_grid`), filled by the generator of its section type (`layoutray.data.sections`)
+with golden-ratio splits where designers use them, then shifted into the canvas with its
+padding (`_place`). Generators shrink their repeated parts to fit the element cap.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+from layoutray.data import dataset
+from layoutray.data.imaging import encode_png
+from layoutray.data.page_grid import Page, bottom
+from layoutray.render.wireframe import _as_random, render_wireframe
+from layoutray.data.sections import GENERATORS
+from layoutray.data.vocab import SECTION_TYPES
+
+GENERATOR_VERSION = 1
+DEFAULT_MAX_ELEMENTS = 16  # Phase 1's element cap
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+
+# Keys carried on element dicts to help the renderer (line counts, alignment, button
+# style); they never reach the dataset rows.
+HINT_KEYS = ("lines", "align", "style")
+
+
+def example_rng(seed: int, index: int) -> random.Random:
+    # A str seed is hashed with SHA-512 by random.Random: stable across processes and
+    # Python versions, unlike hash() of a tuple.
+    return random.Random(f"layoutray.data.synth:{seed}:{index}")
+
+
+def split_counts(n: int) -> dict[str, int]:
+    """Exact 80/10/10: train = floor(0.8 n), val = floor(0.1 n), test = the rest."""
+    train = (n * 8) // 10
+    val = n // 10
+    return {"train": train, "val": val, "test": n - train - val}
+
+
+# ---------------------------------------------------------------------------- examples
+
+
+def _place(p: Page, spec) -> int:
+    """Shift the content into the canvas and return the canvas height."""
+    if isinstance(spec, int):  # fixed height, already placed
+        return spec
+    min_h, pad_top, pad_bottom = spec
+    content = [e for e in p.els if e.get("style") != "bleed"]
+    top = min(e["y"] for e in content)
+    content_h = bottom(content) - top
+    H = max(min_h, content_h + pad_top + pad_bottom)
+    H = int(math.ceil(H / 8) * 8)
+    dy = pad_top + (H - pad_top - pad_bottom - content_h) // 2 - top
+    for e in p.els:
+        if e.get("style") == "bleed":
+            e["y"], e["h"] = 0, H
+        else:
+            e["y"] += dy
+    return H
+
+
+def _normalise(els: list[dict], W: int, H: int) -> list[dict]:
+    out = []
+    for e in els:
+        x0, y0 = min(max(e["x"], 0), W - 1), min(max(e["y"], 0), H - 1)
+        x1, y1 = min(e["x"] + e["w"], W), min(e["y"] + e["h"], H)
+        n = {"type": e["type"], "x": x0 / W, "y": y0 / H, "w": max(x1 - x0, 1) / W, "h": max(y1 - y0, 1) / H}
+        n.update({k: e[k] for k in HINT_KEYS if k in e})
+        out.append(n)
+    return out
+
+
+def generate_layout(rng: random.Random, section_type: str | None = None,
+                    max_elements: int = DEFAULT_MAX_ELEMENTS) -> tuple[str, int, int, list[dict]]:
+    """(section_type, canvas_w, canvas_h, elements with render hints), boxes normalised."""
+    if max_elements < 2:
+        raise ValueError(f"max_elements must be at least 2; got {max_elements}")
+    rng = _as_random(rng)
+    section_type = section_type or rng.choice(SECTION_TYPES)
+    W = rng.choices((1440, 1280, 1920), weights=(70, 15, 15))[0]
+    p = Page(rng, W, max_elements)
+    H = _place(p, GENERATORS[section_type](p))
+    return section_type, W, H, _normalise(p.els, W, H)
+
+
+def generate_example(rng: random.Random, index: int, section_type: str | None = None,
+                     max_elements: int = DEFAULT_MAX_ELEMENTS, seed: int = 0) -> dict:
+    """One dataset row (dataset.SCHEMA) with its wireframe PNG."""
+    rng = _as_random(rng)
+    section_type, W, H, els = generate_layout(rng, section_type, max_elements)
+    img = render_wireframe(section_type, els, W, H, rng)
+    return {
+        "id": f"synth-{seed}-{index:07d}",
+        "section_type": section_type,
+        "canvas_width": W,
+        "canvas_height": H,
+        "image": encode_png(img),
+        "elements": [{k: e[k] for k in ("type", "x", "y", "w", "h")} for e in els],
+    }
+
+
+def iter_examples(indices, seed: int = 0, max_elements: int = DEFAULT_MAX_ELEMENTS):
+    for i in indices:
+        yield generate_example(example_rng(seed, i), i, max_elements=max_elements, seed=seed)
+
+
+def synthesize(out_dir: str | Path, examples: int, seed: int = 0, shard_rows: int = 500,
+               max_elements: int = DEFAULT_MAX_ELEMENTS) -> dict:
+    """Generate `examples` sections into out_dir as train/val/test shards plus a manifest.
+
+    Indices 0..n-1 are split in order: the first floor(0.8 n) go to train, the next
+    floor(0.1 n) to val, the rest to test. Example i is the same for a seed whatever n.
+    """
+    if examples < 1:
+        raise ValueError(f"examples must be at least 1; got {examples}")
+    counts = split_counts(examples)
+    shards, start = [], 0
+    for split in dataset.SPLITS:
+        idx = range(start, start + counts[split])
+        start += counts[split]
+        shards += dataset.write_split(out_dir, split, iter_examples(idx, seed, max_elements), shard_rows)
+    gen = {"name": "layoutray.data.synth", "version": GENERATOR_VERSION, "seed": seed, "max_elements": max_elements}
+    return dataset.write_manifest(out_dir, shards, generator=gen)
+
+
+def cmd_synth(args) -> int:
+    max_elements = getattr(args, "max_elements", None) or DEFAULT_MAX_ELEMENTS
+    for name, value, low in (("--examples", args.examples, 1), ("--shard-rows", args.shard_rows, 1),
+                             ("--max-elements", max_elements, 2)):
+        if value < low:
+            print(f"error: {name} must be at least {low}; got {value}", file=sys.stderr)
+            return 2
+    t0 = time.perf_counter()
+    manifest = synthesize(args.out, args.examples, seed=args.seed, shard_rows=args.shard_rows,
+                          max_elements=max_elements)
+    dt = time.perf_counter() - t0
+    c = manifest["counts"]
+    print(f"wrote {manifest['total']:,} examples to {args.out} "
+          f"(train {c['train']:,} / val {c['val']:,} / test {c['test']:,}; {len(manifest['shards'])} shards; "
+          f"seed {args.seed}; max {max_elements} elements)")
+    print(f"took {dt:.1f}s, {manifest['total'] / max(dt, 1e-9):,.0f} examples/s")
+    return 0

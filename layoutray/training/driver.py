@@ -1,0 +1,257 @@
+"""The training driver: resolve the config, build the Ray datasets and the TorchTrainer,
+run it, export the serving artifact and score it on the test split.
+
+    layoutray train --data sections --phase auto
+    python -m layoutray.training.driver --data sections --phase phase1 --set training.epochs=5
+    ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- \
+        python -m layoutray.training.driver --data /mnt/data/sections --output /mnt/runs
+
+A run directory `<output>/<name>/` holds Ray Train's checkpoints, `metrics.jsonl`,
+`tensorboard/`, `config.yaml`, the exported `model/` and `metrics.json` (test split).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from layoutray.config import PHASES, REPO_ROOT, ConfigError, RunConfig, choose_phase, dump_yaml, load_config
+from layoutray.data.dataset import count_examples
+
+
+def resolve_config(data_dir: str, phase: str = "auto", config_path: str | None = None,
+                   overrides: list[str] = ()) -> tuple[RunConfig, str]:
+    """(config, why this phase)."""
+    counts = count_examples(data_dir)
+    if config_path:
+        return load_config(config_path, overrides), f"config file {config_path}"
+    if phase == "auto":
+        choice = choose_phase(sum(counts.values()))
+        return load_config(phase=choice.phase, overrides=overrides), choice.reason
+    return load_config(phase=phase, overrides=overrides), "chosen with --phase"
+
+
+def _init_ray(address: str | None, cfg: RunConfig) -> None:
+    import ray
+    if ray.is_initialized():
+        return
+    if address or os.environ.get("RAY_ADDRESS"):
+        ray.init(address=address or os.environ["RAY_ADDRESS"])
+        return
+    # A local instance: give Ray one more logical CPU than the workers reserve, or Ray Data's
+    # read tasks wait forever for a CPU (shared/notes/ray-2.60.md).
+    need = max(1, cfg.scaling.num_workers) * cfg.scaling.cpus_per_worker + 2
+    ray.init(num_cpus=max(int(math.ceil(need)), os.cpu_count() or 1), include_dashboard=True,
+             dashboard_host="127.0.0.1")
+
+
+def local_gpu_shortfall(need: float, address: str | None = None) -> float | None:
+    """The GPUs a local Ray instance has, when fewer than `need`; else None.
+
+    Asking a local instance for more GPUs than the machine has is not an error to Ray Train: it
+    times out starting the workers and retries (FailureConfig) while the autoscaler says no node
+    type fits, so the run would hang. On a cluster (--address / RAY_ADDRESS) nodes may still
+    come, so only a local instance is judged."""
+    import ray
+
+    if need <= 0 or address or os.environ.get("RAY_ADDRESS"):
+        return None
+    have = ray.cluster_resources().get("GPU", 0.0)
+    return have if have < need else None
+
+
+def check_local_gpus(cfg: RunConfig, address: str | None = None) -> None:
+    workers = max(1, cfg.scaling.num_workers)
+    need = workers * cfg.scaling.gpus_per_worker if cfg.scaling.use_gpu else 0.0
+    have = local_gpu_shortfall(need, address)
+    if have is not None:
+        raise ConfigError("scaling.use_gpu", f"the {cfg.phase} config asks for {need:g} GPU(s) ({workers} worker(s) "
+                                             f"x scaling.gpus_per_worker {cfg.scaling.gpus_per_worker:g}) but the local "
+                                             f"Ray instance has {have:g}; on a CPU machine pass --set scaling.use_gpu=false "
+                                             f"--set scaling.gpus_per_worker=0 --set deepspeed.precision=fp32, or "
+                                             f"submit to a cluster with GPUs (--address or RAY_ADDRESS)")
+
+
+def check_init_from(model_dir: str, cfg: RunConfig) -> str:
+    """The absolute path of an artifact `--init-from` can load into cfg's model.
+
+    Checked in the driver, before Ray starts: the workers run in another directory, where a
+    relative path would not resolve, and a failure there would be retried max_failures times."""
+    from layoutray.model.artifact import ArtifactError, build_model_meta, read_artifact
+
+    path = Path(model_dir).resolve()
+    try:
+        state, old_cfg, _ = read_artifact(path)
+    except ArtifactError as e:
+        raise ConfigError("--init-from", str(e)) from None
+    ours = build_model_meta(cfg).state_dict()
+    # The training-only dense head may be absent on either side (see model.load_weights).
+    differ = sorted(k for k in set(ours) ^ set(state) if not k.startswith("dense_head."))
+    differ += sorted(k for k in set(ours) & set(state) if ours[k].shape != state[k].shape)
+    if differ:
+        k = differ[0]
+        shapes = (f"{tuple(state[k].shape) if k in state else 'absent'} in the artifact, "
+                  f"{tuple(ours[k].shape) if k in ours else 'absent'} here")
+        theirs, mine = old_cfg.model.__dict__, cfg.model.__dict__
+        keys = ", ".join(f"model.{f} {theirs[f]} vs {mine[f]}" for f in mine if theirs[f] != mine[f])
+        if PHASES.index(cfg.phase) > PHASES.index(old_cfg.phase):
+            fix = (f"to grow it, run `layoutray upgrade --model {path} --to {cfg.phase} --out DIR` "
+                   f"and pass --init-from DIR")
+        else:
+            fix = "train with the artifact's model settings"
+        raise ConfigError("--init-from", f"{path} holds a {old_cfg.phase} model that does not fit this run's "
+                                         f"{cfg.phase} model ({keys}; {len(differ)} tensors differ, e.g. {k}: "
+                                         f"{shapes}); {fix}")
+    return str(path)
+
+
+def evaluate_test_split(model_dir: str, data_dir: str, cfg: RunConfig) -> dict:
+    """The exported model's metrics on the test split.
+
+    In this process when it has what the run trained on. A GPU run driven from a process without
+    CUDA (`ray job submit` onto a cluster whose head node has no GPU) sends the evaluation to a
+    GPU node as a Ray task instead: generating a Phase 4 test split on the head's CPU takes
+    minutes. Both paths must be readable there, as training already required of them."""
+    import torch
+
+    from layoutray.eval.evaluate import evaluate_artifact
+
+    if not cfg.scaling.use_gpu or torch.cuda.is_available():
+        return evaluate_artifact(model_dir, data_dir, "test")
+    import ray
+    print("evaluating the test split on a GPU node (this process has no CUDA)", flush=True)
+    task = ray.remote(num_gpus=min(1.0, cfg.scaling.gpus_per_worker))(evaluate_artifact)
+    return ray.get(task.remote(model_dir, data_dir, "test"))
+
+
+def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs", *, resume: bool = False,
+                 init_from: str | None = None, address: str | None = None, callbacks: list | None = None,
+                 evaluate_test: bool = True) -> dict:
+    """Train, export `model/`, evaluate on test. Returns a summary dict."""
+    import ray
+    import ray.train
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from layoutray.data.pipeline import build_dataset
+
+    data_dir = str(Path(data_dir).resolve())
+    if init_from:
+        init_from = check_init_from(init_from, cfg)
+    storage = Path(output).resolve()
+    run_dir = storage / name
+    if run_dir.exists() and any(run_dir.glob("checkpoint_*")) and not resume:
+        raise ConfigError("--name", f"run '{name}' already exists in {storage}; pass --resume to continue it "
+                                    f"or choose another --name")
+    if resume and not run_dir.exists():
+        raise ConfigError("--name", f"nothing to resume: {run_dir} does not exist")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+
+    counts = count_examples(data_dir)
+    workers = max(1, cfg.scaling.num_workers)
+    micro = cfg.micro_batch_size
+    per_step = cfg.training.batch_size
+    steps_per_epoch = max(1, counts["train"] // per_step)
+    if cfg.training.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.training.max_steps_per_epoch)
+
+    _init_ray(address, cfg)
+    check_local_gpus(cfg, address)
+    import ray.data
+    ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch bars drown the progress lines
+    seed = cfg.training.seed
+    # A resumed run continues the per-epoch augmentation and sampling draws (and the phi phase)
+    # where it stopped instead of replaying epoch 1's.
+    done_epochs = 0
+    if resume and (run_dir / "metrics.jsonl").exists():
+        done_epochs = sum(1 for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip())
+    datasets = {"train": build_dataset(data_dir, "train", cfg, train=True, seed=seed, epoch_offset=done_epochs),
+                "val": build_dataset(data_dir, "val", cfg, train=False, seed=seed)}
+    for ds in datasets.values():  # two lines per dataset per epoch on the console otherwise
+        ds.context.print_on_execution_start = False
+    loop_config = {
+        "run_config": cfg.to_dict(), "data_dir": data_dir, "run_dir": str(run_dir),
+        "repo_root": str(REPO_ROOT), "micro_batch": micro, "steps_per_epoch": steps_per_epoch,
+        "threads_per_worker": max(1, int(cfg.scaling.cpus_per_worker)), "init_from": init_from,
+        "deepspeed": {"zero_stage": cfg.deepspeed.zero_stage, "precision": cfg.deepspeed.precision,
+                      "offload_optimizer": cfg.deepspeed.offload_optimizer},
+        "training": {"batch_size": cfg.training.batch_size, "grad_clip": cfg.training.grad_clip},
+    }
+    resources = {"CPU": cfg.scaling.cpus_per_worker}
+    if cfg.scaling.use_gpu:
+        resources["GPU"] = cfg.scaling.gpus_per_worker
+    from layoutray.training.loop import train_loop_per_worker
+
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config=loop_config,
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=cfg.scaling.use_gpu,
+                                     resources_per_worker=resources),
+        datasets=datasets,
+        # One worker reads each dataset whole. A streaming split would start a SplitCoordinator
+        # actor per dataset, with nothing to split, whose start-up epoch 1 waits out: 18-19% of
+        # epoch 1 was data wait at batch 16 against 3% unsplit (docs/benchmarks.md, session 25).
+        dataset_config=DataConfig(datasets_to_split=["train", "val"] if workers > 1 else []),
+        run_config=ray.train.RunConfig(
+            name=name, storage_path=str(storage), callbacks=callbacks or [],
+            # The loop prints one progress line per epoch; Ray Train's per-report INFO lines
+            # (the whole metrics dict, every checkpoint path) stay in its log files.
+            logging_config=LoggingConfig(log_level="WARNING"),
+            failure_config=FailureConfig(max_failures=cfg.checkpoint.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep,
+                                               checkpoint_score_attribute="val_loss",
+                                               checkpoint_score_order="min")),
+    )
+    t0 = time.time()
+    result = trainer.fit()
+    train_secs = time.time() - t0
+    if result.error:
+        raise result.error
+
+    best = result.get_best_checkpoint(metric="val_loss", mode="min") or result.checkpoint
+    model_dir = run_dir / "model"
+    with best.as_directory() as d:
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        shutil.copytree(Path(d) / "model", model_dir)
+    summary = {"run_dir": str(run_dir), "model": str(model_dir), "phase": cfg.phase,
+               "train_seconds": round(train_secs, 1), "best_checkpoint": best.path,
+               "last_epoch_metrics": result.metrics}
+    if evaluate_test and counts.get("test"):
+        test = evaluate_test_split(str(model_dir), data_dir, cfg)
+        (run_dir / "metrics.json").write_text(json.dumps(test, indent=2) + "\n")
+        summary["test_metrics"] = str(run_dir / "metrics.json")
+        summary["test"] = test
+    return summary
+
+
+def cmd_train(args) -> int:
+    cfg, why = resolve_config(args.data, args.phase, args.config, args.overrides)
+    name = args.name or f"{cfg.phase}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if args.resume and not args.name:
+        raise ConfigError("--name", "--resume needs the --name of the run to continue")
+    print(f"[layoutray] {cfg.phase} ({why}); run '{name}' in {Path(args.output).resolve()}", flush=True)
+    summary = run_training(cfg, args.data, name, args.output, resume=args.resume,
+                           init_from=args.init_from, address=args.address)
+    from layoutray.eval.evaluate import format_metrics
+    if "test" in summary:
+        print("[layoutray] test split:\n" + format_metrics(summary["test"]))
+    print(f"[layoutray] model: {summary['model']}")
+    print(f"[layoutray] metrics history: {summary['run_dir']}/metrics.jsonl; "
+          f"TensorBoard: {summary['run_dir']}/tensorboard")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from cli.main import build_parser, main as cli_main
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

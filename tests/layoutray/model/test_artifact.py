@@ -1,0 +1,139 @@
+"""Artifact round trip: export, load in a plain process (no DeepSpeed, no Ray), same outputs."""
+
+import argparse
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from layoutray.model.artifact import ArtifactError, export_artifact, load_artifact, read_artifact
+from layoutray.config import load_config
+from layoutray.model.network import build_model
+
+REPO = Path(__file__).resolve().parents[3]
+TINY = ["model.d_model=32", "model.n_heads=2", "model.n_layers=2", "model.ff_mult=2",
+        "model.image_height=64", "model.image_width=96", "model.coord_bins=32"]
+
+
+def wireframe_png() -> bytes:
+    img = Image.new("L", (300, 200), 255)
+    d = ImageDraw.Draw(img)
+    d.rectangle([20, 20, 200, 50], outline=0, width=3)
+    d.rectangle([20, 120, 90, 150], fill=0)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+REQUESTS = [
+    {"section_type": "hero", "elements": ["heading", "paragraph", "button"], "image": None},
+    {"section_type": None, "elements": None, "image": "PNG"},
+    {"section_type": "footer", "elements": ["link", "link", "logo"], "image": "PNG"},
+]
+
+
+def as_json(results):
+    return [[[[b.type, round(b.x, 6), round(b.y, 6), round(b.w, 6), round(b.h, 6)] for b in s]
+             for s in req] for req in results]
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    cfg = load_config(phase="phase1", overrides=TINY)
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    with torch.no_grad():
+        model.tok_emb.weight.mul_(20)  # sharper logits: outputs that differ between models
+    # a DeepSpeed-style prefixed state dict is accepted
+    sd = {"module." + k: v for k, v in model.state_dict().items()}
+    out = export_artifact(sd, cfg, tmp_path_factory.mktemp("a") / "model", metadata={"run": "t"})
+    return out, model
+
+
+def requests():
+    png = wireframe_png()
+    return [{**r, "image": png if r["image"] == "PNG" else None} for r in REQUESTS]
+
+
+def test_files_and_meta(artifact):
+    out, model = artifact
+    assert {p.name for p in out.iterdir()} == {"config.yaml", "model.safetensors", "meta.json"}
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["parameters"] == sum(p.numel() for p in model.parameters())
+    assert meta["tokenizer"]["bins"] == 32 and meta["metadata"] == {"run": "t"}
+    sd, cfg, _ = read_artifact(out)
+    assert cfg.model.d_model == 32
+    for k, v in model.state_dict().items():
+        assert sd[k].dtype == torch.float32 and torch.equal(sd[k], v)
+
+
+def test_round_trip_in_plain_process(artifact):
+    out, _ = artifact
+    here = as_json(load_artifact(out).predict(requests(), samples=2, temperature=0.8, seed=3))
+    code = f"""
+import json, sys
+sys.path.insert(0, {str(REPO)!r})
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from layoutray.model.artifact import load_artifact
+from test_artifact import requests, as_json
+res = load_artifact({str(out)!r}).predict(requests(), samples=2, temperature=0.8, seed=3)
+assert 'deepspeed' not in sys.modules and 'ray' not in sys.modules, 'heavy imports'
+print(json.dumps(as_json(res)))
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == here
+    # the greedy layouts respect the requests
+    greedy = load_artifact(out).predict(requests())
+    assert sorted(b.type for b in greedy[0][0]) == ["button", "heading", "paragraph"]
+    assert sorted(b.type for b in greedy[2][0]) == ["link", "link", "logo"]
+
+
+def test_predict_validates_requests(artifact):
+    p = load_artifact(artifact[0])
+    with pytest.raises(ValueError, match=r"requests\[0\]\.section_type"):
+        p.predict([{"section_type": "nope"}])
+    with pytest.raises(ValueError, match=r"requests\[1\]\.elements: unknown"):
+        p.predict([{}, {"elements": ["heading", "blink"]}])
+    with pytest.raises(ValueError, match=r"requests\[0\]\.elements: 17 elements"):
+        p.predict([{"elements": ["heading"] * 17}])
+    with pytest.raises(ValueError, match="PNG"):
+        p.predict([{"image": b"not a png"}])
+    with pytest.raises(ValueError, match="unknown field"):
+        p.predict([{"section": "hero"}])
+
+
+def test_export_refuses_mismatched_weights(tmp_path):
+    cfg = load_config(phase="phase1", overrides=TINY)
+    other = build_model(load_config(phase="phase1", overrides=TINY + ["model.d_model=64"]))
+    with pytest.raises(ArtifactError, match="wrong shape"):
+        export_artifact(other, cfg, tmp_path / "m")
+    with pytest.raises(ArtifactError, match="missing"):
+        load_artifact(tmp_path / "nothing")
+
+
+def test_cmd_predict_writes_json_and_png(artifact, tmp_path):
+    from cli.predict_cmd import cmd_predict
+
+    png = tmp_path / "w.png"
+    png.write_bytes(wireframe_png())
+    args = argparse.Namespace(model=str(artifact[0]), image=str(png), section="hero",
+                              elements="heading,button", samples=2, temperature=0.5, top_p=0.9,
+                              seed=1, canvas="1000x500", out=str(tmp_path / "l.json"),
+                              render=str(tmp_path / "l.png"))
+    assert cmd_predict(args) == 0
+    out = json.loads((tmp_path / "l.json").read_text())
+    assert len(out["layouts"]) == 2 and out["model"] == str(artifact[0])
+    for layout in out["layouts"]:
+        els = layout["elements"]
+        assert sorted(e["type"] for e in els) == ["button", "heading"]
+        assert all(e["x"] + e["width"] <= 1000.5 and e["y"] + e["height"] <= 500.5 for e in els)
+    assert Image.open(tmp_path / "l.png").width > 0
+    args.elements, args.canvas = "heading,blink", "1000x500"
+    assert cmd_predict(args) == 2
