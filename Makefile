@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml scripts/install.sh
 	rm -f .venv/.installed-* && touch $@
 
 run: setup
-	$(PY) -m cli.main quickstart --out runs/quickstart
+	$(PY) -m cli quickstart --out runs/quickstart
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -62,11 +62,9 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import math
 import re
-import sys
 from dataclasses import dataclass
 
 from layoutray.config import RunConfig, load_config
@@ -489,17 +487,3 @@ def format_plan(p: dict) -> str:
         "      input pipeline (decoding PNGs, Ray Data) will likely dominate: measure before trusting it.",
     ]
     return "\n".join(lines)
-
-
-def cmd_plan(args) -> int:
-    try:
-        plan = make_plan(phase=args.phase, gpus=args.gpus, gpu=args.gpu,
-                         price_per_gpu_hour=args.price_per_gpu_hour, examples=args.examples)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps(plan, indent=2))
-    else:
-        print(format_plan(plan))
-    return 0

@@ -13,7 +13,6 @@ and which are ours, are in docs/schedules.md.
 from __future__ import annotations
 
 import bisect
-import json
 import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -406,27 +405,3 @@ def plot_rows(rows_by_name: dict[str, list[dict]], path: str, title: str = "") -
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def cmd_schedule_show(args) -> int:
-    if args.steps < 1:
-        raise ConfigError("--steps", f"must be >= 1; got {args.steps}")
-    rows = schedule_rows(args.lr, args.steps, args.base_lr, args.warmup, args.batch, args.base_batch,
-                         args.max_batch)
-    if args.plot:
-        plot_rows({args.lr: rows}, args.plot, title=f"{args.lr}, base lr {args.base_lr:g}, batch {args.batch}")
-        print(f"wrote {args.plot}")
-    if args.json:
-        print(json.dumps({"lr_schedule": args.lr, "steps": args.steps, "base_lr": args.base_lr,
-                          "warmup": args.warmup, "batch": args.batch, "rows": rows}))
-        return 0
-    if args.plot:
-        return 0
-    every = args.every if args.every > 0 else max(1, math.ceil(args.steps / 20))
-    shown = [r for r in rows if r["step"] % every == 0]
-    if shown[-1] is not rows[-1]:
-        shown.append(rows[-1])
-    print(f"{'step':>8}  {'lr':>12}  {'batch':>6}  phase")
-    for r in shown:
-        print(f"{r['step']:>8}  {r['lr']:>12.6g}  {r['batch_size']:>6}  {r['phase']}")
-    return 0

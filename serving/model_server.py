@@ -9,7 +9,6 @@ checks, and, when a rollout assigns its slot another artifact, a reload without 
 
 import asyncio
 import logging
-import math
 import os
 import random
 import time
@@ -19,6 +18,7 @@ from typing import Any, Optional
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from layoutray.model.request import LayoutRequest
 from serving import api
 from serving.rollout import read_assignment
 
@@ -55,22 +55,6 @@ def replica_id() -> str:
         return "local"
 
 
-def layout_scores(boxes) -> dict:
-    """Per-layout alignment and overlap (layoutray.eval.metrics; None where undefined, e.g. one box)."""
-    try:
-        from layoutray.eval.metrics import layout_alignment, layout_overlap
-    except ImportError:
-        return {"alignment": None, "overlap": None}
-    out = {}
-    for name, fn in (("alignment", layout_alignment), ("overlap", layout_overlap)):
-        try:
-            v = fn(list(boxes))
-            out[name] = None if v is None or not math.isfinite(v) else round(float(v), 6)
-        except Exception:  # noqa: BLE001 - a score must never fail a request
-            out[name] = None
-    return out
-
-
 class InjectedFault(RuntimeError):
     """Raised by the fault-injection setting `fail_rate` (tests and chaos drills)."""
 
@@ -84,10 +68,10 @@ class ModelCore:
         self.load(artifact_dir)
 
     def load(self, artifact_dir: str) -> None:
-        from layoutray.model.artifact import load_artifact
+        from layoutray.model.predictor import load as load_predictor
 
         artifact_dir = resolve_path(artifact_dir)
-        predictor = load_artifact(artifact_dir)
+        predictor = load_predictor(artifact_dir)
         self.predictor, self.artifact_dir, self.loaded_at = predictor, artifact_dir, time.time()
 
     @property
@@ -95,28 +79,8 @@ class ModelCore:
         return int(self.predictor.cfg.model.max_elements)
 
     def predict_many(self, reqs: list[dict]) -> list[Any]:
-        """Validated request dicts -> response dicts (or the exception for that request).
-        Requests with the same sampling settings share one predictor call."""
-        predictor = self.predictor
-        out: list[Any] = [None] * len(reqs)
-        groups: dict[tuple, list[int]] = {}
-        for i, r in enumerate(reqs):
-            groups.setdefault((r["samples"], r["temperature"], r["top_p"], r["seed"]), []).append(i)
-        for (samples, temperature, top_p, seed), idx in groups.items():
-            batch = [{"section_type": reqs[i]["section_type"], "elements": reqs[i]["elements"],
-                      "image": reqs[i]["image_png"]} for i in idx]
-            try:
-                results = predictor.predict(batch, samples=samples, temperature=temperature, top_p=top_p,
-                                            seed=seed)
-            except Exception as e:  # noqa: BLE001 - reported per request
-                for i in idx:
-                    out[i] = e
-                continue
-            for i, per_sample in zip(idx, results):
-                W, H = reqs[i]["canvas_width"], reqs[i]["canvas_height"]
-                out[i] = {"layouts": [dict(elements=api.to_pixels(boxes, W, H), **layout_scores(boxes))
-                                      for boxes in per_sample]}
-        return out
+        """Validated request dicts -> response dicts (or the exception for that request)."""
+        return self.predictor.answer([LayoutRequest(**r) for r in reqs])
 
 
 @serve.deployment(max_ongoing_requests=64, health_check_period_s=5.0, health_check_timeout_s=60.0,

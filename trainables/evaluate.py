@@ -1,15 +1,39 @@
-"""`python -m trainables.evaluate --model DIR --data DIR [--split test] [--json]`: the same as
-`layoutray evaluate`, as a module so that `ray job submit ... -- python -m trainables.evaluate`
-works with the cluster's Python (cluster/README.md)."""
+"""`python -m trainables.evaluate ...` (for `ray job submit`) and `layoutray evaluate ...`: score
+a model on a dataset split.
+
+    layoutray evaluate --model runs/x/model --data sections --split test [--json] [--preview sheet.png]
+"""
 
 from __future__ import annotations
 
-import sys
+import argparse
+import json
+
+from trainables.entry import module_main
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, metavar="DIR")
+    p.add_argument("--data", required=True, metavar="DIR")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--limit", type=int, default=0, help="score at most this many examples (0: all)")
+    p.add_argument("--json", action="store_true")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from layoutray.eval.evaluate import evaluate_artifact, format_metrics
+
+    m = evaluate_artifact(args.model, args.data, args.split, args.limit)
+    if args.json:
+        print(json.dumps(m, indent=2))
+    else:
+        print(f"{args.model} on {args.data}/{args.split}")
+        print(format_metrics(m))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cli.main import main as cli_main
-    return cli_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
+    return module_main("python -m trainables.evaluate", add_arguments, cmd_evaluate, argv)
 
 
 if __name__ == "__main__":

@@ -9,10 +9,14 @@ machine in about 20 minutes the quickstart overrides only the budget-bound value
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
+import sys
 import time
 from pathlib import Path
+
+from trainables.entry import add_overrides, module_main
 
 # Budget-bound values only (the rest is configs/phases/phase1.yaml). Batch 16 with 2 threads, with
 # the learning rate raised to match, is the fastest setting measured (bench/train_throughput.py:
@@ -38,72 +42,105 @@ QUICKSTART_OVERRIDES = [
 ]
 
 
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="runs/quickstart", metavar="DIR")
+    p.add_argument("--examples", type=int, default=2000)
+    add_overrides(p)
+
+
 def _step(msg: str) -> float:
     print(f"\n== {msg}", flush=True)
     return time.perf_counter()
 
 
-def cmd_quickstart(args) -> int:
+def make_data(data: Path, examples: int) -> None:
+    """The synthetic dataset, reused when an earlier run made the same one."""
     from layoutray.data.dataset import read_manifest
-    from cli.main import main as cli
     from layoutray.data.synth import synthesize
-    from layoutray.data.validate import format_report, validate_dataset
-    from layoutray.training.driver import resolve_config, run_training
 
-    out = Path(args.out).resolve()
-    data = out.parent / f"{out.name}-data"
-    t_all = time.perf_counter()
-
-    t = _step(f"1/5 synthetic sections: {args.examples} examples -> {data}")
     try:
         m = read_manifest(data)
-        reuse = m.get("total") == args.examples and (m.get("generator") or {}).get("seed") == 0
+        reuse = m.get("total") == examples and (m.get("generator") or {}).get("seed") == 0
     except Exception:
         reuse = False
     if reuse:
         print("   reusing the dataset made by an earlier run (same size and seed)")
-    else:
-        shutil.rmtree(data, ignore_errors=True)
-        synthesize(data, args.examples, seed=0)
-    print(f"   {time.perf_counter() - t:.1f}s")
+        return
+    shutil.rmtree(data, ignore_errors=True)
+    synthesize(data, examples, seed=0)
 
-    _step("2/5 validate and preview")
+
+def check_and_preview(data: Path, preview: Path) -> bool:
+    from layoutray.data.dataset import read_rows
+    from layoutray.data.validate import format_report, validate_dataset
+    from layoutray.render.sheets import contact_sheet
+
     report = validate_dataset(data, max_elements=16)
     print(format_report(report))
     if report.get("bad_rows", 0):
         print("error: the synthetic dataset has bad rows; see the report above")
-        return 1
-    out.mkdir(parents=True, exist_ok=True)
-    preview = out / "preview.png"
+        return False
+    contact_sheet(read_rows(data, "train", 16)).save(preview)
+    print(f"   wrote {preview}")
+    return True
 
-    cli(["data", "preview", str(data), "--out", str(preview), "--count", "16"])
 
-    t = _step("3/5 Phase 1 training on a local Ray instance (Ray Train + DeepSpeed ZeRO-0, CPU)")
-    cfg, why = resolve_config(str(data), "auto", None, QUICKSTART_OVERRIDES + list(args.overrides))
-    print(f"   {cfg.phase}: {why}; overrides: {' '.join(QUICKSTART_OVERRIDES + list(args.overrides))}")
+def clear_run(out: Path) -> None:
+    """A quickstart run always starts fresh: stale checkpoints would be resumed from."""
     for stale in list(out.glob("checkpoint_*")) + [out / "metrics.jsonl", out / "tensorboard", out / "model"]:
         shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     (out / "checkpoint_manager_snapshot.json").unlink(missing_ok=True)
+
+
+def predict_one(model_dir: str, data: Path, out: Path) -> tuple[Path, Path]:
+    """One test section through the exported model: JSON of the layout and a PNG of it."""
+    from layoutray.data.dataset import read_rows
+    from layoutray.data.imaging import decode_png
+    from layoutray.model.predictor import load
+    from layoutray.render.sheets import side_by_side
+
+    row = read_rows(data, "test", 1)[0]
+    W, H = row["canvas_width"], row["canvas_height"]
+    layouts = load(model_dir).predict(row["section_type"], [e["type"] for e in row["elements"]], row["image"],
+                                      canvas=(W, H))
+    pred_json, pred_png = out / "prediction.json", out / "prediction.png"
+    pred_json.write_text(json.dumps({"model": model_dir, "section_type": row["section_type"],
+                                     "canvas": {"width": W, "height": H}, "layouts": layouts}, indent=2) + "\n")
+    boxes = [[{"type": e["type"], "x": e["x"] / W, "y": e["y"] / H, "w": e["width"] / W, "h": e["height"] / H}
+              for e in layout["elements"]] for layout in layouts]
+    side_by_side([row["elements"]] + boxes, W, H, background=decode_png(row["image"])).save(pred_png)
+    return pred_json, pred_png
+
+
+def cmd_quickstart(args) -> int:
+    from layoutray.eval.evaluate import format_metrics
+    from layoutray.training.driver import resolve_config, run_training
+
+    out = Path(args.out).resolve()
+    data = out.parent / f"{out.name}-data"
+    t_all = t = _step(f"1/5 synthetic sections: {args.examples} examples -> {data}")
+    make_data(data, args.examples)
+    print(f"   {time.perf_counter() - t:.1f}s")
+
+    _step("2/5 validate and preview")
+    out.mkdir(parents=True, exist_ok=True)
+    preview = out / "preview.png"
+    if not check_and_preview(data, preview):
+        return 1
+
+    _step("3/5 Phase 1 training on a local Ray instance (Ray Train + DeepSpeed ZeRO-0, CPU)")
+    overrides = QUICKSTART_OVERRIDES + list(args.overrides)
+    cfg, why = resolve_config(str(data), "auto", None, overrides)
+    print(f"   {cfg.phase}: {why}; overrides: {' '.join(overrides)}")
+    clear_run(out)
     summary = run_training(cfg, str(data), out.name, str(out.parent))
     print(f"   trained in {summary['train_seconds']:.0f}s")
 
     _step("4/5 evaluation on the test split")
-    from layoutray.eval.evaluate import format_metrics
     print(format_metrics(summary["test"]))
 
-    _step("5/5 one prediction, rendered")
-    from layoutray.render.wireframe import read_rows
-    row = read_rows(data, "test", 1)[0]
-    wire = out / "prediction_input.png"
-    wire.write_bytes(row["image"])
-
-    pred_json, pred_png = out / "prediction.json", out / "prediction.png"
-    code = cli(["predict", "--model", summary["model"], "--image", str(wire), "--section", row["section_type"],
-                "--elements", ",".join(e["type"] for e in row["elements"]),
-                "--canvas", f"{row['canvas_width']}x{row['canvas_height']}",
-                "--out", str(pred_json), "--render", str(pred_png)])
-    if code:
-        return code
+    _step("5/5 one prediction, rendered (truth on the left)")
+    pred_json, pred_png = predict_one(summary["model"], data, out)
 
     m = summary["test"]
     print(f"\n== done in {(time.perf_counter() - t_all) / 60:.1f} min")
@@ -117,3 +154,11 @@ def cmd_quickstart(args) -> int:
     (out / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "test"},
                                                  indent=2, default=str) + "\n")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return module_main("python -m trainables.quickstart", add_arguments, cmd_quickstart, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

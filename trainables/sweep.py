@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -27,6 +26,9 @@ from typing import Any
 import yaml
 
 from layoutray.config import PHASES, REPO_ROOT, ConfigError, RunConfig, load_config
+from layoutray.data.dataset import count_examples
+from layoutray.runtime import check_gpus, init_ray, local_cpus
+from layoutray.training.driver import steps_per_epoch
 
 DONE_FILE = "sweep_trial.json"  # written into a trial's directory when its training finished
 SPEC_FILE = "sweep_spec.json"  # the sweep config as run, in the experiment directory
@@ -308,37 +310,16 @@ def _ensure_data(spec: SweepConfig) -> str:
     return str(d)
 
 
-def _init_ray(spec: SweepConfig) -> None:
-    import ray
-    if ray.is_initialized():
-        return
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address=os.environ["RAY_ADDRESS"])
-        return
+def _start_ray(spec: SweepConfig, config_path: str | None) -> None:
+    """Start (or join) Ray and refuse a GPU sweep a local instance cannot run, before any trial."""
     r = spec.resources
     per_trial = r.trial_cpus + r.workers * r.cpus_per_worker
-    # Leave CPUs that no trial reserves for Ray Data's tasks (shared/notes/ray-2.60.md); the
-    # dashboard must run, or ASHA-stopped trials leak their placement groups.
-    need = int(math.ceil(spec.max_concurrent_trials * per_trial)) + 2
-    ray.init(num_cpus=max(need, os.cpu_count() or 1), include_dashboard=True, dashboard_host="127.0.0.1",
-             log_to_driver=True)
-
-
-def _check_local_gpus(spec: SweepConfig, config_path: str | None) -> None:
-    """A GPU sweep on a local Ray without the GPUs: every trial would fail the same way; say it
-    once, before any starts."""
-    from layoutray.training.driver import local_gpu_shortfall
-
-    r = spec.resources
-    need = r.workers * r.gpus_per_worker if r.use_gpu else 0.0
-    have = local_gpu_shortfall(need)
-    if have is not None:
-        raise ConfigError("resources.use_gpu", f"one trial needs {need:g} GPU(s) ({r.workers} worker(s) x "
-                                               f"resources.gpus_per_worker {r.gpus_per_worker:g}) but the local Ray "
-                                               f"instance has {have:g}; set resources.use_gpu: false and "
-                                               f"resources.gpus_per_worker: 0 (configs/sweeps/phi_vs_baseline_small.yaml "
-                                               f"is the CPU sweep), or submit to a cluster with GPUs (RAY_ADDRESS)",
-                          source=config_path)
+    # The dashboard must run, or ASHA-stopped trials leak their placement groups.
+    init_ray(num_cpus=local_cpus(1, spec.max_concurrent_trials * per_trial), log_to_driver=True)
+    if r.use_gpu:
+        check_gpus(r.workers, r.gpus_per_worker, key="resources.use_gpu", what="one trial", source=config_path,
+                   fix="set resources.use_gpu: false and resources.gpus_per_worker: 0 "
+                       "(configs/sweeps/phi_vs_baseline_small.yaml is the CPU sweep)")
 
 
 def _trainable(spec: SweepConfig):
@@ -348,19 +329,13 @@ def _trainable(spec: SweepConfig):
     return tune.with_resources(sweep_trial, res)
 
 
-def _steps_per_epoch(cfg: RunConfig, data_dir: str) -> int:
-    from layoutray.data.dataset import count_examples
-    n = max(1, count_examples(data_dir)["train"] // cfg.training.batch_size)
-    return min(n, cfg.training.max_steps_per_epoch) if cfg.training.max_steps_per_epoch else n
-
-
 def schedule_rows_per_arm(spec: SweepConfig, data_dir: str) -> dict[str, list[dict]]:
     from layoutray.schedules import schedule_rows
     out = {}
     for arm in spec.arms:
         for lr in spec.learning_rates or [None]:
             cfg = spec.run_config(arm.name, spec.seeds[0], lr)
-            steps = max(1, _steps_per_epoch(cfg, data_dir) * cfg.training.epochs)
+            steps = max(1, steps_per_epoch(cfg, count_examples(data_dir)["train"]) * cfg.training.epochs)
             s = cfg.schedule
             kw = {"min_lr_ratio": s.min_lr_ratio} if s.lr == "warmup_cosine" else {}
             out[_label(arm.name, lr, spec)] = schedule_rows(
@@ -433,8 +408,7 @@ def run_sweep(spec: SweepConfig, *, resume: bool = False, full_budget: bool = Fa
         data_dir = _ensure_data(spec)
     asha = spec.asha.enabled and not full_budget
 
-    _init_ray(spec)
-    _check_local_gpus(spec, config_path)
+    _start_ray(spec, config_path)
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # keep the experiment state fresh for --resume
     trainable = _trainable(spec)
     if resume:
@@ -474,6 +448,12 @@ def run_sweep(spec: SweepConfig, *, resume: bool = False, full_budget: bool = Fa
             "records": records}
 
 
+def add_arguments(p) -> None:
+    p.add_argument("--config", required=True, metavar="YAML")
+    p.add_argument("--resume", action="store_true")
+    p.add_argument("--full-budget", action="store_true", help="no early stopping: every trial runs to the end")
+
+
 def cmd_sweep(args) -> int:
     spec = load_sweep(args.config)
     out = run_sweep(spec, resume=args.resume, full_budget=args.full_budget, config_path=args.config)
@@ -486,10 +466,8 @@ def cmd_sweep(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m trainables.sweep ...` == `layoutray sweep ...` (for `ray job submit`)."""
-    import sys
-
-    from cli.main import main as cli_main
-    return cli_main(["sweep", *(sys.argv[1:] if argv is None else argv)])
+    from trainables.entry import module_main
+    return module_main("python -m trainables.sweep", add_arguments, cmd_sweep, argv)
 
 
 if __name__ == "__main__":

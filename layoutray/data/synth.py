@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 import random
-import sys
-import time
 from pathlib import Path
 
 from layoutray.data import dataset
@@ -132,22 +130,3 @@ def synthesize(out_dir: str | Path, examples: int, seed: int = 0, shard_rows: in
         shards += dataset.write_split(out_dir, split, iter_examples(idx, seed, max_elements), shard_rows)
     gen = {"name": "layoutray.data.synth", "version": GENERATOR_VERSION, "seed": seed, "max_elements": max_elements}
     return dataset.write_manifest(out_dir, shards, generator=gen)
-
-
-def cmd_synth(args) -> int:
-    max_elements = getattr(args, "max_elements", None) or DEFAULT_MAX_ELEMENTS
-    for name, value, low in (("--examples", args.examples, 1), ("--shard-rows", args.shard_rows, 1),
-                             ("--max-elements", max_elements, 2)):
-        if value < low:
-            print(f"error: {name} must be at least {low}; got {value}", file=sys.stderr)
-            return 2
-    t0 = time.perf_counter()
-    manifest = synthesize(args.out, args.examples, seed=args.seed, shard_rows=args.shard_rows,
-                          max_elements=max_elements)
-    dt = time.perf_counter() - t0
-    c = manifest["counts"]
-    print(f"wrote {manifest['total']:,} examples to {args.out} "
-          f"(train {c['train']:,} / val {c['val']:,} / test {c['test']:,}; {len(manifest['shards'])} shards; "
-          f"seed {args.seed}; max {max_elements} elements)")
-    print(f"took {dt:.1f}s, {manifest['total'] / max(dt, 1e-9):,.0f} examples/s")
-    return 0

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import json
 import math
-import sys
 from collections import Counter
 from pathlib import Path
 
@@ -275,13 +274,6 @@ def format_report(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_validate(args) -> int:
-    max_elements = args.max_elements if args.max_elements is not None else DEFAULT_MAX_ELEMENTS
-    rep = validate_dataset(args.dir, max_elements=max_elements, max_bad=args.max_bad)
-    print(json.dumps(rep, indent=2) if args.json else format_report(rep))
-    return 0 if rep["ok"] else 1
-
-
 # ---------------------------------------------------------------------------- JSONL export
 
 
@@ -326,10 +318,3 @@ def export_jsonl(root: str | Path, out: str | Path, include_images: bool = True)
     if not any(counts.values()):
         raise dataset.DatasetError(f"{root}: no rows found under {', '.join(s + '/' for s in dataset.SPLITS)}")
     return counts
-
-
-def cmd_export_jsonl(args) -> int:
-    counts = export_jsonl(args.dir, args.out, include_images=not args.no_images)
-    print(f"wrote {sum(counts.values()):,} examples to {args.out} "
-          f"(train {counts['train']:,} / val {counts['val']:,} / test {counts['test']:,})", file=sys.stdout)
-    return 0

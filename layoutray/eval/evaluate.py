@@ -7,7 +7,6 @@ path needs Ray or DeepSpeed.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Iterable
 
@@ -130,12 +129,12 @@ def evaluate_artifact(model_dir: str, data_dir: str, split: str = "test", limit:
                       batch_size: int = 32, device: str = "auto") -> dict:
     """device "auto": the GPU when this process has one (generating a test split of a Phase 4
     model on the CPU takes minutes), else the CPU."""
-    from layoutray.model.artifact import load_artifact
+    from layoutray.model.predictor import load as load_predictor
     from layoutray.data.batches import BadRowReport, iter_local_batches, on_device
 
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    predictor = load_artifact(model_dir, device=device)
+    predictor = load_predictor(model_dir, device=device)
     cfg = predictor.cfg
     report = BadRowReport()
     batches = iter_local_batches(data_dir, split, cfg, batch_size, train=False, report=report)
@@ -183,13 +182,3 @@ def format_metrics(m: dict) -> str:
                      + f"; misses that overlap are off by x {err['x']:.3f} y {err['y']:.3f} "
                        f"w {err['w']:.3f} h {err['h']:.3f} of the canvas")
     return "\n".join(lines)
-
-
-def cmd_evaluate(args) -> int:
-    m = evaluate_artifact(args.model, args.data, args.split, args.limit)
-    if args.json:
-        print(json.dumps(m, indent=2))
-    else:
-        print(f"{args.model} on {args.data}/{args.split}")
-        print(format_metrics(m))
-    return 0

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from pathlib import Path
 
 import torch
@@ -194,31 +193,22 @@ def upgrade_state_dict(old_sd: dict[str, torch.Tensor], old_cfg: RunConfig, new_
     return new_sd, report
 
 
-def cmd_upgrade(args) -> int:
-    from layoutray.model.artifact import ArtifactError, export_artifact, read_artifact
+def upgrade_artifact(model_dir: str | Path, to_phase: str, out_dir: str | Path) -> dict:
+    """Grow the artifact in `model_dir` into `to_phase` and export it to `out_dir`.
 
-    try:
-        old_sd, old_cfg, meta = read_artifact(args.model)
-    except ArtifactError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if PHASES.index(args.to) <= PHASES.index(old_cfg.phase):
-        print(f"error: --to {args.to}: the model is {old_cfg.phase}; upgrade grows a model into a "
-              f"later phase ({', '.join(PHASES[PHASES.index(old_cfg.phase) + 1:]) or 'none left'})",
-              file=sys.stderr)
-        return 2
-    new_cfg = load_config(phase=args.to)
+    Returns {"out", "old_phase", "new_phase", "report"}; a phase that is not later than the
+    model's is a ConfigError naming `--to`."""
+    from layoutray.config import ConfigError
+    from layoutray.model.artifact import export_artifact, read_artifact
+
+    old_sd, old_cfg, meta = read_artifact(model_dir)
+    if to_phase not in PHASES or PHASES.index(to_phase) <= PHASES.index(old_cfg.phase):
+        later = ", ".join(PHASES[PHASES.index(old_cfg.phase) + 1:]) or "none left"
+        raise ConfigError("--to", f"{to_phase}: the model is {old_cfg.phase}; upgrade grows a model into a "
+                                  f"later phase ({later})")
+    new_cfg = load_config(phase=to_phase)
     new_sd, report = upgrade_state_dict(old_sd, old_cfg, new_cfg)
-    out = export_artifact(new_sd, new_cfg, args.out, metadata={
-        "upgraded_from": str(Path(args.model).resolve()), "upgraded_from_phase": old_cfg.phase,
+    out = export_artifact(new_sd, new_cfg, out_dir, metadata={
+        "upgraded_from": str(Path(model_dir).resolve()), "upgraded_from_phase": old_cfg.phase,
         "source_metadata": meta.get("metadata", {}), "upgrade_report": report})
-    kept = report["carried"] + report["resampled"]
-    print(f"upgraded {old_cfg.phase} -> {new_cfg.phase}: carried {kept:,} of {report['total']:,} "
-          f"parameters ({100 * report['carried_fraction']:.1f}%; {report['resampled']:,} resampled); "
-          f"the old model had {report['old_total']:,}")
-    print(f"layers (each stack): old -> new {report['layer_map']['dec_blocks']}; new layers start "
-          f"as identity blocks")
-    for note in report["notes"]:
-        print(f"  {note}")
-    print(f"wrote {out}  (train it with: layoutray train --phase {new_cfg.phase} --init-from {out})")
-    return 0
+    return {"out": out, "old_phase": old_cfg.phase, "new_phase": new_cfg.phase, "report": report}

@@ -1,4 +1,4 @@
-"""Drawing sections: greyscale wireframes (model input), box overlays and contact sheets.
+"""Greyscale wireframes of sections: the model's image input for synthetic data.
 
 A wireframe must not give its boxes away: every element type is drawn the way a
 designer's wireframe draws it (text as lines of word bars, images as crossed boxes,
@@ -10,17 +10,11 @@ same job but multiplies PNG size several times, so the noise is kept sparse.
 from __future__ import annotations
 
 import random
-import time
-from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image, ImageDraw
 
 WIREFRAME_WIDTH = 320
-TILE_WIDTH = 360
-TILE_PAD = 12
-CAPTION_H = 16
-SHEET_COLS = 4
 
 # Container types are drawn first so that their children land on top.
 _DRAW_ORDER = {"card": 0, "image": 1}
@@ -262,105 +256,3 @@ def render_wireframe(section_type: str, elements: list[dict], canvas_w: int, can
 
 
 # ---------------------------------------------------------------------------- overlays
-
-
-def _font(size: int = 10):
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType: the bitmap font
-        return ImageFont.load_default()
-
-
-def draw_layout(elements: list[dict], canvas_w: int, canvas_h: int, background: Image.Image | None = None,
-                width_px: int = 480) -> Image.Image:
-    """RGB image of the boxes (a colour per element type, with its name) over the background."""
-    W = width_px
-    H = max(1, round(canvas_h * width_px / canvas_w))
-    if background is not None:
-        img = background.convert("RGB").resize((W, H), Image.BILINEAR)
-    else:
-        img = Image.new("RGB", (W, H), (255, 255, 255))
-    d = ImageDraw.Draw(img)
-    font = _font(9)
-    for el in sorted(elements, key=lambda e: _DRAW_ORDER.get(e["type"], 2)):
-        color = TYPE_COLORS.get(el["type"], (0, 0, 0))
-        x0, y0, x1, y1 = _rect(el, W, H)
-        d.rectangle((x0, y0, x1, y1), outline=color, width=2 if el["type"] != "card" else 1)
-        label = el["type"][:4]
-        tw = d.textlength(label, font=font)
-        if x1 - x0 >= 12 and y1 - y0 >= 6:
-            d.rectangle((x0, y0, x0 + tw + 2, y0 + 9), fill=color)
-            d.text((x0 + 1, y0 - 1), label, fill=(255, 255, 255), font=font)
-    return img
-
-
-def _row_image(row: dict) -> Image.Image | None:
-    from layoutray.data.imaging import ImageError, decode_png
-
-    if not row.get("image"):
-        return None
-    try:
-        return decode_png(row["image"])
-    except ImageError:
-        return None
-
-
-def contact_sheet(rows: list[dict], count: int | None = None) -> Image.Image:
-    """A grid of examples, SHEET_COLS wide: wireframe, boxes over it, and a caption."""
-    rows = list(rows)[:count] if count else list(rows)
-    if not rows:
-        raise ValueError("contact_sheet needs at least one row")
-    tiles = []
-    for row in rows:
-        tile = draw_layout(row["elements"] or [], row["canvas_width"], row["canvas_height"],
-                           background=_row_image(row), width_px=TILE_WIDTH)
-        cap = f"{row['section_type']}  {len(row['elements'] or [])} el  {row['canvas_width']}x{row['canvas_height']}"
-        tiles.append((tile, cap))
-    cols = min(SHEET_COLS, len(tiles))
-    grid = [tiles[i:i + cols] for i in range(0, len(tiles), cols)]
-    heights = [max(t.height for t, _ in g) + CAPTION_H for g in grid]
-    sheet = Image.new("RGB", (cols * TILE_WIDTH + (cols + 1) * TILE_PAD,
-                              sum(heights) + (len(grid) + 1) * TILE_PAD), (236, 236, 240))
-    d = ImageDraw.Draw(sheet)
-    font = _font(11)
-    y = TILE_PAD
-    for g, h in zip(grid, heights):
-        for c, (tile, cap) in enumerate(g):
-            x = TILE_PAD + c * (TILE_WIDTH + TILE_PAD)
-            sheet.paste(tile, (x, y))
-            d.rectangle((x - 1, y - 1, x + tile.width, y + tile.height), outline=(160, 160, 170))
-            d.text((x, y + tile.height + 2), cap, fill=(30, 30, 30), font=font)
-        y += h + TILE_PAD
-    return sheet
-
-
-def read_rows(root: str | Path, split: str = "train", count: int = 16) -> list[dict]:
-    """The first `count` rows of a split, read batch by batch with pyarrow (no Ray)."""
-    import pyarrow.parquet as pq
-
-    from layoutray.data.dataset import DatasetError, shard_paths, unreadable_shard
-
-    rows: list[dict] = []
-    paths = shard_paths(root, split)
-    if not paths:
-        raise DatasetError(f"{root}: no shards under {split}/")
-    for path in paths:
-        try:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=max(1, min(count, 256))):
-                rows.extend(batch.to_pylist())
-                if len(rows) >= count:
-                    return rows[:count]
-        except Exception as e:  # pyarrow raises several types for a damaged shard
-            raise unreadable_shard(path, e) from None
-    return rows
-
-
-def cmd_preview(args) -> int:
-    t0 = time.perf_counter()
-    rows = read_rows(args.dir, args.split, args.count)
-    sheet = contact_sheet(rows, args.count)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(args.out)
-    print(f"wrote {args.out}: {len(rows)} {args.split} examples, {sheet.width}x{sheet.height} px "
-          f"({time.perf_counter() - t0:.1f}s)")
-    return 0

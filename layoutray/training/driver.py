@@ -2,9 +2,9 @@
 run it, export the serving artifact and score it on the test split.
 
     layoutray train --data sections --phase auto
-    python -m layoutray.training.driver --data sections --phase phase1 --set training.epochs=5
+    python -m trainables.train --data sections --phase phase1 --set training.epochs=5
     ray job submit --working-dir . --runtime-env cluster/runtime_env.yaml -- \
-        python -m layoutray.training.driver --data /mnt/data/sections --output /mnt/runs
+        python -m trainables.train --data /mnt/data/sections --output /mnt/runs
 
 A run directory `<output>/<name>/` holds Ray Train's checkpoints, `metrics.jsonl`,
 `tensorboard/`, `config.yaml`, the exported `model/` and `metrics.json` (test split).
@@ -13,15 +13,13 @@ A run directory `<output>/<name>/` holds Ray Train's checkpoints, `metrics.jsonl
 from __future__ import annotations
 
 import json
-import math
-import os
 import shutil
-import sys
 import time
 from pathlib import Path
 
 from layoutray.config import PHASES, REPO_ROOT, ConfigError, RunConfig, choose_phase, dump_yaml, load_config
 from layoutray.data.dataset import count_examples
+from layoutray.runtime import check_gpus, init_ray, local_cpus
 
 
 def resolve_config(data_dir: str, phase: str = "auto", config_path: str | None = None,
@@ -36,45 +34,18 @@ def resolve_config(data_dir: str, phase: str = "auto", config_path: str | None =
     return load_config(phase=phase, overrides=overrides), "chosen with --phase"
 
 
-def _init_ray(address: str | None, cfg: RunConfig) -> None:
-    import ray
-    if ray.is_initialized():
-        return
-    if address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address or os.environ["RAY_ADDRESS"])
-        return
-    # A local instance: give Ray one more logical CPU than the workers reserve, or Ray Data's
-    # read tasks wait forever for a CPU (shared/notes/ray-2.60.md).
-    need = max(1, cfg.scaling.num_workers) * cfg.scaling.cpus_per_worker + 2
-    ray.init(num_cpus=max(int(math.ceil(need)), os.cpu_count() or 1), include_dashboard=True,
-             dashboard_host="127.0.0.1")
-
-
-def local_gpu_shortfall(need: float, address: str | None = None) -> float | None:
-    """The GPUs a local Ray instance has, when fewer than `need`; else None.
-
-    Asking a local instance for more GPUs than the machine has is not an error to Ray Train: it
-    times out starting the workers and retries (FailureConfig) while the autoscaler says no node
-    type fits, so the run would hang. On a cluster (--address / RAY_ADDRESS) nodes may still
-    come, so only a local instance is judged."""
-    import ray
-
-    if need <= 0 or address or os.environ.get("RAY_ADDRESS"):
-        return None
-    have = ray.cluster_resources().get("GPU", 0.0)
-    return have if have < need else None
-
-
 def check_local_gpus(cfg: RunConfig, address: str | None = None) -> None:
-    workers = max(1, cfg.scaling.num_workers)
-    need = workers * cfg.scaling.gpus_per_worker if cfg.scaling.use_gpu else 0.0
-    have = local_gpu_shortfall(need, address)
-    if have is not None:
-        raise ConfigError("scaling.use_gpu", f"the {cfg.phase} config asks for {need:g} GPU(s) ({workers} worker(s) "
-                                             f"x scaling.gpus_per_worker {cfg.scaling.gpus_per_worker:g}) but the local "
-                                             f"Ray instance has {have:g}; on a CPU machine pass --set scaling.use_gpu=false "
-                                             f"--set scaling.gpus_per_worker=0 --set deepspeed.precision=fp32, or "
-                                             f"submit to a cluster with GPUs (--address or RAY_ADDRESS)")
+    if cfg.scaling.use_gpu:
+        check_gpus(max(1, cfg.scaling.num_workers), cfg.scaling.gpus_per_worker, key="scaling.use_gpu",
+                   what=f"the {cfg.phase} config", address=address,
+                   fix="on a CPU machine pass --set scaling.use_gpu=false --set scaling.gpus_per_worker=0 "
+                       "--set deepspeed.precision=fp32")
+
+
+def steps_per_epoch(cfg: RunConfig, train_examples: int) -> int:
+    """Optimizer steps in one epoch over `train_examples`, capped by training.max_steps_per_epoch."""
+    n = max(1, train_examples // cfg.training.batch_size)
+    return min(n, cfg.training.max_steps_per_epoch) if cfg.training.max_steps_per_epoch else n
 
 
 def check_init_from(model_dir: str, cfg: RunConfig) -> str:
@@ -156,12 +127,9 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
     counts = count_examples(data_dir)
     workers = max(1, cfg.scaling.num_workers)
     micro = cfg.micro_batch_size
-    per_step = cfg.training.batch_size
-    steps_per_epoch = max(1, counts["train"] // per_step)
-    if cfg.training.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.training.max_steps_per_epoch)
+    n_steps = steps_per_epoch(cfg, counts["train"])
 
-    _init_ray(address, cfg)
+    init_ray(address, num_cpus=local_cpus(workers, cfg.scaling.cpus_per_worker))
     check_local_gpus(cfg, address)
     import ray.data
     ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch bars drown the progress lines
@@ -177,7 +145,7 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
         ds.context.print_on_execution_start = False
     loop_config = {
         "run_config": cfg.to_dict(), "data_dir": data_dir, "run_dir": str(run_dir),
-        "repo_root": str(REPO_ROOT), "micro_batch": micro, "steps_per_epoch": steps_per_epoch,
+        "repo_root": str(REPO_ROOT), "micro_batch": micro, "steps_per_epoch": n_steps,
         "threads_per_worker": max(1, int(cfg.scaling.cpus_per_worker)), "init_from": init_from,
         "deepspeed": {"zero_stage": cfg.deepspeed.zero_stage, "precision": cfg.deepspeed.precision,
                       "offload_optimizer": cfg.deepspeed.offload_optimizer},
@@ -229,29 +197,3 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
         summary["test_metrics"] = str(run_dir / "metrics.json")
         summary["test"] = test
     return summary
-
-
-def cmd_train(args) -> int:
-    cfg, why = resolve_config(args.data, args.phase, args.config, args.overrides)
-    name = args.name or f"{cfg.phase}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if args.resume and not args.name:
-        raise ConfigError("--name", "--resume needs the --name of the run to continue")
-    print(f"[layoutray] {cfg.phase} ({why}); run '{name}' in {Path(args.output).resolve()}", flush=True)
-    summary = run_training(cfg, args.data, name, args.output, resume=args.resume,
-                           init_from=args.init_from, address=args.address)
-    from layoutray.eval.evaluate import format_metrics
-    if "test" in summary:
-        print("[layoutray] test split:\n" + format_metrics(summary["test"]))
-    print(f"[layoutray] model: {summary['model']}")
-    print(f"[layoutray] metrics history: {summary['run_dir']}/metrics.jsonl; "
-          f"TensorBoard: {summary['run_dir']}/tensorboard")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from cli.main import build_parser, main as cli_main
-    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -112,7 +112,7 @@ def test_kuberay_check_rejects_unknown_field_and_non_string_start_params(crd):
 
 def test_rayjob_runs_phase4_with_the_runtime_env_of_ray_job_submit():
     spec = _load(CLUSTER / "kuberay" / "rayjob-phase4.yaml")["spec"]
-    assert spec["entrypoint"].startswith("python -m layoutray.training.driver ")
+    assert spec["entrypoint"].startswith("python -m trainables.train ")
     assert "--phase phase4" in spec["entrypoint"] and "--data " in spec["entrypoint"]
     env = yaml.safe_load(spec["runtimeEnvYAML"])["env_vars"]
     assert env == _load(CLUSTER / "runtime_env.yaml")["env_vars"]

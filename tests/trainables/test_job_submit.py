@@ -104,7 +104,7 @@ def data_dir(tmp_path_factory):
     return str(d.resolve())
 
 
-def submit(address: str, args: list[str], module: str = "layoutray.training.driver") -> str:
+def submit(address: str, args: list[str], module: str = "trainables.train") -> str:
     sid = f"layoutray-test-{uuid.uuid4().hex[:8]}"
     ray_cli("job", "submit", "--address", address, "--submission-id", sid, "--no-wait", "--working-dir", ".",
             "--runtime-env", "cluster/runtime_env.yaml", "--", "python", "-m", module, *args,
@@ -145,10 +145,10 @@ def test_training_job_succeeds(cluster, data_dir, tmp_path):
     assert (model / "config.yaml").is_file() and any(model.glob("*.safetensors"))
     assert (out / "j1" / "metrics.json").is_file()
 
-    from layoutray.model.artifact import load_artifact
-    predictor = load_artifact(model)
-    layouts = predictor.predict([{"section_type": "hero", "elements": ["heading"], "image": None}])
-    assert [b.type for b in layouts[0][0]] == ["heading"]
+    from layoutray.model.predictor import load as load_predictor
+    predictor = load_predictor(model)
+    layouts = predictor.predict(section_type="hero", elements=["heading"])
+    assert [e["type"] for e in layouts[0]["elements"]] == ["heading"]
 
     # The evaluation job of the README: the same artifact scored on the test split, JSON in the logs.
     sid = submit(cluster, ["--model", str(model), "--data", data_dir, "--split", "test", "--json"],

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 from PIL import Image, ImageDraw
 
-from layoutray import augment as A
+from layoutray.data import augment as A
 from layoutray.config import load_config
 from layoutray.data.pipeline import BOTH, IMAGE_ONLY, REASONS, SPEC_ONLY, preprocess_batch
 from layoutray.model.tokenizer import NULL, PAD, Box, LayoutTokenizer

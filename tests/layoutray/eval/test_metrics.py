@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from layoutray import metrics as M
+from layoutray.eval import metrics as M
 from layoutray.model.tokenizer import Box
 
 

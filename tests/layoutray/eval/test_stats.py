@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from layoutray import stats as St
+from layoutray.eval import stats as St
 
 approx = pytest.approx
 A, B = [1.0, 2.0, 3.0], [4.0, 5.0, 6.0]

@@ -1,6 +1,5 @@
 """Artifact round trip: export, load in a plain process (no DeepSpeed, no Ray), same outputs."""
 
-import argparse
 import io
 import json
 import subprocess
@@ -11,7 +10,9 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from layoutray.model.artifact import ArtifactError, export_artifact, load_artifact, read_artifact
+from layoutray.model.artifact import ArtifactError, export_artifact, read_artifact
+from layoutray.model.predictor import load as load_predictor
+from layoutray.model.request import LayoutRequest
 from layoutray.config import load_config
 from layoutray.model.network import build_model
 
@@ -57,7 +58,8 @@ def artifact(tmp_path_factory):
 
 def requests():
     png = wireframe_png()
-    return [{**r, "image": png if r["image"] == "PNG" else None} for r in REQUESTS]
+    return [LayoutRequest(section_type=r["section_type"], elements=r["elements"],
+                          image_png=png if r["image"] == "PNG" else None) for r in REQUESTS]
 
 
 def test_files_and_meta(artifact):
@@ -74,14 +76,14 @@ def test_files_and_meta(artifact):
 
 def test_round_trip_in_plain_process(artifact):
     out, _ = artifact
-    here = as_json(load_artifact(out).predict(requests(), samples=2, temperature=0.8, seed=3))
+    here = as_json(load_predictor(out).generate_layouts(requests(), samples=2, temperature=0.8, seed=3))
     code = f"""
 import json, sys
 sys.path.insert(0, {str(REPO)!r})
 sys.path.insert(0, {str(Path(__file__).parent)!r})
-from layoutray.model.artifact import load_artifact
+from layoutray.model.predictor import load as load_predictor
 from test_artifact import requests, as_json
-res = load_artifact({str(out)!r}).predict(requests(), samples=2, temperature=0.8, seed=3)
+res = load_predictor({str(out)!r}).generate_layouts(requests(), samples=2, temperature=0.8, seed=3)
 assert 'deepspeed' not in sys.modules and 'ray' not in sys.modules, 'heavy imports'
 print(json.dumps(as_json(res)))
 """
@@ -90,23 +92,40 @@ print(json.dumps(as_json(res)))
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == here
     # the greedy layouts respect the requests
-    greedy = load_artifact(out).predict(requests())
+    greedy = load_predictor(out).generate_layouts(requests())
     assert sorted(b.type for b in greedy[0][0]) == ["button", "heading", "paragraph"]
     assert sorted(b.type for b in greedy[2][0]) == ["link", "link", "logo"]
 
 
 def test_predict_validates_requests(artifact):
-    p = load_artifact(artifact[0])
-    with pytest.raises(ValueError, match=r"requests\[0\]\.section_type"):
-        p.predict([{"section_type": "nope"}])
-    with pytest.raises(ValueError, match=r"requests\[1\]\.elements: unknown"):
-        p.predict([{}, {"elements": ["heading", "blink"]}])
-    with pytest.raises(ValueError, match=r"requests\[0\]\.elements: 17 elements"):
-        p.predict([{"elements": ["heading"] * 17}])
+    p = load_predictor(artifact[0])
+    with pytest.raises(ValueError, match=r"section_type: unknown section type"):
+        p.predict(section_type="nope")
+    with pytest.raises(ValueError, match=r"elements\[1\]: unknown element type"):
+        p.predict(elements=["heading", "blink"])
+    with pytest.raises(ValueError, match=r"elements: 17 elements"):
+        p.predict(elements=["heading"] * 17)
     with pytest.raises(ValueError, match="PNG"):
-        p.predict([{"image": b"not a png"}])
-    with pytest.raises(ValueError, match="unknown field"):
-        p.predict([{"section": "hero"}])
+        p.predict(image=b"not a png")
+    with pytest.raises(ValueError, match="give at least one"):
+        p.predict()
+    with pytest.raises(ValueError, match="temperature"):
+        p.predict(elements=["heading"], temperature=-1)
+
+
+def test_predict_returns_plain_dicts(artifact, tmp_path):
+    p = load_predictor(artifact[0])
+    png = tmp_path / "w.png"
+    png.write_bytes(wireframe_png())
+    for image in (None, png, str(png), png.read_bytes(), Image.open(png)):
+        layouts = p.predict(section_type="hero", elements=["heading", "button"], image=image, samples=2,
+                            temperature=0.7, canvas=(1000, 500))
+        assert len(layouts) == 2
+        json.dumps(layouts)  # plain data all the way down
+        for layout in layouts:
+            assert sorted(e["type"] for e in layout["elements"]) == ["button", "heading"]
+            assert all(e["x"] + e["width"] <= 1000 and e["y"] + e["height"] <= 500 for e in layout["elements"])
+            assert set(layout) == {"elements", "alignment", "overlap"}
 
 
 def test_export_refuses_mismatched_weights(tmp_path):
@@ -115,25 +134,4 @@ def test_export_refuses_mismatched_weights(tmp_path):
     with pytest.raises(ArtifactError, match="wrong shape"):
         export_artifact(other, cfg, tmp_path / "m")
     with pytest.raises(ArtifactError, match="missing"):
-        load_artifact(tmp_path / "nothing")
-
-
-def test_cmd_predict_writes_json_and_png(artifact, tmp_path):
-    from cli.predict_cmd import cmd_predict
-
-    png = tmp_path / "w.png"
-    png.write_bytes(wireframe_png())
-    args = argparse.Namespace(model=str(artifact[0]), image=str(png), section="hero",
-                              elements="heading,button", samples=2, temperature=0.5, top_p=0.9,
-                              seed=1, canvas="1000x500", out=str(tmp_path / "l.json"),
-                              render=str(tmp_path / "l.png"))
-    assert cmd_predict(args) == 0
-    out = json.loads((tmp_path / "l.json").read_text())
-    assert len(out["layouts"]) == 2 and out["model"] == str(artifact[0])
-    for layout in out["layouts"]:
-        els = layout["elements"]
-        assert sorted(e["type"] for e in els) == ["button", "heading"]
-        assert all(e["x"] + e["width"] <= 1000.5 and e["y"] + e["height"] <= 500.5 for e in els)
-    assert Image.open(tmp_path / "l.png").width > 0
-    args.elements, args.canvas = "heading,blink", "1000x500"
-    assert cmd_predict(args) == 2
+        load_predictor(tmp_path / "nothing")

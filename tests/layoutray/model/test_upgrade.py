@@ -1,13 +1,10 @@
 """Upgrade carries weights into the next phase's model at the mapped places."""
 
-import argparse
-
 import torch
 
-from layoutray.model.artifact import export_artifact, read_artifact
 from layoutray.config import load_config
 from layoutray.model.network import build_model
-from layoutray.model.upgrade import cmd_upgrade, layer_map, resample_patch_kernel, upgrade_state_dict
+from layoutray.model.upgrade import layer_map, resample_patch_kernel, upgrade_state_dict
 
 SMALL = ["model.ff_mult=2"]
 
@@ -91,23 +88,6 @@ def test_identity_new_layers_keep_the_function_in_depth():
     has = torch.tensor([True, False])
     torch.testing.assert_close(new_model(image, has, spec, tokens), old_model(image, has, spec, tokens))
     assert report["carried"] == sum(v.numel() for v in old_model.state_dict().values())
-
-
-def test_cmd_upgrade_exports_next_phase(tmp_path, capsys):
-    cfg = load_config(phase="phase1")
-    torch.manual_seed(0)
-    model = build_model(cfg)
-    export_artifact(model, cfg, tmp_path / "p1")
-    rc = cmd_upgrade(argparse.Namespace(model=str(tmp_path / "p1"), to="phase2", out=str(tmp_path / "p2")))
-    assert rc == 0
-    sd, new_cfg, meta = read_artifact(tmp_path / "p2")
-    assert new_cfg.phase == "phase2" and new_cfg.model.d_model == 192
-    rep = meta["metadata"]["upgrade_report"]
-    assert rep["from_phase"] == "phase1" and rep["total"] == meta["parameters"]
-    assert "carried" in capsys.readouterr().out
-    assert torch.equal(sd["dec_ln.weight"][:128], model.state_dict()["dec_ln.weight"])
-    rc = cmd_upgrade(argparse.Namespace(model=str(tmp_path / "p2"), to="phase2", out=str(tmp_path / "x")))
-    assert rc == 2
 
 
 def test_dense_head_carried_only_onto_the_same_cells():

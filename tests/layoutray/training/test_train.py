@@ -43,8 +43,8 @@ def split_coordinators() -> int:
 
 @pytest.mark.parametrize("stage", [1, 3])
 def test_two_workers_deepspeed_zero(ray_local, data_dir, tmp_path, stage):
-    from layoutray.model.artifact import load_artifact
-    from layoutray.training.driver import run_training
+    from layoutray.model.predictor import load as load_predictor
+    from trainables.train import run_training
 
     cfg = load_config(phase="phase1", overrides=TINY + [f"deepspeed.zero_stage={stage}"])
     coordinators = split_coordinators()
@@ -63,10 +63,10 @@ def test_two_workers_deepspeed_zero(ray_local, data_dir, tmp_path, stage):
 
     model_dir = run_dir / "model"
     assert (model_dir / "config.yaml").is_file()
-    predictor = load_artifact(model_dir)
+    predictor = load_predictor(model_dir)
     assert predictor.cfg.deepspeed.zero_stage == stage and predictor.cfg.model.d_model == 32
-    out = predictor.predict([{"section_type": "hero", "elements": ["heading", "button"], "image": None}])
-    assert sorted(b.type for b in out[0][0]) == ["button", "heading"]
+    out = predictor.predict(section_type="hero", elements=["heading", "button"])
+    assert sorted(e["type"] for e in out[0]["elements"]) == ["button", "heading"]
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
     missing = [k for k in TEST_KEYS if k not in metrics]
@@ -79,7 +79,7 @@ def test_one_worker_reads_each_dataset_whole(ray_local, data_dir, tmp_path):
     """With one worker there is nothing to split: no SplitCoordinator actors (whose start-up
     epoch 1 would wait out), and the worker still trains on every batch of the train split."""
     from layoutray.data.pipeline import split_shards
-    from layoutray.training.driver import run_training
+    from trainables.train import run_training
 
     cfg = load_config(phase="phase1", overrides=TINY + ["scaling.num_workers=1", "training.epochs=1",
                                                          "training.max_steps_per_epoch=0",
@@ -101,8 +101,8 @@ def test_bf16_trains_and_exports_the_fp32_master_weights(ray_local, data_dir, tm
     import torch
     from safetensors.torch import load_file
 
-    from layoutray.model.artifact import load_artifact
-    from layoutray.training.driver import run_training
+    from layoutray.model.predictor import load as load_predictor
+    from trainables.train import run_training
 
     overrides = TINY + [f"scaling.num_workers={workers}", f"deepspeed.zero_stage={stage}",
                         "deepspeed.precision=bf16", f"deepspeed.offload_optimizer={str(offload).lower()}"]
@@ -123,15 +123,14 @@ def test_bf16_trains_and_exports_the_fp32_master_weights(ray_local, data_dir, tm
     exact = sum(int((v.bfloat16().float() == v).sum()) for v in sd.values())
     assert exact / total < 0.5, f"{exact} of {total} exported values are bf16 values"
 
-    out = load_artifact(run_dir / "model").predict(
-        [{"section_type": "hero", "elements": ["heading", "button"], "image": None}])
-    assert sorted(b.type for b in out[0][0]) == ["button", "heading"]
+    out = load_predictor(run_dir / "model").predict(section_type="hero", elements=["heading", "button"])
+    assert sorted(e["type"] for e in out[0]["elements"]) == ["button", "heading"]
 
 
 def test_gpu_config_on_a_cpu_only_local_ray_is_a_config_error(ray_local, data_dir, tmp_path, monkeypatch):
     """Ray Train would retry starting a GPU worker group on this GPU-less instance without end;
     the driver refuses it first, naming the key and the overrides that run it on CPU."""
-    from layoutray.training.driver import run_training
+    from trainables.train import run_training
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     cfg = load_config(phase="phase2", overrides=["training.epochs=1"])
@@ -143,7 +142,7 @@ def test_gpu_config_on_a_cpu_only_local_ray_is_a_config_error(ray_local, data_di
 
 
 def test_early_stopping_and_name_reuse(ray_local, data_dir, tmp_path):
-    from layoutray.training.driver import run_training
+    from trainables.train import run_training
 
     # No epoch can improve the best loss by 100, so patience=1 stops after epoch 2
     # (epoch 1 always improves on +inf).
@@ -164,7 +163,7 @@ def test_early_stopping_and_name_reuse(ray_local, data_dir, tmp_path):
 
 def test_bad_config_through_module_entrypoint(data_dir, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    p = subprocess.run([sys.executable, "-m", "layoutray.training.driver", "--data", data_dir, "--output", str(tmp_path),
+    p = subprocess.run([sys.executable, "-m", "trainables.train", "--data", data_dir, "--output", str(tmp_path),
                         "--phase", "phase1", "--set", "training.epochs=0"],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode != 0
@@ -177,7 +176,7 @@ def test_init_from_a_relative_path_trains_from_that_model(ray_local, data_dir, t
     import torch
     from layoutray.model.artifact import clean_state_dict, export_artifact, read_artifact
     from layoutray.model.network import build_model
-    from layoutray.training.driver import run_training
+    from trainables.train import run_training
 
     # One step at a learning rate too small to move any weight visibly: the exported model must
     # then be the one given to --init-from, not the run's own seed-0 initialisation.
@@ -201,7 +200,7 @@ def test_init_from_a_relative_path_trains_from_that_model(ray_local, data_dir, t
 def test_init_from_refuses_a_model_that_does_not_fit(data_dir, tmp_path):
     from layoutray.model.artifact import export_artifact
     from layoutray.model.network import build_model
-    from layoutray.training.driver import check_init_from
+    from trainables.train import check_init_from
 
     small = load_config(phase="phase1", overrides=TINY)
     export_artifact(build_model(small), small, tmp_path / "small")
@@ -215,7 +214,7 @@ def test_init_from_refuses_a_model_that_does_not_fit(data_dir, tmp_path):
     assert f"layoutray upgrade --model {tmp_path / 'small'} --to phase2" in str(e.value)
 
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    p = subprocess.run([sys.executable, "-m", "layoutray.training.driver", "--data", data_dir, "--output",
+    p = subprocess.run([sys.executable, "-m", "trainables.train", "--data", data_dir, "--output",
                         str(tmp_path / "runs"), "--phase", "phase1", "--init-from", str(tmp_path / "nothing")],
                        cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert p.returncode != 0
