@@ -47,9 +47,16 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, dashboa
     if target:
         ray.init(address=target, **kwargs)
         return "cluster"
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
-             _temp_dir=private_temp_dir(), **kwargs)
+    start_local(num_cpus=num_cpus, dashboard=dashboard, **kwargs)
     return "local"
+
+
+def start_local(num_cpus: int | None = None, dashboard: bool = True, **kwargs) -> None:
+    """A new Ray instance of this process's own, whatever RAY_ADDRESS or /tmp/ray say."""
+    import ray
+
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
+             _temp_dir=private_temp_dir(), _node_ip_address="127.0.0.1", **kwargs)
 
 
 def private_temp_dir() -> str:

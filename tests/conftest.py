@@ -72,12 +72,13 @@ def ray_local():
     """A real local Ray instance for one test module.
 
     Ray gets more logical CPUs than the 2 physical ones: Ray Data needs a CPU the Train
-    workers have not reserved, or its file-listing task waits forever (shared/notes).
+    workers have not reserved, or its file-listing task waits forever.
     """
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=True, dashboard_host="127.0.0.1",
-             log_to_driver=False, configure_logging=False)
+    from layoutray.runtime import start_local
+
+    start_local(num_cpus=4, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()
 

@@ -3,7 +3,7 @@ training on a local Ray instance -> evaluation on the test split -> one predicti
 rendered to PNG -> a summary of where everything went.
 
 The phase config is the seed's Phase 1 (configs/phases/phase1.yaml). To fit a 2-core
-machine in about 20 minutes the quickstart overrides only the budget-bound values
+machine in about 10 minutes the quickstart overrides only the budget-bound values
 (QUICKSTART_OVERRIDES below); pass --set to change any of them.
 """
 
@@ -18,16 +18,10 @@ from pathlib import Path
 
 from trainables.entry import add_overrides, module_main
 
-# Budget-bound values only (the rest is configs/phases/phase1.yaml). Batch 16 with 2 threads, with
-# the learning rate raised to match, is the fastest setting measured (bench/train_throughput.py:
-# the bare loop does 116-129 samples/s at batch 16 vs 96 at batch 4). On the 2-core development
-# machine 16 epochs train in 5.2-6.2 min (76-98 samples/s; the whole job 5.4-6.4 min); a loaded 2-core
-# machine has been up to ~2.7x slower (14.5-14.9 min for the whole job), which still fits the
-# 20-minute budget. README "Model quality" has what 16 epochs reach. 16 epochs leave the model
-# underfit (validation loss below training loss), so the seed's dropout only slows learning:
-# lr 1e-3 without dropout lowered validation loss by 0.30 and raised F1@0.5 in every mode, in
-# two seeds each against lr 5e-4 with dropout 0.1; lr 2e-3 lowered it further with an image and raised
-# image-only F1@0.5 by 0.05-0.09 in three seeds (spec-only F1 fell; docs/quality.md).
+# Budget-bound values only (the rest is configs/phases/phase1.yaml). Batch 16 with 2 threads and a
+# learning rate raised to match is the fastest setting on 2 cores (bench/train_throughput.py).
+# 16 epochs leave the model underfit (validation loss below training loss), so dropout only slows
+# learning here; a larger learning rate without dropout gives lower validation loss (docs/quality.md).
 QUICKSTART_OVERRIDES = [
     "training.epochs=16",
     "training.batch_size=16",
@@ -35,9 +29,8 @@ QUICKSTART_OVERRIDES = [
     "training.dropout=0.0",
     "scaling.cpus_per_worker=2",
     "validation.generate_examples=64",
-    # The last 3 of the 16 epochs without augmentation: in two seeds, test loss 0.06-0.09 lower in
-    # every mode and F1@0.5 higher in every mode (image only 0.225 -> 0.259, 0.236 -> 0.267;
-    # docs/quality.md, session 19). The clean epochs come out of the 16, so the budget is unchanged.
+    # The last 3 of the 16 epochs without augmentation: lower test loss and higher F1 in every mode
+    # (docs/quality.md). The clean epochs come out of the 16, so the budget is unchanged.
     "data.clean_epochs=3",
 ]
 
@@ -100,6 +93,7 @@ def predict_one(model_dir: str, data: Path, out: Path) -> tuple[Path, Path]:
     from layoutray.render.sheets import side_by_side
 
     row = read_rows(data, "test", 1)[0]
+    (out / "prediction_input.png").write_bytes(row["image"])
     W, H = row["canvas_width"], row["canvas_height"]
     layouts = load(model_dir).predict(row["section_type"], [e["type"] for e in row["elements"]], row["image"],
                                       canvas=(W, H))

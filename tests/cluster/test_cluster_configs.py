@@ -166,7 +166,7 @@ def test_runtime_env_excludes_with_rays_packaging(tmp_path):
     from ray._private.runtime_env.packaging import _zip_files
 
     tree = tmp_path / "repo"
-    files = ["layoutray/cli.py", "trainables/train.py", "configs/phases/phase1.yaml", "pyproject.toml",
+    files = ["cli/main.py", "trainables/train.py", "configs/phases/phase1.yaml", "pyproject.toml",
              ".venv/bin/python", ".venv/lib/site.py", "runs/r1/model/weights.safetensors",
              "sections/train/part-0.parquet", ".git/HEAD", "layoutray/__pycache__/cli.cpython-311.pyc",
              ".pytest_cache/v/x", "layoutray.egg-info/PKG-INFO"]
@@ -176,4 +176,4 @@ def test_runtime_env_excludes_with_rays_packaging(tmp_path):
     out = tmp_path / "pkg.zip"
     _zip_files(str(tree), _load(CLUSTER / "runtime_env.yaml")["excludes"], str(out), include_gitignore=False)
     names = {n for n in zipfile.ZipFile(out).namelist() if not n.endswith("/")}
-    assert names == {"layoutray/cli.py", "trainables/train.py", "configs/phases/phase1.yaml", "pyproject.toml"}
+    assert names == {"cli/main.py", "trainables/train.py", "configs/phases/phase1.yaml", "pyproject.toml"}

@@ -36,3 +36,11 @@ def test_quickstart_writes_every_output(tmp_path):
     assert p.stdout.count("[layoutray] epoch 1/1") == 1, p.stdout[-3000:]
     for what in ("dataset", "preview", "run directory", "model", "test metrics", "prediction"):
         assert f"   {what} " in p.stdout, p.stdout[-2000:]
+
+    # The Python API on the model the main job made.
+    import layoutray
+    predictor = layoutray.load(out / "model")
+    layouts = predictor.predict(section_type="hero", elements=["heading", "button"], samples=2, temperature=0.5)
+    assert len(layouts) == 2
+    assert all(sorted(e["type"] for e in lay["elements"]) == ["button", "heading"] for lay in layouts)
+    assert layoutray.evaluate(out / "model", data, limit=4)["examples"] == 4
