@@ -108,6 +108,8 @@ def predict_one(model_dir: str, data: Path, out: Path) -> tuple[Path, Path]:
 
 def cmd_quickstart(args) -> int:
     from layoutray.eval.evaluate import format_metrics
+    from layoutray.eval.preview import write_preview
+    from layoutray.model.predictor import load
     from layoutray.training.driver import resolve_config, run_training
 
     out = Path(args.out).resolve()
@@ -133,8 +135,9 @@ def cmd_quickstart(args) -> int:
     _step("4/5 evaluation on the test split")
     print(format_metrics(summary["test"]))
 
-    _step("5/5 one prediction, rendered (truth on the left)")
+    _step("5/5 predictions, rendered (truth on the left)")
     pred_json, pred_png = predict_one(summary["model"], data, out)
+    sheet = write_preview(load(summary["model"]), data, out / "predictions.png", split="test", count=12)
 
     m = summary["test"]
     print(f"\n== done in {(time.perf_counter() - t_all) / 60:.1f} min")
@@ -144,6 +147,7 @@ def cmd_quickstart(args) -> int:
     print(f"   model          {summary['model']}  (serve it: configs/serve.yaml)")
     print(f"   test metrics   {out / 'metrics.json'}: F1@0.5 {m['element_f1@0.5']:.3f}, "
           f"mean IoU {m['mean_iou']:.3f}, validity {m['validity']:.3f}")
+    print(f"   predictions    {sheet}  (12 test sections: truth | generated)")
     print(f"   prediction     {pred_json} and {pred_png}")
     (out / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "test"},
                                                  indent=2, default=str) + "\n")

@@ -59,23 +59,46 @@ def contact_sheet(rows: list[dict], count: int | None = None) -> Image.Image:
     rows = list(rows)[:count] if count else list(rows)
     if not rows:
         raise ValueError("contact_sheet needs at least one row")
+    tiles = [(draw_layout(row["elements"] or [], row["canvas_width"], row["canvas_height"],
+                          background=_row_image(row), width_px=TILE_WIDTH), _caption(row)) for row in rows]
+    return grid(tiles, SHEET_COLS)
+
+
+def _caption(row: dict) -> str:
+    return f"{row['section_type']}  {len(row['elements'] or [])} el  {row['canvas_width']}x{row['canvas_height']}"
+
+
+def truth_and_prediction_sheet(rows: list[dict], predicted: list[list[dict]], cols: int = 2) -> Image.Image:
+    """Each example as a pair: its true layout (left) and the generated one (right), both over
+    the example's image; `predicted[i]` holds element dicts with normalised x, y, w, h."""
+    if not rows:
+        raise ValueError("truth_and_prediction_sheet needs at least one row")
     tiles = []
-    for row in rows:
-        tile = draw_layout(row["elements"] or [], row["canvas_width"], row["canvas_height"],
-                           background=_row_image(row), width_px=TILE_WIDTH)
-        cap = f"{row['section_type']}  {len(row['elements'] or [])} el  {row['canvas_width']}x{row['canvas_height']}"
-        tiles.append((tile, cap))
-    cols = min(SHEET_COLS, len(tiles))
-    grid = [tiles[i:i + cols] for i in range(0, len(tiles), cols)]
-    heights = [max(t.height for t, _ in g) + CAPTION_H for g in grid]
-    sheet = Image.new("RGB", (cols * TILE_WIDTH + (cols + 1) * TILE_PAD,
-                              sum(heights) + (len(grid) + 1) * TILE_PAD), (236, 236, 240))
+    for row, pred in zip(rows, predicted):
+        W, H, bg = row["canvas_width"], row["canvas_height"], _row_image(row)
+        left = draw_layout(row["elements"] or [], W, H, background=bg, width_px=TILE_WIDTH)
+        right = draw_layout(pred, W, H, background=bg, width_px=TILE_WIDTH)
+        pair = Image.new("RGB", (2 * TILE_WIDTH + TILE_PAD // 2, left.height), (236, 236, 240))
+        pair.paste(left, (0, 0))
+        pair.paste(right, (TILE_WIDTH + TILE_PAD // 2, 0))
+        tiles.append((pair, f"{row['section_type']}: truth | generated"))
+    return grid(tiles, cols)
+
+
+def grid(tiles: list[tuple[Image.Image, str]], cols: int) -> Image.Image:
+    """Tiles (image, caption) in rows of `cols`, each row as tall as its tallest tile."""
+    cols = min(cols, len(tiles))
+    width = max(t.width for t, _ in tiles)
+    rows = [tiles[i:i + cols] for i in range(0, len(tiles), cols)]
+    heights = [max(t.height for t, _ in r) + CAPTION_H for r in rows]
+    sheet = Image.new("RGB", (cols * width + (cols + 1) * TILE_PAD,
+                              sum(heights) + (len(rows) + 1) * TILE_PAD), (236, 236, 240))
     d = ImageDraw.Draw(sheet)
     font = _font(11)
     y = TILE_PAD
-    for g, h in zip(grid, heights):
-        for c, (tile, cap) in enumerate(g):
-            x = TILE_PAD + c * (TILE_WIDTH + TILE_PAD)
+    for r, h in zip(rows, heights):
+        for c, (tile, cap) in enumerate(r):
+            x = TILE_PAD + c * (width + TILE_PAD)
             sheet.paste(tile, (x, y))
             d.rectangle((x - 1, y - 1, x + tile.width, y + tile.height), outline=(160, 160, 170))
             d.text((x, y + tile.height + 2), cap, fill=(30, 30, 30), font=font)

@@ -27,14 +27,14 @@ def test_quickstart_writes_every_output(tmp_path):
     data = tmp_path / "quickstart-data"
     assert json.loads((data / "manifest.json").read_text())["total"] == 60
     for f in ("preview.png", "metrics.json", "metrics.jsonl", "prediction.json", "prediction.png",
-              "prediction_input.png", "summary.json", "model/config.yaml"):
+              "prediction_input.png", "predictions.png", "summary.json", "model/config.yaml"):
         assert (out / f).is_file() and (out / f).stat().st_size > 0, f
     assert json.loads((out / "metrics.json").read_text())["examples"] > 0
     layout = json.loads((out / "prediction.json").read_text())
     assert layout  # one predicted layout, rendered above
     # The progress line reaches the user once per epoch, and the closing summary names the outputs.
     assert p.stdout.count("[layoutray] epoch 1/1") == 1, p.stdout[-3000:]
-    for what in ("dataset", "preview", "run directory", "model", "test metrics", "prediction"):
+    for what in ("dataset", "preview", "run directory", "model", "test metrics", "predictions", "prediction"):
         assert f"   {what} " in p.stdout, p.stdout[-2000:]
 
     # The Python API on the model the main job made.
