@@ -25,7 +25,7 @@ Design choices, and why:
   special-case in safetensors or ZeRO.
 - The patch embedding is a Linear over flattened patches (one GEMM, same layout as a conv weight
   [D, C, p, p] flattened), so layoutray.model.upgrade can resample it as a kernel.
-- Every stack has cfg.n_layers blocks (vision, structure, decoder), per seed 000's table.
+- Every stack has cfg.n_layers blocks (vision, structure, decoder), as the phase table of the growth plan has it.
 - Vision positions start as 2-D sin-cos features (columns in the first half of the channels, rows
   in the second, as MAE) at an amplitude near a patch's content embedding, and stay learnable.
   At the usual 0.02 init a patch with ink is all content after LayerNorm, so the decoder cannot

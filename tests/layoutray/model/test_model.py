@@ -8,7 +8,7 @@ from layoutray.model.network import (POS_AMPLITUDE, Dropout, LayoutModel, build_
                              flops_per_example, load_weights, set_dropout, vocab_size_for)
 from layoutray.model.tokenizer import BOS, EOS, NULL, PAD, LayoutTokenizer
 
-# seed 000's ranges (issue 3)
+# The parameter ranges the growth plan gives each phase.
 RANGES = {"phase1": (2.0e6, 4.5e6), "phase2": (8e6, 13e6), "phase3": (20e6, 35e6), "phase4": (50e6, 80e6)}
 
 
