@@ -81,3 +81,9 @@ def test_readme_is_a_short_manual():
     lines = (REPO / "README.md").read_text().splitlines()
     assert len(lines) <= 160
     assert "make run" in "\n".join(lines[:20]) and "make test" in "\n".join(lines[:20])
+
+
+def test_each_config_yaml_starts_with_the_command_that_uses_it():
+    for path in sorted((REPO / "configs").rglob("*.yaml")):
+        first = path.read_text().splitlines()[0]
+        assert re.match(r"#\s+(layoutray|serve) \S+", first), f"{path.relative_to(REPO)}: {first}"
