@@ -7,6 +7,10 @@ built; a mistake raises `ConfigError` naming the file, the dotted key and what i
     cfg = load_config("configs/phases/phase1.yaml", overrides=["training.epochs=3"])
     cfg.model.d_model        # 128
     dump_yaml(cfg)           # round-trips through load_config
+
+`from_dict(cls, tree, source=...)` is the builder behind it, for any tree of config dataclasses
+(the sweep files of layoutray/sweep_config.py use it too): field types come from the
+annotations, values are checked in each dataclass's `__post_init__` with `check`/`in_range`.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = REPO_ROOT / "configs"
-PHASES = ("phase1", "phase2", "phase3", "phase4")
+PhaseName = Literal["phase1", "phase2", "phase3", "phase4"]
+PHASES: tuple[str, ...] = typing.get_args(PhaseName)
+T = TypeVar("T")
 
 
 class ConfigError(ValueError):
@@ -35,13 +41,15 @@ class ConfigError(ValueError):
         super().__init__(f"{where}key '{key}': {problem}")
 
 
-def _check(key: str, ok: bool, allowed: str) -> None:
+def check(key: str, ok: bool, allowed: str) -> None:
+    """For `__post_init__`: refuse `key` unless `ok`; `allowed` completes "must be ..."."""
     if not ok:
         raise ConfigError(key, f"must be {allowed}")
 
 
-def _in_range(key: str, value: float, lo: float | None = None, hi: float | None = None,
-              lo_open: bool = False) -> None:
+def in_range(key: str, value: float, lo: float | None = None, hi: float | None = None,
+             lo_open: bool = False) -> None:
+    """For `__post_init__`: refuse `key` outside [lo, hi] (or (lo, hi]), and any non-finite float."""
     bad = (lo is not None and (value <= lo if lo_open else value < lo)) or (hi is not None and value > hi)
     if bad or (isinstance(value, float) and not math.isfinite(value)):
         lo_s = "-inf" if lo is None else repr(lo)
@@ -67,7 +75,8 @@ class ModelConfig:
     coord_bins: int = 128
     max_spec_len: int = 64
     dense_cell: int = 0  # dense head's cell side in image pixels (training only; 0 = no head)
-    # Reserved for the diffusion decoder and aesthetic constraints of later work (seed 000).
+    # Reserved for a diffusion decoder and aesthetic constraints: validated and carried in the
+    # phase files so that configs stay stable when a model reads them; nothing reads them yet.
     diffusion_steps: int = 100
     aesthetic_constraints: Literal["off", "basic", "full", "advanced"] = "off"
 
@@ -75,22 +84,22 @@ class ModelConfig:
         for k in ("d_model", "n_heads", "n_layers", "ff_mult", "patch_size", "image_height",
                   "image_width", "image_channels", "max_seq_len", "max_elements", "coord_bins",
                   "max_spec_len", "diffusion_steps"):
-            _in_range(f"model.{k}", getattr(self, k), 1)
-        _check("model.d_model", self.d_model % self.n_heads == 0,
+            in_range(f"model.{k}", getattr(self, k), 1)
+        check("model.d_model", self.d_model % self.n_heads == 0,
                f"a multiple of model.n_heads ({self.n_heads}); got {self.d_model}")
-        _check("model.image_height", self.image_height % self.patch_size == 0,
+        check("model.image_height", self.image_height % self.patch_size == 0,
                f"a multiple of model.patch_size ({self.patch_size}); got {self.image_height}")
-        _check("model.image_width", self.image_width % self.patch_size == 0,
+        check("model.image_width", self.image_width % self.patch_size == 0,
                f"a multiple of model.patch_size ({self.patch_size}); got {self.image_width}")
-        _in_range("model.coord_bins", self.coord_bins, 2, 4096)
-        _in_range("model.image_channels", self.image_channels, 1, 3)
+        in_range("model.coord_bins", self.coord_bins, 2, 4096)
+        in_range("model.image_channels", self.image_channels, 1, 3)
         need = 2 + 5 * self.max_elements
-        _check("model.max_seq_len", self.max_seq_len >= need,
+        check("model.max_seq_len", self.max_seq_len >= need,
                f">= 2 + 5 * model.max_elements = {need}; got {self.max_seq_len}")
-        _check("model.max_spec_len", self.max_spec_len >= 1 + self.max_elements,
+        check("model.max_spec_len", self.max_spec_len >= 1 + self.max_elements,
                f">= 1 + model.max_elements = {1 + self.max_elements}; got {self.max_spec_len}")
-        _in_range("model.dense_cell", self.dense_cell, 0, self.patch_size)
-        _check("model.dense_cell", self.dense_cell == 0 or self.patch_size % self.dense_cell == 0,
+        in_range("model.dense_cell", self.dense_cell, 0, self.patch_size)
+        check("model.dense_cell", self.dense_cell == 0 or self.patch_size % self.dense_cell == 0,
                f"0 or a divisor of model.patch_size ({self.patch_size}); got {self.dense_cell}")
 
 
@@ -104,9 +113,9 @@ class TaskMix:
 
     def __post_init__(self):
         for k in ("image_only", "spec_only", "both"):
-            _in_range(f"training.task_mix.{k}", getattr(self, k), 0.0, 1.0)
+            in_range(f"training.task_mix.{k}", getattr(self, k), 0.0, 1.0)
         total = self.image_only + self.spec_only + self.both
-        _check("training.task_mix", abs(total - 1.0) < 1e-6, f"shares summing to 1.0; got {total:.4f}")
+        check("training.task_mix", abs(total - 1.0) < 1e-6, f"shares summing to 1.0; got {total:.4f}")
 
 
 @dataclass
@@ -126,17 +135,17 @@ class TrainingConfig:
     max_steps_per_epoch: int = 0  # 0: a full pass over the train split
 
     def __post_init__(self):
-        _in_range("training.batch_size", self.batch_size, 1)
-        _in_range("training.micro_batch_size", self.micro_batch_size, 0)
-        _in_range("training.learning_rate", self.learning_rate, 0.0, 1.0, lo_open=True)
-        _in_range("training.epochs", self.epochs, 1)
-        _in_range("training.dropout", self.dropout, 0.0, 0.9)
-        _in_range("training.weight_decay", self.weight_decay, 0.0, 1.0)
-        _in_range("training.grad_clip", self.grad_clip, 0.0)
-        _in_range("training.label_smoothing", self.label_smoothing, 0.0, 0.5)
-        _in_range("training.coord_sigma", self.coord_sigma, 0.0, 8.0)
-        _in_range("training.dense_weight", self.dense_weight, 0.0, 100.0)
-        _in_range("training.max_steps_per_epoch", self.max_steps_per_epoch, 0)
+        in_range("training.batch_size", self.batch_size, 1)
+        in_range("training.micro_batch_size", self.micro_batch_size, 0)
+        in_range("training.learning_rate", self.learning_rate, 0.0, 1.0, lo_open=True)
+        in_range("training.epochs", self.epochs, 1)
+        in_range("training.dropout", self.dropout, 0.0, 0.9)
+        in_range("training.weight_decay", self.weight_decay, 0.0, 1.0)
+        in_range("training.grad_clip", self.grad_clip, 0.0)
+        in_range("training.label_smoothing", self.label_smoothing, 0.0, 0.5)
+        in_range("training.coord_sigma", self.coord_sigma, 0.0, 8.0)
+        in_range("training.dense_weight", self.dense_weight, 0.0, 100.0)
+        in_range("training.max_steps_per_epoch", self.max_steps_per_epoch, 0)
 
 
 @dataclass
@@ -147,10 +156,10 @@ class ValidationConfig:
     every_epochs: int = 1
 
     def __post_init__(self):
-        _in_range("validation.patience", self.patience, 1)
-        _in_range("validation.min_delta", self.min_delta, 0.0)
-        _in_range("validation.generate_examples", self.generate_examples, 0)
-        _in_range("validation.every_epochs", self.every_epochs, 1)
+        in_range("validation.patience", self.patience, 1)
+        in_range("validation.min_delta", self.min_delta, 0.0)
+        in_range("validation.generate_examples", self.generate_examples, 0)
+        in_range("validation.every_epochs", self.every_epochs, 1)
 
 
 @dataclass
@@ -163,9 +172,9 @@ class AugmentConfig:
 
     def __post_init__(self):
         for k in ("mirror_p", "blur_p", "element_dropout_p"):
-            _in_range(f"data.augment.{k}", getattr(self, k), 0.0, 1.0)
-        _in_range("data.augment.jitter", self.jitter, 0.0, 0.25)
-        _in_range("data.augment.noise_std", self.noise_std, 0.0, 1.0)
+            in_range(f"data.augment.{k}", getattr(self, k), 0.0, 1.0)
+        in_range("data.augment.jitter", self.jitter, 0.0, 0.25)
+        in_range("data.augment.noise_std", self.noise_std, 0.0, 1.0)
 
 
 @dataclass
@@ -181,10 +190,10 @@ class DataConfig:
     preprocess_concurrency: int = 1
 
     def __post_init__(self):
-        _in_range("data.strength", self.strength, 0.0, 4.0)
-        _in_range("data.clean_epochs", self.clean_epochs, 0)
-        _in_range("data.max_bad_fraction", self.max_bad_fraction, 0.0, 1.0)
-        _in_range("data.preprocess_concurrency", self.preprocess_concurrency, 1)
+        in_range("data.strength", self.strength, 0.0, 4.0)
+        in_range("data.clean_epochs", self.clean_epochs, 0)
+        in_range("data.max_bad_fraction", self.max_bad_fraction, 0.0, 1.0)
+        in_range("data.preprocess_concurrency", self.preprocess_concurrency, 1)
 
 
 @dataclass
@@ -195,12 +204,12 @@ class ScalingConfig:
     gpus_per_worker: float = 0.0
 
     def __post_init__(self):
-        _in_range("scaling.num_workers", self.num_workers, 0)
-        _in_range("scaling.cpus_per_worker", self.cpus_per_worker, 0.0)
-        _in_range("scaling.gpus_per_worker", self.gpus_per_worker, 0.0)
-        _check("scaling.gpus_per_worker", self.use_gpu or self.gpus_per_worker == 0,
+        in_range("scaling.num_workers", self.num_workers, 0)
+        in_range("scaling.cpus_per_worker", self.cpus_per_worker, 0.0)
+        in_range("scaling.gpus_per_worker", self.gpus_per_worker, 0.0)
+        check("scaling.gpus_per_worker", self.use_gpu or self.gpus_per_worker == 0,
                "0 when scaling.use_gpu is false")
-        _check("scaling.gpus_per_worker", not self.use_gpu or self.gpus_per_worker > 0,
+        check("scaling.gpus_per_worker", not self.use_gpu or self.gpus_per_worker > 0,
                "> 0 when scaling.use_gpu is true")
 
 
@@ -212,7 +221,7 @@ class DeepSpeedConfig:
 
     def __post_init__(self):
         # At stage 0 DeepSpeed has no ZeRO optimizer to offload and silently keeps it in place.
-        _check("deepspeed.offload_optimizer", not self.offload_optimizer or self.zero_stage >= 1,
+        check("deepspeed.offload_optimizer", not self.offload_optimizer or self.zero_stage >= 1,
                "false at deepspeed.zero_stage 0 (DeepSpeed offloads ZeRO's optimizer partitions only)")
 
 
@@ -242,11 +251,11 @@ class ScheduleConfig:
     def __post_init__(self):
         for key in ("explore_augmentation", "explore_dropout", "explore_lr",
                     "exploit_augmentation", "exploit_dropout", "exploit_lr"):
-            _in_range(f"schedule.{key}", getattr(self, key), 0.0, 10.0)
-        _in_range("schedule.warmup_fraction", self.warmup_fraction, 0.0, 1.0)
-        _in_range("schedule.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
-        _in_range("schedule.max_batch_size", self.max_batch_size, 0)
-        _in_range("schedule.batch_phases", self.batch_phases, 0, 16)
+            in_range(f"schedule.{key}", getattr(self, key), 0.0, 10.0)
+        in_range("schedule.warmup_fraction", self.warmup_fraction, 0.0, 1.0)
+        in_range("schedule.min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        in_range("schedule.max_batch_size", self.max_batch_size, 0)
+        in_range("schedule.batch_phases", self.batch_phases, 0, 16)
 
 
 @dataclass
@@ -255,13 +264,13 @@ class CheckpointConfig:
     max_failures: int = 2  # worker-group restarts before a run fails
 
     def __post_init__(self):
-        _in_range("checkpoint.num_to_keep", self.num_to_keep, 1)
-        _in_range("checkpoint.max_failures", self.max_failures, -1)
+        in_range("checkpoint.num_to_keep", self.num_to_keep, 1)
+        in_range("checkpoint.max_failures", self.max_failures, -1)
 
 
 @dataclass
 class RunConfig:
-    phase: Literal["phase1", "phase2", "phase3", "phase4"] = "phase1"
+    phase: PhaseName = "phase1"
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
@@ -272,10 +281,10 @@ class RunConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
 
     def __post_init__(self):
-        _check("training.dense_weight", self.training.dense_weight == 0 or self.model.dense_cell > 0,
+        check("training.dense_weight", self.training.dense_weight == 0 or self.model.dense_cell > 0,
                f"0 when model.dense_cell is 0 (the model has no dense head); got {self.training.dense_weight}")
         if self.scaling.num_workers > 0:
-            _check("training.batch_size", self.training.batch_size % self.scaling.num_workers == 0,
+            check("training.batch_size", self.training.batch_size % self.scaling.num_workers == 0,
                    f"a multiple of scaling.num_workers ({self.scaling.num_workers}); "
                    f"got {self.training.batch_size}")
 
@@ -290,54 +299,128 @@ class RunConfig:
 
 
 # ---------------------------------------------------------------------------- building
+# One builder for every config file: run configs here, sweep files in layoutray/sweep_config.py.
+# Types come from the dataclasses' annotations, values are checked by their __post_init__.
+
+_SCALAR_NAMES = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+_PLURAL_NAMES = {int: "integers", float: "numbers", bool: "booleans", str: "strings"}
+
+
+def _field_names(cls: type) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls) if f.init)
 
 
 def _type_name(tp: Any) -> str:
+    """How an error message says what a value must be."""
     if typing.get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
-        tp, getattr(tp, "__name__", str(tp)))
-
-
-def _coerce(key: str, tp: Any, value: Any) -> Any:
+    if typing.get_origin(tp) is list:
+        (item,) = typing.get_args(tp)
+        if dataclasses.is_dataclass(item):
+            return f"a list of {{{_field_names(item)}}}"
+        return "a list of " + _PLURAL_NAMES.get(item, _type_name(item))
     if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            raise ConfigError(key, f"must be a mapping of {', '.join(f.name for f in dataclasses.fields(tp))}; "
-                                   f"got {value!r}")
-        return from_dict(tp, value, prefix=key + ".")
-    if typing.get_origin(tp) is Literal:
-        allowed = typing.get_args(tp)
-        if value not in allowed or type(value) is not type(allowed[0]):
-            raise ConfigError(key, f"got {value!r}; allowed: {', '.join(repr(a) for a in allowed)}")
-        return value
-    if isinstance(tp, types.UnionType):
-        tp = next(a for a in typing.get_args(tp) if a is not type(None))
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):
-        # YAML 1.1 reads "1e-4" (no dot) as a string; accept it as the number it means.
-        try:
+        return f"a mapping of {_field_names(tp)}"
+    return _SCALAR_NAMES.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _scalar(key: str, tp: type, value: Any) -> Any:
+    if tp is float and not isinstance(value, bool):
+        if isinstance(value, int):
             return float(value)
-        except ValueError:
-            pass
+        if isinstance(value, str):
+            # YAML 1.1 reads "1e-4" (no dot) as a string; accept it as the number it means.
+            try:
+                return float(value)
+            except ValueError:
+                pass
     if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
         raise ConfigError(key, f"must be {_type_name(tp)}; got {value!r}")
     return value
 
 
-def from_dict(cls: type, data: dict, prefix: str = "") -> Any:
-    """Build dataclass `cls` from a dict, refusing unknown keys and wrong types."""
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+def _coerce(key: str, tp: Any, value: Any) -> Any:
+    """`value` as annotation `tp`: a dataclass, list[...], Literal[...], `X | None` or a scalar."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        tp = next(a for a in typing.get_args(tp) if a is not type(None))  # only `X | None` is used
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, key + ".")
+    if typing.get_origin(tp) is list:
+        if not isinstance(value, list):
+            raise ConfigError(key, f"must be {_type_name(tp)}; got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(f"{key}[{i}]", item, v) for i, v in enumerate(value)]
+    if typing.get_origin(tp) is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed or type(value) is not type(allowed[0]):
+            raise ConfigError(key, f"got {value!r}; allowed: {', '.join(repr(a) for a in allowed)}")
+        return value
+    return _scalar(key, tp, value)
+
+
+def _rooted(prefix: str, key: str) -> str:
+    """The full key path of an error raised by the __post_init__ of the dataclass at `prefix`.
+
+    Sections name their keys from the file's root ("model.d_model"), which reads well however
+    the dataclass was built. A dataclass that can sit anywhere names them from itself (a list
+    item cannot know its index); those get the prefix here."""
+    if not prefix or key == prefix[:-1] or key.startswith(prefix):
+        return key
+    return prefix + key
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        if not prefix:
+            raise ConfigError("(file)", "must be a mapping at the top level")
+        raise ConfigError(prefix[:-1], f"must be {_type_name(cls)}; got {data!r}")
+    fields = [f for f in dataclasses.fields(cls) if f.init]
+    names = [f.name for f in fields]
     for k in data:
         if k not in names:
             raise ConfigError(prefix + str(k), f"unknown key; allowed keys here: {', '.join(names)}")
+    for f in fields:
+        if f.name not in data and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(prefix + f.name, "is required")
+    hints = typing.get_type_hints(cls)
     kwargs = {k: _coerce(prefix + k, hints[k], v) for k, v in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError as e:
-        # __post_init__ of a nested dataclass names keys from its own root; keep them.
-        raise ConfigError(e.key if "." in e.key or not prefix else prefix + e.key, e.problem) from None
+        raise ConfigError(_rooted(prefix, e.key), e.problem, e.source) from None
+
+
+def from_dict(cls: type[T], data: Any, prefix: str = "", source: str | None = None) -> T:
+    """Build dataclass `cls`, and every dataclass, list, literal and scalar inside it, from a dict.
+
+    Unknown keys are refused with the allowed ones, missing required keys named, values
+    converted to their annotated types and then checked by each dataclass's __post_init__.
+    A ConfigError names the dotted key path (under `prefix`, e.g. "arms[1].name") and `source`
+    (the file, or where the dict came from)."""
+    try:
+        return _build(cls, data, prefix)
+    except ConfigError as e:
+        if source is None or e.source is not None:
+            raise
+        raise ConfigError(e.key, e.problem, source=source) from None
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A config file's top-level mapping; a missing, unparseable or non-mapping file is a ConfigError."""
+    path = Path(path)
+    try:
+        tree = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("(file)", "file not found", source=str(path)) from None
+    except yaml.YAMLError as e:
+        raise ConfigError("(file)", f"is not valid YAML: {e}", source=str(path)) from None
+    if tree is None:
+        return {}
+    if not isinstance(tree, dict):
+        raise ConfigError("(file)", "must be a mapping at the top level", source=str(path))
+    return tree
 
 
 def _set_dotted(tree: dict, dotted: str, raw: str) -> None:
@@ -365,26 +448,15 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         if phase not in PHASES:
             raise ConfigError("phase", f"got {phase!r}; allowed: {', '.join(PHASES)}", source="--phase")
         path = CONFIG_DIR / "phases" / f"{phase}.yaml"
-    path = Path(path)
-    try:
-        tree = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError("(file)", "file not found", source=str(path)) from None
-    except yaml.YAMLError as e:
-        raise ConfigError("(file)", f"is not valid YAML: {e}", source=str(path)) from None
-    if not isinstance(tree, dict):
-        raise ConfigError("(file)", "must be a mapping at the top level", source=str(path))
+    tree = read_yaml(path)
     for item in overrides:
         key, raw = parse_override(item)
         try:
             _set_dotted(tree, key, raw)
         except ConfigError as e:
             raise ConfigError(e.key, e.problem, source="--set") from None
-    try:
-        return from_dict(RunConfig, tree)
-    except ConfigError as e:
-        src = str(path) + (f" (with --set {', '.join(overrides)})" if overrides else "")
-        raise ConfigError(e.key, e.problem, source=src) from None
+    src = str(path) + (f" (with --set {', '.join(overrides)})" if overrides else "")
+    return from_dict(RunConfig, tree, source=src)
 
 
 def config_from_dict(tree: dict) -> RunConfig:
@@ -392,8 +464,9 @@ def config_from_dict(tree: dict) -> RunConfig:
     return from_dict(RunConfig, tree)
 
 
-def dump_yaml(cfg: RunConfig) -> str:
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+def dump_yaml(cfg: Any) -> str:
+    """Any config dataclass as YAML that its loader reads back to an equal config."""
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
 
 
 # ---------------------------------------------------------------------------- auto phase
@@ -411,8 +484,7 @@ class PhaseChoice:
 def load_thresholds(path: str | Path | None = None) -> list[tuple[str, int | None]]:
     """[(phase, max_examples or None)] in order, from configs/phases/thresholds.yaml."""
     path = Path(path or CONFIG_DIR / "phases" / "thresholds.yaml")
-    tree = yaml.safe_load(path.read_text())
-    rows = tree.get("phases") if isinstance(tree, dict) else None
+    rows = read_yaml(path).get("phases")
     if not isinstance(rows, list) or not rows:
         raise ConfigError("phases", "must be a non-empty list of {phase, max_examples}", source=str(path))
     out: list[tuple[str, int | None]] = []

@@ -228,45 +228,32 @@ def _csv_value(v):
     return "" if v is None else v
 
 
-def write_report(records: Sequence[dict], out_dir: str | Path, *, target_val_loss: float,
-                 schedules: dict[str, list[dict]] | None = None, title: str = "Sweep report",
-                 asha: bool = False, command: str | None = None, notes: Sequence[str] = ()) -> dict:
-    """Write trials.csv, report.md, curves.png, schedules.png (if given) and summary.json into
-    out_dir; return the summary (see `summarize`)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = summarize(records, target_val_loss)
-
-    with open(out / "trials.csv", "w", newline="") as f:
+def _write_trials_csv(summary: dict, path: Path) -> None:
+    with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
         w.writeheader()
         for r in sorted(summary["records"], key=lambda r: (r["arm"], r.get("seed", 0))):
             w.writerow({k: _csv_value(r.get(k)) for k in CSV_FIELDS})
 
-    _plot_curves(summary, out / "curves.png")
-    if schedules:
-        from layoutray.schedules import plot_rows
-        plot_rows(schedules, str(out / "schedules.png"), title="learning rate and batch size per arm")
 
-    md = [f"# {title}", ""]
-    if command:
-        md += ["Reproduce with:", "", "```", command, "```", ""]
-    md += [f"Each value is the mean ± half-width of the 95% Student-t confidence interval over seeds "
-           f"(completed trials only). Steps to target = first optimizer step whose validation loss "
-           f"is <= {target_val_loss:g} (mean over the trials that reached it).", ""]
-    md += ["| arm | kind | trials (completed/stopped/error) | final val loss | val F1@0.5 | "
-           "steps to target (reached) | wall time s |",
-           "|---|---|---|---|---|---|---|"]
+def _arm_table(summary: dict) -> list[str]:
+    md = ["| arm | kind | trials (completed/stopped/error) | final val loss | val F1@0.5 | "
+          "steps to target (reached) | wall time s |",
+          "|---|---|---|---|---|---|---|"]
     for arm, a in summary["arms"].items():
         md.append(f"| {arm} | {a['kind']} | {a['n_trials']} ({a['n_completed']}/{a['n_stopped']}/{a['n_error']}) | "
                   f"{_fmt(a['final_val_loss'])} | {_fmt(a['final_val_f1'], 3)} | "
                   f"{_fmt(a['steps_to_target'], 4)} ({a['n_reached_target']}/{a['n_completed']}) | "
                   f"{_fmt(a['wall_seconds'], 3)} |")
-    md += ["", f"## PHI arms against the best baseline ({summary['best_baseline'] or 'none'})", "",
-           "Final validation loss; difference = PHI arm - baseline (negative is better). "
-           "Effect size: Hedges' g (Cohen's d with small-sample correction).", "",
-           "| PHI arm | diff | 95% CI of diff | Welch p | Mann-Whitney U | Mann-Whitney p | Hedges' g | F1 diff (Welch p) |",
-           "|---|---|---|---|---|---|---|---|"]
+    return md
+
+
+def _comparison_table(summary: dict) -> list[str]:
+    md = [f"## PHI arms against the best baseline ({summary['best_baseline'] or 'none'})", "",
+          "Final validation loss; difference = PHI arm - baseline (negative is better). "
+          "Effect size: Hedges' g (Cohen's d with small-sample correction).", "",
+          "| PHI arm | diff | 95% CI of diff | Welch p | Mann-Whitney U | Mann-Whitney p | Hedges' g | F1 diff (Welch p) |",
+          "|---|---|---|---|---|---|---|---|"]
     for c in summary["comparisons"]:
         if "error" in c:
             md.append(f"| {c['arm']} | {c['error']} | | | | | | |")
@@ -276,23 +263,55 @@ def write_report(records: Sequence[dict], out_dir: str | Path, *, target_val_los
         md.append(f"| {c['arm']} | {c['diff']:+.4g} | [{c['diff_ci'][0]:+.3g}, {c['diff_ci'][1]:+.3g}] | "
                   f"{_p(c['welch_p'])} | {c['mannwhitney_u']:g} | {_p(c['mannwhitney_p'])} | "
                   f"{c['hedges_g']:.2f} | {f1s} |")
+    return md
+
+
+def report_markdown(summary: dict, *, title: str, asha: bool, command: str | None,
+                    notes: Sequence[str], schedules: bool) -> str:
+    """report.md for `summary`; `schedules`: whether schedules.png was written beside it."""
+    target = summary["target_val_loss"]
+    md = [f"# {title}", ""]
+    if command:
+        md += ["Reproduce with:", "", "```", command, "```", ""]
+    md += [f"Each value is the mean ± half-width of the 95% Student-t confidence interval over seeds "
+           f"(completed trials only). Steps to target = first optimizer step whose validation loss "
+           f"is <= {target:g} (mean over the trials that reached it).", ""]
+    md += _arm_table(summary) + [""] + _comparison_table(summary)
     md += ["", "## Conclusion", ""] + conclusion_lines(summary, asha=asha)
     if notes:
         md += ["", "## Notes", ""] + [f"- {n}" for n in notes]
     md += ["", "Files: `trials.csv` (every trial), `curves.png` (validation loss vs step)"
            + (", `schedules.png` (learning rate and batch size per arm)" if schedules else "") + "."]
-    (out / "report.md").write_text("\n".join(md) + "\n")
+    return "\n".join(md) + "\n"
 
-    def _clean(x):
-        if isinstance(x, float) and not math.isfinite(x):
-            return None
-        if isinstance(x, dict):
-            return {k: _clean(v) for k, v in x.items() if not k.startswith("_") and k != "trials"}
-        if isinstance(x, (list, tuple)):
-            return [_clean(v) for v in x]
-        return x
 
-    (out / "summary.json").write_text(json.dumps(_clean(
+def _json_clean(x):
+    """JSON has no NaN; per-trial lists and private (_-prefixed) working values stay out."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_clean(v) for k, v in x.items() if not k.startswith("_") and k != "trials"}
+    if isinstance(x, (list, tuple)):
+        return [_json_clean(v) for v in x]
+    return x
+
+
+def write_report(records: Sequence[dict], out_dir: str | Path, *, target_val_loss: float,
+                 schedules: dict[str, list[dict]] | None = None, title: str = "Sweep report",
+                 asha: bool = False, command: str | None = None, notes: Sequence[str] = ()) -> dict:
+    """Write trials.csv, report.md, curves.png, schedules.png (if given) and summary.json into
+    out_dir; return the summary (see `summarize`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = summarize(records, target_val_loss)
+    _write_trials_csv(summary, out / "trials.csv")
+    _plot_curves(summary, out / "curves.png")
+    if schedules:
+        from layoutray.schedules import plot_rows
+        plot_rows(schedules, str(out / "schedules.png"), title="learning rate and batch size per arm")
+    (out / "report.md").write_text(report_markdown(summary, title=title, asha=asha, command=command,
+                                                   notes=notes, schedules=bool(schedules)))
+    (out / "summary.json").write_text(json.dumps(_json_clean(
         {"target_val_loss": target_val_loss, "best_baseline": summary["best_baseline"],
          "arms": summary["arms"], "comparisons": summary["comparisons"]}), indent=2) + "\n")
     return summary

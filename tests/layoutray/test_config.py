@@ -1,16 +1,19 @@
-"""Every config file under configs/ loads and validates; bad configs name file, key and what
-is allowed; --set overrides; dump_yaml round trip; the auto-phase thresholds, both through
+"""Every config file under configs/ loads and validates; bad configs (run configs and sweep
+files, through the one builder `from_dict`) name file, key and what is allowed; --set
+overrides; dump_yaml / to_dict round trips; the auto-phase thresholds, both through
 choose_phase and through `layoutray config show --dataset DIR --json` on real datasets.
 
 configs/serve.yaml only gets a shape check here: tests/serving validates it deeply
 (deployments, user_config fields) against the Serve application that reads it.
 """
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Literal
 
 import pytest
 import yaml
@@ -19,6 +22,7 @@ from layoutray import config as C
 from cli.main import main as cli_main
 from layoutray.config import ConfigError, choose_phase, dump_yaml, load_config, load_thresholds
 from layoutray.data.dataset import write_split
+from layoutray.sweep_config import SweepConfig, load_sweep, sweep_from_dict
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -58,7 +62,6 @@ def test_all_four_zero_stages_have_templates():
 
 @pytest.mark.parametrize("path", sorted((CONFIGS / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
 def test_sweep_files_parse_and_validate(path):
-    from trainables.sweep import load_sweep
     tree = yaml.safe_load(path.read_text())
     assert isinstance(tree, dict) and tree
     load_sweep(path)
@@ -217,6 +220,129 @@ def test_dump_yaml_round_trip(tmp_path, phase):
     assert again == cfg
     assert dump_yaml(again) == dump_yaml(cfg)
     assert C.config_from_dict(cfg.to_dict()) == cfg
+
+
+# ---------------------------------------------------------------------------- the shared builder
+
+
+@dataclasses.dataclass
+class _Item:
+    x: int
+    tag: Literal["a", "b"] | None = None
+
+
+@dataclasses.dataclass
+class _Tree:
+    items: list[_Item]
+    rate: float = 0.5
+    label: str | None = None
+
+    def __post_init__(self):
+        C.in_range("rate", self.rate, 0.0, 1.0)
+
+
+def test_from_dict_builds_any_dataclass_tree():
+    t = C.from_dict(_Tree, {"items": [{"x": 1}, {"x": 2, "tag": "b"}], "rate": 1, "label": None})
+    assert t == _Tree([_Item(1), _Item(2, "b")], 1.0) and isinstance(t.rate, float)
+    assert C.from_dict(_Tree, dataclasses.asdict(t)) == t
+
+
+@pytest.mark.parametrize("tree, key, fragments", [
+    ({"items": [{"x": 1}, {"x": 2, "y": 3}]}, "items[1].y", ["unknown key", "allowed keys here: x, tag"]),
+    ({"items": [{"x": 1}, {"x": "two"}]}, "items[1].x", ["must be an integer", "'two'"]),
+    ({"items": [{"tag": "a"}]}, "items[0].x", ["is required"]),
+    ({"items": [{"x": 1, "tag": "c"}]}, "items[0].tag", ["'c'", "allowed: 'a', 'b'"]),
+    ({"items": {"x": 1}}, "items", ["a list of {x, tag}"]),
+    ({"items": [3]}, "items[0]", ["a mapping of x, tag", "got 3"]),
+    ({"items": [], "rate": True}, "rate", ["a number", "True"]),
+    ({"items": [], "rate": 2.0}, "rate", ["[0.0, 1.0]"]),
+    ({"items": [], "label": 5}, "label", ["a string"]),
+    ([], "(file)", ["mapping at the top level"]),
+])
+def test_from_dict_errors_name_source_and_key_path(tree, key, fragments):
+    with pytest.raises(ConfigError) as e:
+        C.from_dict(_Tree, tree, source="tree.yaml")
+    msg = str(e.value)
+    assert e.value.key == key and e.value.source == "tree.yaml" and msg.startswith(f"tree.yaml: key '{key}'"), msg
+    for frag in fragments:
+        assert frag in msg, f"{frag!r} not in {msg!r}"
+
+
+# ---------------------------------------------------------------------------- sweep files
+
+
+SMALL_SWEEP = CONFIGS / "sweeps" / "phi_vs_baseline_small.yaml"
+
+
+def _sweep_variant(tmp_path, edit) -> Path:
+    tree = yaml.safe_load(SMALL_SWEEP.read_text())
+    edit(tree)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    return path
+
+
+BAD_SWEEPS = {
+    "unknown top-level key": (lambda t: t.update(seed=[1]), "seed", ["unknown key", "seeds", "learning_rates"]),
+    "unknown section key": (lambda t: t["resources"].update(gpus=1), "resources.gpus",
+                            ["unknown key", "gpus_per_worker"]),
+    "unknown arm key": (lambda t: t["arms"][2].update(override=[]), "arms[2].override",
+                        ["unknown key", "name, overrides, kind"]),
+    "missing required": (lambda t: t.pop("target_val_loss"), "target_val_loss", ["is required"]),
+    "seeds not a list": (lambda t: t.update(seeds=3), "seeds", ["a list of integers", "got 3"]),
+    "seed not an integer": (lambda t: t.update(seeds=[0, 1, 2.5]), "seeds[2]", ["an integer", "2.5"]),
+    "bool is not a number": (lambda t: t["resources"].update(trial_cpus=True), "resources.trial_cpus",
+                             ["a number", "True"]),
+    "section not a mapping": (lambda t: t.update(asha=True), "asha", ["a mapping of enabled", "grace_period"]),
+    "arms not a list": (lambda t: t.update(arms={"name": "x"}), "arms", ["a list of {name, overrides, kind}"]),
+    "override not a string": (lambda t: t["arms"][0].update(overrides=[1]), "arms[0].overrides[0]", ["a string"]),
+    "bad arm kind": (lambda t: t["arms"][0].update(kind="fancy"), "arms[0].kind", ["'fancy'", "'phi', 'baseline'"]),
+    "bad arm name": (lambda t: t["arms"][1].update(name="a/b"), "arms[1].name", ["without '/'", "'a/b'"]),
+    "bad phase": (lambda t: t.update(phase="phase9"), "phase", ["'phase9'", "'phase1'"]),
+    "out of range": (lambda t: t["asha"].update(reduction_factor=1), "asha.reduction_factor", ["[2, inf]"]),
+    "lr out of range": (lambda t: t.update(learning_rates=[1e-3, 0.0]), "learning_rates[1]", ["(0.0, 1.0]"]),
+    "gpus without use_gpu": (lambda t: t["resources"].update(gpus_per_worker=1.0), "resources.gpus_per_worker",
+                             ["0 when resources.use_gpu is false"]),
+    "wrong metric": (lambda t: t["asha"].update(metric="val_f1"), "asha.metric", ["'val_loss'", "'val_f1'"]),
+    "bad arm override": (lambda t: t["arms"][0].update(overrides=["schedule.lr=nope"]), "arms[0].overrides (schedule.lr)",
+                         ["unknown schedule 'nope'", "phi_decay"]),
+    "missing base config": (lambda t: t.update(base_config="/nonexistent/base.yaml"), "base_config",
+                            ["/nonexistent/base.yaml", "file not found"]),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SWEEPS), ids=list(BAD_SWEEPS))
+def test_bad_sweep_file_names_file_key_and_allowed(tmp_path, case):
+    edit, key, fragments = BAD_SWEEPS[case]
+    path = _sweep_variant(tmp_path, edit)
+    with pytest.raises(ConfigError) as e:
+        load_sweep(path)
+    msg = str(e.value)
+    assert e.value.key == key and e.value.source == str(path), msg
+    assert msg.startswith(f"{path}: key '{key}'"), msg
+    for frag in fragments:
+        assert frag in msg, f"{frag!r} not in {msg!r}"
+
+
+def test_sweep_values_take_their_annotated_types(tmp_path):
+    path = _sweep_variant(tmp_path, lambda t: (t["resources"].update(trial_cpus=1, cpus_per_worker=2),
+                                               t.update(learning_rates=[1, "3e-4"], target_val_loss=4)))
+    spec = load_sweep(path)
+    assert spec.resources.trial_cpus == 1.0 and isinstance(spec.resources.trial_cpus, float)
+    assert spec.learning_rates == [1.0, 3e-4] and all(isinstance(x, float) for x in spec.learning_rates)
+    assert isinstance(spec.target_val_loss, float) and spec.arms[0].kind is None
+
+
+@pytest.mark.parametrize("path", sorted((CONFIGS / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_sweep_round_trip(tmp_path, path):
+    spec = load_sweep(path)
+    assert isinstance(spec, SweepConfig)
+    assert sweep_from_dict(spec.to_dict()) == spec
+    assert sweep_from_dict(json.loads(json.dumps(spec.to_dict()))) == spec  # how trials receive it
+    dumped = tmp_path / "dumped.yaml"
+    dumped.write_text(dump_yaml(spec))
+    again = load_sweep(dumped)
+    assert again == spec and dump_yaml(again) == dump_yaml(spec)
 
 
 # ---------------------------------------------------------------------------- auto phase

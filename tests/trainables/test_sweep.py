@@ -18,7 +18,8 @@ import yaml
 
 from layoutray.config import ConfigError
 from layoutray.data.synth import synthesize
-from trainables.sweep import DONE_FILE, load_sweep
+from layoutray.sweep_config import load_sweep
+from trainables.sweep import DONE_FILE
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["model.d_model=32", "model.n_heads=2", "model.n_layers=1", "model.patch_size=32",
