@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from serving import rollout as client
+from serving import client
 
 
 def add_parser(top) -> None:

@@ -14,9 +14,15 @@ from typing import Optional
 from pydantic import BaseModel, Field
 
 from layoutray.data.vocab import ELEMENT_TYPES, SECTION_TYPES
-from layoutray.model.request import (FIELDS, ApiError, LayoutRequest, Limits, check_content_length,  # noqa: F401
+from layoutray.model.request import (FIELDS, ApiError, LayoutRequest, Limits, check_content_length,
                                      check_content_type, decode_image, parse_layout_request, to_pixels,
                                      validate_payload)
+
+__all__ = [  # the validator's names are re-exported: the router, the benchmark and tests use them from here
+    "FIELDS", "ApiError", "LayoutRequest", "Limits", "check_content_length", "check_content_type", "decode_image",
+    "parse_layout_request", "to_pixels", "validate_payload", "read_body_limited", "Canvas", "LayoutRequestModel",
+    "LayoutElement", "Layout", "LayoutResponse", "ErrorDetail", "ErrorResponse", "ERROR_RESPONSES"]
+
 
 async def read_body_limited(request, limit: int) -> bytes:
     """Read a Starlette request body, refusing (413) as soon as it passes `limit` bytes."""
@@ -30,9 +36,6 @@ async def read_body_limited(request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-# ----------------------------------------------------------------------------- responses
-
-
 # ----------------------------------------------------------------------------- OpenAPI docs
 
 
@@ -42,7 +45,8 @@ class Canvas(BaseModel):
 
 
 class LayoutRequestModel(BaseModel):
-    """Body of POST /v1/layouts. Every field is optional, but give `elements` or `image` (or both)."""
+    """Body of POST /v1/layouts. Every field is optional, but give at least one of `section_type`,
+    `elements` and `image` (a section type alone lets the model choose the elements)."""
 
     section_type: Optional[str] = Field(None, description="one of: " + ", ".join(SECTION_TYPES),
                                         examples=["hero"])

@@ -1,5 +1,5 @@
-"""The Serve application: `Router` (the HTTP ingress, the traffic split and the canary controller)
-in front of two `LayoutModel` deployments (serving/model_server.py), one per version slot.
+"""The Serve application: `Router` (the HTTP ingress) in front of two `LayoutModel` deployments
+(serving/model_server.py), one per version slot.
 
     HTTP :8000 -> Router (1 replica, FastAPI) --handle--> LayoutModel_blue  (slot "blue")
                                                  \\------> LayoutModel_green (slot "green")
@@ -8,17 +8,19 @@ A *slot* is a deployment that serves one model version; the router's state says 
 `stable` and which is `canary` (promotion swaps the roles, so no replica has to be replaced).
 Versions are named by their slot in responses and metrics.
 
+The Router is the Serve shell: HTTP routes, admin auth, metrics and the handles. The decisions
+are made by plain classes: serving/traffic.py (which slot answers, shadow copies, fallback),
+serving/judge.py (the analysis windows and their verdicts) and serving/rollout.py (the rollout
+state machine, which the router drives on a timer).
+
 `app` (module level) is what `serve run configs/serve.yaml` imports; `build_app(args)` builds the
 same application with other artifact dirs or settings (tests, the benchmark).
 """
 
 
 import asyncio
-import hashlib
 import logging
-import math
 import os
-import random
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -28,15 +30,16 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from serving import api
+from serving.judge import Windows, measured_by_slot
 from serving.model_server import LayoutModel, replica_id, resolve_path
-from serving.rollout import ACTIVE, RolloutController, RolloutError, load_admin_token, token_matches
-from serving.judge import VersionWindow
+from serving.rollout import (ACTIVE, RolloutController, RolloutError, check_start_body, load_admin_token,
+                             start_options, token_matches)
+from serving.traffic import SLOTS, TrafficPolicy, check_roles
 
 logger = logging.getLogger("ray.serve")
 
 DEFAULT_MODEL = "runs/quickstart/model"  # where `make run` leaves its model
 DEFAULT_STATE_DIR = "runs/serving"
-SLOTS = ("blue", "green")
 
 LATENCY_BUCKETS_MS = [2, 5, 10, 20, 35, 50, 75, 100, 150, 250, 500, 1000, 2000, 5000, 10000, 30000]
 
@@ -64,6 +67,70 @@ ROUTER_DEFAULTS = {
 }
 
 
+def router_config(user_config: Optional[dict]) -> dict:
+    """ROUTER_DEFAULTS updated with the Router's user_config (its `rollout` dict key by key).
+    ValueError on unknown keys; the roles and weights are checked by traffic.check_roles."""
+    user_config = dict(user_config or {})
+    unknown = set(user_config) - set(ROUTER_DEFAULTS)
+    if unknown:
+        raise ValueError(f"Router user_config: unknown keys {sorted(unknown)}; allowed {sorted(ROUTER_DEFAULTS)}")
+    cfg = dict(ROUTER_DEFAULTS, **user_config)
+    cfg["rollout"] = dict(ROUTER_DEFAULTS["rollout"], **(user_config.get("rollout") or {}))
+    return cfg
+
+
+def _error(status: int, field: str, message: str, headers: Optional[dict] = None) -> JSONResponse:
+    return JSONResponse({"error": {"field": field, "message": message}}, status_code=status, headers=headers)
+
+
+# ============================================================================ metrics
+
+
+class RouterMetrics:
+    """The router's metrics (exported by Ray's metrics agent). Created inside the replica: Ray's
+    metric objects belong to the process that records them."""
+
+    def __init__(self):
+        from ray.serve.metrics import Counter, Gauge, Histogram
+
+        self.requests = Counter("layoutray_requests_total", "model calls by version, role and outcome",
+                                tag_keys=("version", "role", "outcome"))
+        self.latency = Histogram("layoutray_request_latency_ms", "model call latency seen by the router (ms)",
+                                 boundaries=LATENCY_BUCKETS_MS, tag_keys=("version", "role"))
+        self.fallbacks = Counter("layoutray_fallbacks_total", "requests retried on stable after the chosen "
+                                 "version failed", tag_keys=("version",))
+        self.client_errors = Counter("layoutray_client_errors_total", "4xx answers by field",
+                                     tag_keys=("status", "field"))
+        self.weight = Gauge("layoutray_version_weight_percent", "traffic weight", tag_keys=("version",))
+        self.decisions = Counter("layoutray_rollout_decisions_total", "rollout decisions",
+                                 tag_keys=("decision",))
+        self.step = Gauge("layoutray_rollout_canary_percent", "canary weight of the rollout",
+                          tag_keys=("version",))
+        self.win_err = Gauge("layoutray_rollout_window_error_rate", "error rate in the last analysis window",
+                             tag_keys=("version",))
+        self.win_p95 = Gauge("layoutray_rollout_window_p95_ms", "P95 latency in the last analysis window",
+                             tag_keys=("version",))
+
+    def call(self, slot: str, role: str, ok: bool, latency_ms: float, outcome: str) -> None:
+        self.requests.inc(tags={"version": slot, "role": role, "outcome": outcome})
+        if ok:
+            self.latency.observe(latency_ms, tags={"version": slot, "role": role})
+
+    def weights(self, weights: dict) -> None:
+        for slot in SLOTS:
+            self.weight.set(float(weights.get(slot, 0)), tags={"version": slot})
+
+    def decision(self, entry: dict, state) -> None:
+        """A rollout decision (its audit entry) and the state it left (`state`)."""
+        self.decisions.inc(tags={"decision": entry["decision"]})
+        self.step.set(float(state.weights.get(state.canary, 0)), tags={"version": state.canary})
+        for slot, m in measured_by_slot(entry).items():
+            if m.get("error_rate") is not None:
+                self.win_err.set(m["error_rate"], tags={"version": slot})
+            if m.get("p95_ms") is not None:
+                self.win_p95.set(m["p95_ms"], tags={"version": slot})
+
+
 # ============================================================================ Router
 
 http_app = FastAPI(
@@ -74,15 +141,11 @@ http_app = FastAPI(
 )
 
 
-def _error(status: int, field: str, message: str, headers: Optional[dict] = None) -> JSONResponse:
-    return JSONResponse({"error": {"field": field, "message": message}}, status_code=status, headers=headers)
-
-
 @serve.deployment(num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0},
                   health_check_period_s=5.0)
 @serve.ingress(http_app)
 class Router:
-    """Weighted, sticky routing with shadow copies and fallback; hosts the canary controller.
+    """The HTTP ingress and the host of the canary controller.
 
     One replica on purpose: the analysis windows see every request, and the weights never
     disagree between replicas."""
@@ -96,103 +159,30 @@ class Router:
         self.state_dir = state_dir
         self.cfg: dict = {}
         self.ctl: Optional[RolloutController] = None
-        self.window: dict[str, VersionWindow] = {}
-        self.window_opened = time.time()
+        self.traffic: Optional[TrafficPolicy] = None
+        self.windows = Windows()
         self._loop_task: Optional[asyncio.Task] = None
         self._infos: dict[str, dict] = {}
-        self._bg: set = set()
-        self._init_metrics()
+        self._bg: set = set()  # shadow calls in flight: the loop keeps only weak references to tasks
+        self.metrics = RouterMetrics()
 
-    # --- metrics ------------------------------------------------------------------------
-    def _init_metrics(self) -> None:
-        from ray.serve.metrics import Counter, Gauge, Histogram
-
-        self.m_requests = Counter("layoutray_requests_total", "model calls by version, role and outcome",
-                                  tag_keys=("version", "role", "outcome"))
-        self.m_latency = Histogram("layoutray_request_latency_ms", "model call latency seen by the router (ms)",
-                                   boundaries=LATENCY_BUCKETS_MS, tag_keys=("version", "role"))
-        self.m_fallbacks = Counter("layoutray_fallbacks_total", "requests retried on stable after the chosen "
-                                   "version failed", tag_keys=("version",))
-        self.m_client_errors = Counter("layoutray_client_errors_total", "4xx answers by field",
-                                       tag_keys=("status", "field"))
-        self.m_weight = Gauge("layoutray_version_weight_percent", "traffic weight", tag_keys=("version",))
-        self.m_decisions = Counter("layoutray_rollout_decisions_total", "rollout decisions",
-                                   tag_keys=("decision",))
-        self.m_step = Gauge("layoutray_rollout_canary_percent", "canary weight of the rollout",
-                            tag_keys=("version",))
-        self.m_win_err = Gauge("layoutray_rollout_window_error_rate", "error rate in the last analysis window",
-                               tag_keys=("version",))
-        self.m_win_p95 = Gauge("layoutray_rollout_window_p95_ms", "P95 latency in the last analysis window",
-                               tag_keys=("version",))
-
-    def _export_weights(self) -> None:
-        for slot in SLOTS:
-            self.m_weight.set(float(self.weights.get(slot, 0)), tags={"version": slot})
-
-    def _observe(self, slot: str, role: str, ok: bool, latency_ms: float, outcome: str) -> None:
-        self.m_requests.inc(tags={"version": slot, "role": role, "outcome": outcome})
-        if ok:
-            self.m_latency.observe(latency_ms, tags={"version": slot, "role": role})
-        self.window.setdefault(slot, VersionWindow()).add(ok, latency_ms)
-
-    def _on_decision(self, entry: Optional[dict]) -> None:
-        if not entry:
-            return
-        self.m_decisions.inc(tags={"decision": entry["decision"]})
-        st = self.ctl.state
-        self.m_step.set(float(st.weights.get(st.canary, 0)), tags={"version": st.canary})
-        for role in ("canary", "stable"):
-            m = (entry.get("measured") or {}).get(role) or {}
-            slot = entry[role] if entry["decision"] != "promote" else entry["canary" if role == "stable" else "stable"]
-            if m.get("error_rate") is not None:
-                self.m_win_err.set(m["error_rate"], tags={"version": slot})
-            if m.get("p95_ms") is not None:
-                self.m_win_p95.set(m["p95_ms"], tags={"version": slot})
-        self._reset_window()
-        self._export_weights()
-        logger.info("rollout %s: %s", entry["decision"], entry["reason"])
-
-    def _reset_window(self) -> None:
-        self.window, self.window_opened = {}, time.time()
-
-    # --- configuration ---------------------------------------------------------------------
-    @property
-    def weights(self) -> dict:
-        return self.ctl.state.weights
-
-    @staticmethod
-    def _check_roles(cfg: dict) -> tuple[str, str, dict]:
-        stable, canary, w = cfg["stable"], cfg["canary"], cfg["weights"]
-        if stable not in SLOTS or canary not in SLOTS or stable == canary:
-            raise ValueError(f"Router user_config: stable/canary must be two different slots of {SLOTS}")
-        if not isinstance(w, dict) or set(w) - set(SLOTS) or any(
-                not isinstance(v, (int, float)) or v < 0 or not math.isfinite(v) for v in w.values()):
-            raise ValueError(f"Router user_config: weights must map slots {SLOTS} to numbers >= 0; got {w!r}")
-        total = float(sum(w.values()))
-        if total <= 0:
-            raise ValueError("Router user_config: weights must not all be 0")
-        return stable, canary, {s: 100.0 * float(w.get(s, 0)) / total for s in SLOTS}
-
+    # --- configuration and the controller ----------------------------------------------------
     async def reconfigure(self, user_config: dict) -> None:
-        user_config = dict(user_config or {})
-        unknown = set(user_config) - set(ROUTER_DEFAULTS)
-        if unknown:
-            raise ValueError(f"Router user_config: unknown keys {sorted(unknown)}; allowed {sorted(ROUTER_DEFAULTS)}")
-        cfg = dict(ROUTER_DEFAULTS, **user_config)
-        cfg["rollout"] = dict(ROUTER_DEFAULTS["rollout"], **(user_config.get("rollout") or {}))
-        stable, canary, weights = self._check_roles(cfg)
-        old = self.cfg
-        self.cfg = cfg
+        cfg = router_config(user_config)
+        stable, canary, weights = check_roles(cfg)
+        old, self.cfg = self.cfg, cfg
         if self.ctl is None:
             # First configuration: a saved state (a rollout in progress, a promotion) wins.
             self.ctl = RolloutController(self.state_dir, stable, canary, weights)
             if not self.ctl.restored:
                 self.ctl.store.save(self.ctl.state)
-            self._reset_window()
-        elif (old.get("stable"), old.get("canary"), self._check_roles(old)[2]) != (stable, canary, weights):
+            self.traffic = TrafficPolicy(self.ctl.state)
+            self.windows.reset()
+        elif (old.get("stable"), old.get("canary"), check_roles(old)[2]) != (stable, canary, weights):
             # The operator changed the split through user_config: apply it now (no restart).
             self._on_decision(self.ctl.set_manual(stable, canary, weights))
-        self._export_weights()
+        self.traffic.shadow_share = float(cfg["shadow_share"])
+        self.metrics.weights(self.ctl.state.weights)
         self.token = load_admin_token(cfg["admin_token_file"])
         if self._loop_task is None:
             self._loop_task = asyncio.get_running_loop().create_task(self._controller_loop())
@@ -203,32 +193,19 @@ class Router:
             try:
                 if self.ctl.window_due():
                     st = self.ctl.state
-                    win = self.window
-                    entry = self.ctl.evaluate(win.get(st.canary, VersionWindow()),
-                                              win.get(st.stable, VersionWindow()))
-                    self._on_decision(entry)
+                    self._on_decision(self.ctl.evaluate(self.windows.of(st.canary), self.windows.of(st.stable)))
             except Exception:  # noqa: BLE001 - the loop must survive; the error is logged
                 logger.exception("rollout controller tick failed")
 
-    # --- routing ----------------------------------------------------------------------------
-    def choose(self, user_id: Optional[str]) -> str:
-        w = {s: v for s, v in self.weights.items() if v > 0}
-        if not w:
-            return self.ctl.state.stable
-        if user_id:
-            # Weighted rendezvous hashing: one hash per (user, version). A user stays on a version
-            # while its weight does not drop, and moves only when it must.
-            best, best_score = None, math.inf
-            for slot in sorted(w):
-                h = int.from_bytes(hashlib.sha256(f"{slot}\x00{user_id}".encode()).digest()[:8], "big")
-                u = (h + 0.5) / 2.0**64
-                score = -math.log(u) / w[slot]
-                if score < best_score:
-                    best, best_score = slot, score
-            return best
-        slots = sorted(w)
-        return random.choices(slots, weights=[w[s] for s in slots])[0]
+    def _on_decision(self, entry: Optional[dict]) -> None:
+        if not entry:
+            return
+        self.metrics.decision(entry, self.ctl.state)
+        self.windows.reset()  # a decision closes the window: the next one judges the new weights
+        self.metrics.weights(self.ctl.state.weights)
+        logger.info("rollout %s: %s", entry["decision"], entry["reason"])
 
+    # --- calling the model slots ----------------------------------------------------------
     async def _attempt(self, slot: str, payload: dict, timeout: float, role: str) -> tuple[bool, Any]:
         t0 = time.perf_counter()
         image = payload.get("image_png")
@@ -236,42 +213,43 @@ class Router:
         resp = (self.direct_handles if small else self.handles)[slot].remote(payload)
         try:
             result = await asyncio.wait_for(asyncio.ensure_future(resp), timeout=max(0.01, timeout))
-            self._observe(slot, role, True, (time.perf_counter() - t0) * 1000.0, "ok")
-            return True, result
+            ok, outcome = True, "ok"
         except asyncio.TimeoutError:
             resp.cancel()
-            self._observe(slot, role, False, (time.perf_counter() - t0) * 1000.0, "timeout")
-            return False, f"{slot} timed out after {timeout:.1f} s"
+            ok, outcome, result = False, "timeout", f"{slot} timed out after {timeout:.1f} s"
         except Exception as e:  # noqa: BLE001 - any replica/model error
-            self._observe(slot, role, False, (time.perf_counter() - t0) * 1000.0, "error")
-            return False, f"{slot} failed: {type(e).__name__}"
+            ok, outcome, result = False, "error", f"{slot} failed: {type(e).__name__}"
+        latency_ms = (time.perf_counter() - t0) * 1000.0
+        self.metrics.call(slot, role, ok, latency_ms, outcome)
+        self.windows.add(slot, ok, latency_ms)
+        return ok, result
 
-    async def _shadow(self, payload: dict) -> None:
-        slot = self.ctl.state.canary
-        await self._attempt(slot, payload, float(self.cfg["version_timeout_s"]), "shadow")
+    def _shadow(self, slot: str, payload: dict) -> None:
+        t = asyncio.get_running_loop().create_task(
+            self._attempt(slot, payload, float(self.cfg["version_timeout_s"]), "shadow"))
+        self._bg.add(t)
+        t.add_done_callback(self._bg.discard)
 
     async def _route(self, payload: dict, user_id: Optional[str]) -> JSONResponse:
-        st, cfg = self.ctl.state, self.cfg
-        chosen = self.choose(user_id)
+        cfg = self.cfg
+        chosen = self.traffic.choose(user_id)
         deadline = time.perf_counter() + float(cfg["request_timeout_s"])
-        share = float(cfg["shadow_share"])
-        if share > 0 and chosen != st.canary and random.random() < share:
-            t = asyncio.get_running_loop().create_task(self._shadow(payload))
-            self._bg.add(t)
-            t.add_done_callback(self._bg.discard)
-        role = "primary"
+        shadow = self.traffic.shadow_to(chosen)
+        if shadow:
+            self._shadow(shadow, payload)
         ok, result = await self._attempt(chosen, payload, min(float(cfg["version_timeout_s"]),
-                                                                deadline - time.perf_counter()), role)
-        served, fallback = chosen, False
-        if not ok and chosen != st.stable and deadline - time.perf_counter() > 0:
-            self.m_fallbacks.inc(tags={"version": chosen})
-            served, fallback = st.stable, True
-            ok, result = await self._attempt(st.stable, payload, deadline - time.perf_counter(), "fallback")
+                                                                deadline - time.perf_counter()), "primary")
+        served = chosen
+        fallback = None if ok else self.traffic.fallback_for(chosen)
+        if fallback and deadline - time.perf_counter() > 0:
+            self.metrics.fallbacks.inc(tags={"version": chosen})
+            served = fallback
+            ok, result = await self._attempt(fallback, payload, deadline - time.perf_counter(), "fallback")
         if not ok:
             timed_out = "timed out" in str(result)
             return _error(504 if timed_out else 503, "", f"no version could answer: {result}")
         headers = {"X-Layoutray-Version": served}
-        if fallback:
+        if served != chosen:
             headers["X-Layoutray-Fallback"] = chosen
         return JSONResponse({"version": served, "layouts": result["layouts"]}, headers=headers)
 
@@ -306,7 +284,7 @@ class Router:
             body = await api.read_body_limited(request, limits.max_body_bytes)
             req = api.parse_layout_request(body, request.headers.get("content-type"), limits)
         except api.ApiError as e:
-            self.m_client_errors.inc(tags={"status": str(e.status), "field": e.field[:40]})
+            self.metrics.client_errors.inc(tags={"status": str(e.status), "field": e.field[:40]})
             return JSONResponse(e.body(), status_code=e.status)
         user_id = request.headers.get(self.cfg["sticky_header"])
         try:
@@ -350,11 +328,7 @@ class Router:
 
     def _status_body(self) -> dict:
         st = self.ctl.state
-        age = round(time.time() - self.window_opened, 1)
-        win = None
-        if st.status in ACTIVE:
-            win = {"age_s": age, "canary": self.window.get(st.canary, VersionWindow()).summary(),
-                   "stable": self.window.get(st.stable, VersionWindow()).summary()}
+        win = self.windows.summary(st.canary, st.stable) if st.status in ACTIVE else None
         return {"state": st.to_dict(), "current_window": win, "audit": self.ctl.audit.tail(20)}
 
     async def _admin(self, request: Request, action) -> JSONResponse:
@@ -364,7 +338,7 @@ class Router:
         try:
             entry = await action()
         except RolloutError as e:
-            return _error(e.status, "rollout", str(e))
+            return _error(e.status, e.field, str(e))
         self._on_decision(entry)
         return JSONResponse(self._status_body())
 
@@ -380,34 +354,27 @@ class Router:
             return denied
         try:
             body = await request.json()
-            if not isinstance(body, dict):
-                raise ValueError("not an object")
-        except Exception:  # noqa: BLE001
-            return _error(400, "body", "expected a JSON object")
-        known = {"canary", "steps", "interval", "min_requests", "max_error_rate", "max_p95_ms", "max_failed_windows"}
-        if set(body) - known:
-            return _error(422, sorted(set(body) - known)[0], f"unknown field; allowed: {', '.join(sorted(known))}")
-        st = self.ctl.state
-        if st.status in ACTIVE:
-            return _error(409, "rollout", f"a rollout is already {st.status}")
-        canary_dir = body.get("canary")
+        except Exception:  # noqa: BLE001 - any unparsable body is the client's error
+            body = None
+        try:
+            check_start_body(body)
+            st = self.ctl.state
+            if st.status in ACTIVE:
+                raise RolloutError(f"a rollout is already {st.status}", 409)
+            canary_dir = body.get("canary")
+            if canary_dir is not None and (not isinstance(canary_dir, str) or not Path(canary_dir).is_dir()):
+                raise RolloutError(f"not a directory on the serving host: {str(canary_dir)[:200]!r}", 422, "canary")
+            options = start_options(body, self.cfg["rollout"])
+        except RolloutError as e:
+            return _error(e.status, e.field, str(e))
         if canary_dir is not None:
-            if not isinstance(canary_dir, str) or not Path(canary_dir).is_dir():
-                return _error(422, "canary", f"not a directory on the serving host: {str(canary_dir)[:200]!r}")
             canary_dir = resolve_path(canary_dir)
             err = await self._load_canary(canary_dir)
             if err:
                 return err
-        ro = self.cfg["rollout"]
 
         async def act():
-            return self.ctl.start(
-                canary_dir, steps=body.get("steps", "10,25,50,100"), interval_s=float(body.get("interval", 60.0)),
-                min_requests=int(body.get("min_requests", 50)), max_error_rate=float(body.get("max_error_rate", 0.05)),
-                max_p95_ms=float(body.get("max_p95_ms", 2000.0)),
-                max_failed_windows=int(body.get("max_failed_windows", ro["max_failed_windows"])),
-                alpha=float(ro["alpha"]), latency_ratio=float(ro["latency_ratio"]),
-                latency_slack_ms=float(ro["latency_slack_ms"]))
+            return self.ctl.start(canary_dir, **options)
         return await self._admin(request, act)
 
     async def _load_canary(self, canary_dir: str) -> Optional[JSONResponse]:

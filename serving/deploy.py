@@ -24,7 +24,6 @@ def app_config(name: str, route_prefix: str, args: dict, router: Optional[dict] 
 
 def deploy(applications: list[dict], timeout_s: float = 180.0) -> None:
     """Apply a multi-application config (replaces what is deployed) and wait until RUNNING."""
-    from ray.serve._private.client import ServeControllerClient  # noqa: F401 (type only)
     from ray.serve.context import _get_global_client
     from ray.serve.schema import ServeDeploySchema
 

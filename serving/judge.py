@@ -13,35 +13,18 @@ verdict for the canary:
 
 The comparisons with stable need at least `min_requests` stable requests in the same window
 (at 100% canary there are none); when stable has too few, they are skipped and the reason says so.
+
+`Windows` is the router's open window for every slot. The statistics themselves (percentile,
+z-test) are layoutray/eval/stats.py's.
 """
 
 from __future__ import annotations
 
-import math
+import time
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
-
-def percentile(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in [0, 100]); None for no values."""
-    if not values:
-        return None
-    s = sorted(values)
-    k = max(0, min(len(s) - 1, math.ceil(q / 100.0 * len(s)) - 1))
-    return s[k]
-
-
-def two_proportion_z(errors_a: int, n_a: int, errors_b: int, n_b: int) -> tuple[float, float]:
-    """z and one-sided p-value for 'rate a > rate b' (pooled two-proportion z-test)."""
-    if n_a <= 0 or n_b <= 0:
-        return 0.0, 1.0
-    pa, pb = errors_a / n_a, errors_b / n_b
-    pool = (errors_a + errors_b) / (n_a + n_b)
-    var = pool * (1.0 - pool) * (1.0 / n_a + 1.0 / n_b)
-    if var <= 0.0:
-        return 0.0, 1.0
-    z = (pa - pb) / math.sqrt(var)
-    p = 0.5 * math.erfc(z / math.sqrt(2.0))  # P(Z >= z)
-    return z, p
+from layoutray.eval.stats import percentile, two_proportion_z
 
 
 @dataclass
@@ -71,6 +54,41 @@ class VersionWindow:
                 "error_rate": None if self.error_rate is None else round(self.error_rate, 4),
                 "p50_ms": None if p50 is None else round(p50, 2),
                 "p95_ms": None if p95 is None else round(p95, 2)}
+
+
+class Windows:
+    """The open analysis window of every slot: what the router saw since `opened`."""
+
+    def __init__(self, clock: Callable[[], float] = time.time):
+        self.clock = clock
+        self.reset()
+
+    def reset(self) -> None:
+        self.by_slot: dict[str, VersionWindow] = {}
+        self.opened = self.clock()
+
+    def add(self, slot: str, ok: bool, latency_ms: float) -> None:
+        self.by_slot.setdefault(slot, VersionWindow()).add(ok, latency_ms)
+
+    def of(self, slot: str) -> VersionWindow:
+        """The slot's window; an empty one (not kept) when the slot saw nothing yet."""
+        return self.by_slot.get(slot, VersionWindow())
+
+    def summary(self, canary: str, stable: str) -> dict:
+        return {"age_s": round(self.clock() - self.opened, 1), "canary": self.of(canary).summary(),
+                "stable": self.of(stable).summary()}
+
+
+def measured_by_slot(entry: dict) -> dict[str, dict]:
+    """A rollout decision's window measurements (audit entry `measured`), keyed by the slot each
+    was taken on. A promotion's entry names the roles after the swap: what it measured as the
+    canary is then its `stable` slot."""
+    measured = entry.get("measured") or {}
+    swapped = entry["decision"] == "promote"
+    out = {}
+    for role, other in (("canary", "stable"), ("stable", "canary")):
+        out[entry[other if swapped else role]] = measured.get(role) or {}
+    return out
 
 
 @dataclass

@@ -1,10 +1,11 @@
-"""Canary rollout: persisted state, the step/verdict state machine, the audit log, admin-token
-handling and the `layoutray rollout ...` CLI handlers.
+"""Canary rollout: persisted state, the step/verdict state machine, the audit log, the checks of
+a start request and admin-token handling.
 
 Where it runs: the controller lives inside the single `Router` replica (serving/app.py). The
 router already sees the outcome and latency of every request it routes, so its analysis windows
 need no metric scraping, and the weights it decides take effect on the next request. The CLI
-only talks HTTP to the router's admin endpoints (`/admin/rollout/...`, bearer token).
+(serving/client.py) only talks HTTP to the router's admin endpoints (`/admin/rollout/...`,
+bearer token).
 
 Durability: every change is written atomically to `<state_dir>/rollout_state.json` before it is
 acknowledged, and every decision is appended to `<state_dir>/rollout_audit.jsonl`. A restarted
@@ -18,7 +19,6 @@ import dataclasses
 import hmac
 import json
 import os
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -35,14 +35,17 @@ TOKEN_FILE_ENV = "LAYOUTRAY_ADMIN_TOKEN_FILE"
 DEFAULT_TOKEN_FILE = Path.home() / ".config" / "layoutray" / "admin_token"
 
 ACTIVE = ("running", "paused")
+START_FIELDS = ("canary", "steps", "interval", "min_requests", "max_error_rate", "max_p95_ms", "max_failed_windows")
 
 
 class RolloutError(ValueError):
-    """An admin action that does not fit the current state (HTTP 409) or bad parameters (422)."""
+    """An admin action that does not fit the current state (HTTP 409) or bad parameters (422);
+    `field` is what the HTTP error body names."""
 
-    def __init__(self, message: str, status: int = 409):
+    def __init__(self, message: str, status: int = 409, field: str = "rollout"):
         super().__init__(message)
         self.status = status
+        self.field = field
 
 
 def _now_iso(t: float) -> str:
@@ -58,6 +61,36 @@ def parse_steps(spec: str | list) -> list[int]:
     if not steps or any(not 0 < s <= 100 for s in steps) or steps != sorted(set(steps)) or steps[-1] != 100:
         raise RolloutError(f"steps must be increasing percentages in (0, 100] ending at 100; got {spec!r}", 422)
     return steps
+
+
+def check_start_body(body) -> dict:
+    """The body of POST /admin/rollout/start, if it is a JSON object of known fields only."""
+    if not isinstance(body, dict):
+        raise RolloutError("expected a JSON object", 400, "body")
+    unknown = sorted(set(body) - set(START_FIELDS))
+    if unknown:
+        raise RolloutError(f"unknown field; allowed: {', '.join(sorted(START_FIELDS))}", 422, unknown[0])
+    return body
+
+
+def start_options(body: dict, settings: dict) -> dict:
+    """`RolloutController.start` keyword arguments (all but the canary) from a checked start body
+    and the router's `rollout` settings (the thresholds that are not on the CLI)."""
+
+    def number(name: str, kind, default):
+        value = body.get(name, default)
+        try:
+            return kind(value)
+        except (TypeError, ValueError, OverflowError):
+            raise RolloutError(f"expected a number; got {str(value)[:50]!r}", 422, name) from None
+
+    return {"steps": body.get("steps", "10,25,50,100"), "interval_s": number("interval", float, 60.0),
+            "min_requests": number("min_requests", int, 50),
+            "max_error_rate": number("max_error_rate", float, 0.05),
+            "max_p95_ms": number("max_p95_ms", float, 2000.0),
+            "max_failed_windows": number("max_failed_windows", int, settings["max_failed_windows"]),
+            "alpha": float(settings["alpha"]), "latency_ratio": float(settings["latency_ratio"]),
+            "latency_slack_ms": float(settings["latency_slack_ms"])}
 
 
 # ----------------------------------------------------------------------------- state
@@ -292,8 +325,9 @@ class RolloutController:
 
 
 def load_admin_token(token_file: Optional[str] = None) -> Optional[str]:
-    """The admin bearer token: env LAYOUTRAY_ADMIN_TOKEN, else the file named by
-    LAYOUTRAY_ADMIN_TOKEN_FILE (or `token_file`), else ~/.config/layoutray/admin_token."""
+    """The admin bearer token, for the server and the CLI alike: env LAYOUTRAY_ADMIN_TOKEN, else
+    the first readable, non-empty file of `token_file` (the Router's admin_token_file), the one
+    named by LAYOUTRAY_ADMIN_TOKEN_FILE and ~/.config/layoutray/admin_token."""
     tok = os.environ.get(TOKEN_ENV, "").strip()
     if tok:
         return tok
@@ -313,113 +347,3 @@ def token_matches(expected: Optional[str], authorization: Optional[str]) -> bool
         return False
     scheme, _, given = authorization.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.encode())
-
-
-# ----------------------------------------------------------------------------- CLI handlers
-
-
-def _call(args, method: str, path: str, body: Optional[dict] = None) -> tuple[int, dict]:
-    import urllib.error
-    import urllib.request
-
-    url = args.url.rstrip("/") + path
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
-    req.add_header("Content-Type", "application/json")
-    token = load_admin_token()
-    if token:
-        req.add_header("Authorization", f"Bearer {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, json.loads(r.read() or b"{}")
-    except urllib.error.HTTPError as e:
-        try:
-            return e.code, json.loads(e.read() or b"{}")
-        except ValueError:
-            return e.code, {"error": {"field": "", "message": e.reason}}
-    except (urllib.error.URLError, OSError) as e:
-        return 0, {"error": {"field": "url", "message": f"cannot reach {args.url}: {e}"}}
-
-
-def _fmt_decision(e: dict) -> str:
-    m = e.get("measured") or {}
-    c = m.get("canary") or {}
-    st = m.get("stable") or {}
-    nums = ""
-    if c:
-        nums = (f" canary n={c.get('requests')} err={c.get('error_rate')} p95={c.get('p95_ms')}ms"
-                f" | stable n={st.get('requests')} err={st.get('error_rate')} p95={st.get('p95_ms')}ms")
-        if "p_value" in m:
-            nums += f" | p={m['p_value']}"
-    return f"  {e.get('time', '')[:23]}  step {e.get('step')}%  {e.get('decision', ''):<9} {e.get('reason', '')}{nums}"
-
-
-def print_status(d: dict, out=sys.stdout) -> None:
-    s = d.get("state", {})
-    print(f"rollout:  {s.get('status')}" + (f" (id {s.get('rollout_id')})" if s.get("rollout_id") else ""), file=out)
-    print(f"stable:   {s.get('stable')}    canary: {s.get('canary')}"
-          + (f" ({s.get('canary_model')})" if s.get("canary_model") else ""), file=out)
-    w = s.get("weights") or {}
-    print("weights:  " + ", ".join(f"{k} {v:g}%" for k, v in w.items()) + f"  (set by {s.get('weights_source')})",
-          file=out)
-    if s.get("status") in ACTIVE:
-        print(f"step:     {s.get('step')}% ({s.get('step_index', 0) + 1}/{len(s.get('steps') or [])} of "
-              f"{','.join(map(str, s.get('steps') or []))}), window every {s.get('interval_s')} s, "
-              f"failing windows {s.get('failed_windows')}/{s.get('max_failed_windows')}", file=out)
-        th = s.get("thresholds") or {}
-        print(f"checks:   min_requests {th.get('min_requests')}, max_error_rate {th.get('max_error_rate')}, "
-              f"max_p95_ms {th.get('max_p95_ms')}, alpha {th.get('alpha')}", file=out)
-    win = d.get("current_window")
-    if win:
-        print(f"window:   {win.get('age_s')} s old; canary {win.get('canary')}; stable {win.get('stable')}", file=out)
-    audit = d.get("audit") or []
-    if audit:
-        print("decisions (latest last):", file=out)
-        for e in audit:
-            print(_fmt_decision(e), file=out)
-
-
-def _finish(args, code: int, body: dict) -> int:
-    if args.json:
-        print(json.dumps(body, indent=2))
-    elif code == 200:
-        print_status(body)
-    else:
-        err = body.get("error") or {}
-        msg = str(err.get("message", body))  # a 401 from something else may carry no message
-        if code == 401:  # say which side lacks the token: a bare 401 reads the same for both
-            msg += ("; this client sent the token it found" if load_admin_token() else
-                    f"; this client found no token: set {TOKEN_ENV} (or {TOKEN_FILE_ENV}, or write "
-                    f"{DEFAULT_TOKEN_FILE}) to the server's token")
-        print(f"error ({code or 'no connection'}): {msg}", file=sys.stderr)
-    if code == 200:
-        return 0
-    return 3 if code in (401, 403) else 1
-
-
-def cmd_start(args) -> int:
-    canary = str(Path(args.canary).expanduser().resolve())
-    body = {"canary": canary, "steps": args.steps, "interval": args.interval,
-            "min_requests": args.min_requests, "max_error_rate": args.max_error_rate,
-            "max_p95_ms": args.max_p95_ms}
-    return _finish(args, *_call(args, "POST", "/admin/rollout/start", body))
-
-
-def cmd_status(args) -> int:
-    return _finish(args, *_call(args, "GET", "/admin/rollout"))
-
-
-def cmd_pause(args) -> int:
-    return _finish(args, *_call(args, "POST", "/admin/rollout/pause", {}))
-
-
-def cmd_resume(args) -> int:
-    return _finish(args, *_call(args, "POST", "/admin/rollout/resume", {}))
-
-
-def cmd_promote(args) -> int:
-    return _finish(args, *_call(args, "POST", "/admin/rollout/promote", {}))
-
-
-def cmd_rollback(args) -> int:
-    return _finish(args, *_call(args, "POST", "/admin/rollout/rollback", {}))

@@ -1,5 +1,8 @@
-"""Statistics for comparing training arms over seeds: t confidence intervals, Welch's t-test,
-Mann-Whitney U, Cohen's d / Hedges' g.
+"""The project's statistics, in one place.
+
+For comparing training arms over seeds: t confidence intervals, Welch's t-test, Mann-Whitney U,
+Cohen's d / Hedges' g. For the canary judge (serving/judge.py): the nearest-rank percentile and
+the one-sided two-proportion z-test, in plain Python.
 
 With the few seeds a sweep affords, read the numbers with care: Mann-Whitney's two-sided exact
 p-value can never go below 0.1 with 3 vs 3 samples (2 / C(6, 3) = 0.1), and a t-test on 3 seeds
@@ -12,7 +15,13 @@ import math
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as sps
+
+
+def _sps():
+    """scipy.stats on first use: the serving router imports this module only for `percentile` and
+    `two_proportion_z` (plain Python), and importing scipy.stats adds about half a second."""
+    from scipy import stats
+    return stats
 
 
 def _arr(values: Sequence[float], name: str = "values") -> np.ndarray:
@@ -31,7 +40,7 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     mean = float(a.mean())
     if a.size < 2:
         return mean, math.nan, math.nan
-    half = float(sps.t.ppf((1 + confidence) / 2, a.size - 1) * a.std(ddof=1) / math.sqrt(a.size))
+    half = float(_sps().t.ppf((1 + confidence) / 2, a.size - 1) * a.std(ddof=1) / math.sqrt(a.size))
     return mean, mean - half, mean + half
 
 
@@ -47,7 +56,7 @@ def welch_t_test(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     if np.ptp(x) == 0 and np.ptp(y) == 0:
         diff = x[0] - y[0]
         return (0.0, 1.0) if diff == 0 else (math.copysign(math.inf, diff), 0.0)
-    res = sps.ttest_ind(x, y, equal_var=False)
+    res = _sps().ttest_ind(x, y, equal_var=False)
     return float(res.statistic), float(res.pvalue)
 
 
@@ -65,7 +74,7 @@ def diff_ci(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) ->
     x, y = _arr(a, "a"), _arr(b, "b")
     diff = float(x.mean() - y.mean())
     se = math.sqrt(x.var(ddof=1) / x.size + y.var(ddof=1) / y.size)
-    half = float(sps.t.ppf((1 + confidence) / 2, welch_df(x, y)) * se)
+    half = float(_sps().t.ppf((1 + confidence) / 2, welch_df(x, y)) * se)
     return diff, diff - half, diff + half
 
 
@@ -75,7 +84,7 @@ def mann_whitney(a: Sequence[float], b: Sequence[float]) -> tuple[float, float]:
     x, y = _arr(a, "a"), _arr(b, "b")
     if np.ptp(np.concatenate([x, y])) == 0:
         return x.size * y.size / 2, 1.0
-    res = sps.mannwhitneyu(x, y, alternative="two-sided")
+    res = _sps().mannwhitneyu(x, y, alternative="two-sided")
     return float(res.statistic), float(res.pvalue)
 
 
@@ -120,3 +129,32 @@ def compare_arms(a: Sequence[float], b: Sequence[float], confidence: float = 0.9
         "welch_t": t, "welch_p": p_t, "mannwhitney_u": u, "mannwhitney_p": p_u,
         "cohens_d": cohens_d(x, y), "hedges_g": hedges_g(x, y), "confidence": confidence,
     }
+
+
+# ----------------------------------------------------------------------------- canary judge
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in [0, 100]); None for no values."""
+    s = sorted(values)
+    if not s:
+        return None
+    k = max(0, min(len(s) - 1, math.ceil(q / 100.0 * len(s)) - 1))
+    return s[k]
+
+
+def two_proportion_z(errors_a: int, n_a: int, errors_b: int, n_b: int) -> tuple[float, float]:
+    """z and one-sided p-value for 'rate a > rate b' (pooled two-proportion z-test).
+
+    An empty sample, or a pooled rate of 0 or 1 (no variance), gives (0, 1): no evidence.
+    """
+    if n_a <= 0 or n_b <= 0:
+        return 0.0, 1.0
+    pa, pb = errors_a / n_a, errors_b / n_b
+    pool = (errors_a + errors_b) / (n_a + n_b)
+    var = pool * (1.0 - pool) * (1.0 / n_a + 1.0 / n_b)
+    if var <= 0.0:
+        return 0.0, 1.0
+    z = (pa - pb) / math.sqrt(var)
+    p = 0.5 * math.erfc(z / math.sqrt(2.0))  # P(Z >= z)
+    return z, p

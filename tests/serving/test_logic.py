@@ -1,5 +1,6 @@
-"""Pure logic of serving: request validation, statistics, the rollout state machine, the token.
-No Ray here; the end-to-end behaviour is in test_serve.py."""
+"""Pure logic of serving: request validation, the analysis windows and verdicts, the rollout state
+machine, the token. No Ray here; the end-to-end behaviour is in test_serve.py, the traffic policy
+in test_traffic.py, the statistics in tests/layoutray/eval/test_stats.py."""
 
 import base64
 import io
@@ -9,9 +10,9 @@ import pytest
 from PIL import Image
 
 from serving import api
-from serving.rollout import (RolloutController, RolloutError, StateStore, load_admin_token, parse_steps,
-                             token_matches)
-from serving.judge import Thresholds, VersionWindow, analyse, percentile, two_proportion_z
+from serving.judge import Thresholds, VersionWindow, Windows, analyse, measured_by_slot
+from serving.rollout import (RolloutController, RolloutError, StateStore, check_start_body, load_admin_token,
+                             parse_steps, start_options, token_matches)
 
 LIM = api.Limits(max_body_bytes=10_000, max_elements=4, max_samples=4)
 
@@ -86,19 +87,7 @@ def test_to_pixels_stays_on_canvas():
     assert out[1]["x"] + out[1]["width"] <= 1440 and out[1]["y"] + out[1]["height"] <= 800
 
 
-# ----------------------------------------------------------------------------- statistics
-
-
-def test_percentile_and_z_test():
-    assert percentile([], 95) is None
-    assert percentile(list(range(1, 101)), 95) == 95
-    assert percentile([5.0], 50) == 5.0
-    z, p = two_proportion_z(30, 100, 2, 100)
-    assert z > 4 and p < 1e-4
-    z, p = two_proportion_z(2, 100, 2, 100)
-    assert z == 0 and abs(p - 0.5) < 1e-9
-    assert two_proportion_z(0, 0, 1, 10) == (0.0, 1.0)
-    assert two_proportion_z(0, 50, 0, 50) == (0.0, 1.0)
+# ----------------------------------------------------------------------------- judging
 
 
 def _win(n, errors, lat=10.0):
@@ -126,7 +115,72 @@ def test_analyse_verdicts():
     assert v.result == "pass" and "skipped" in " ".join(v.reasons)
 
 
+def test_windows_per_slot_and_reset():
+    t = [100.0]
+    w = Windows(clock=lambda: t[0])
+    for ok, ms in ((True, 10.0), (False, 500.0), (True, 30.0)):
+        w.add("green", ok, ms)
+    w.add("blue", True, 5.0)
+    assert (w.of("green").n, w.of("green").errors, w.of("green").latencies_ms) == (3, 1, [10.0, 30.0])
+    assert w.of("blue").n == 1
+    t[0] += 2.26
+    s = w.summary("green", "blue")
+    assert s["age_s"] == 2.3 and s["canary"]["requests"] == 3 and s["canary"]["errors"] == 1
+    assert s["stable"] == VersionWindow(n=1, latencies_ms=[5.0]).summary()
+    w.of("nobody").add(True, 1.0)  # an empty window handed out is not kept
+    assert w.of("nobody").n == 0
+    w.reset()
+    assert w.of("green").n == 0 and w.opened == t[0] and w.summary("green", "blue")["age_s"] == 0.0
+
+
+def test_measured_by_slot_follows_promotion():
+    measured = {"canary": {"error_rate": 0.5, "p95_ms": 9.0}, "stable": {"error_rate": 0.0, "p95_ms": 3.0}}
+    hold = {"decision": "hold", "stable": "blue", "canary": "green", "measured": measured}
+    assert measured_by_slot(hold) == {"green": measured["canary"], "blue": measured["stable"]}
+    # after a promotion the entry names the new roles: the measured canary is now stable
+    promote = {"decision": "promote", "stable": "green", "canary": "blue", "measured": measured}
+    assert measured_by_slot(promote) == {"green": measured["canary"], "blue": measured["stable"]}
+    assert measured_by_slot({"decision": "pause", "stable": "blue", "canary": "green", "measured": {}}) == {
+        "green": {}, "blue": {}}
+
+
 # ----------------------------------------------------------------------------- controller
+
+
+ROLLOUT_SETTINGS = {"alpha": 0.01, "latency_ratio": 2.0, "latency_slack_ms": 10.0, "max_failed_windows": 3}
+
+
+def test_start_body_checks():
+    assert check_start_body({"canary": "/m", "steps": "50,100"}) == {"canary": "/m", "steps": "50,100"}
+    for body, status, field in (([1], 400, "body"), (None, 400, "body"), ("x", 400, "body"),
+                                ({"steps": "50,100", "zeta": 1, "alpha": 2}, 422, "alpha")):
+        with pytest.raises(RolloutError) as ei:
+            check_start_body(body)
+        assert (ei.value.status, ei.value.field) == (status, field)
+    assert RolloutError("busy").field == "rollout" and RolloutError("busy").status == 409
+
+
+def test_start_options_defaults_and_numbers():
+    opts = start_options({}, ROLLOUT_SETTINGS)
+    assert opts == {"steps": "10,25,50,100", "interval_s": 60.0, "min_requests": 50, "max_error_rate": 0.05,
+                    "max_p95_ms": 2000.0, "max_failed_windows": 3, "alpha": 0.01, "latency_ratio": 2.0,
+                    "latency_slack_ms": 10.0}
+    opts = start_options({"interval": "2.5", "min_requests": 7.9, "max_failed_windows": 1, "steps": [50, 100]},
+                         ROLLOUT_SETTINGS)
+    assert (opts["interval_s"], opts["min_requests"], opts["max_failed_windows"], opts["steps"]) == (
+        2.5, 7, 1, [50, 100])
+    for name, value in (("interval", "soon"), ("min_requests", None), ("max_p95_ms", [1]),
+                        ("max_failed_windows", float("inf"))):
+        with pytest.raises(RolloutError) as ei:
+            start_options({name: value}, ROLLOUT_SETTINGS)
+        assert (ei.value.status, ei.value.field) == (422, name)
+
+
+def test_start_options_drive_the_controller(tmp_path):
+    c = RolloutController(tmp_path, "blue", "green", clock=Clock())
+    c.start("/m", **start_options({"steps": "20,100", "min_requests": 5}, ROLLOUT_SETTINGS))
+    assert c.state.weights == {"blue": 80, "green": 20} and c.state.max_failed_windows == 3
+    assert c.state.thresholds["alpha"] == 0.01 and c.state.thresholds["min_requests"] == 5
 
 
 class Clock:
