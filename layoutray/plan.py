@@ -276,10 +276,7 @@ def flops_per_example(cfg: RunConfig, elements: int) -> tuple[int, str]:
 # ---------------------------------------------------------------------------- the plan
 
 
-def make_plan(phase: str = "phase4", gpus: int = 8, gpu: str = "a100-80gb",
-              price_per_gpu_hour: float | None = None, examples: int = 15000,
-              utilisation: float = DEFAULT_UTILISATION, cfg: RunConfig | None = None) -> dict:
-    """The plan as a dict (keys: JSON_KEYS; each stage row: STAGE_KEYS). See the module doc."""
+def _check_arguments(gpu: str, gpus: int, examples: int, utilisation: float) -> None:
     if gpu not in GPUS:
         raise ValueError(f"unknown gpu {gpu!r}; known: {', '.join(GPUS)}")
     if gpus < 1 or (gpus > GPUS_PER_NODE and gpus % GPUS_PER_NODE):
@@ -288,138 +285,191 @@ def make_plan(phase: str = "phase4", gpus: int = 8, gpu: str = "a100-80gb",
         raise ValueError(f"examples must be >= 1; got {examples}")
     if not 0 < utilisation <= 1:
         raise ValueError(f"utilisation must be in (0, 1]; got {utilisation}")
-    g = GPUS[gpu]
+
+
+def _price(g: GPU, price_per_gpu_hour: float | None) -> float:
     price = g.price_per_gpu_hour if price_per_gpu_hour is None else float(price_per_gpu_hour)
     if price < 0:
         raise ValueError(f"price per GPU-hour must be >= 0; got {price}")
-    cfg = cfg or load_config(phase=phase)
-    nodes = math.ceil(gpus / GPUS_PER_NODE)
-    per_node = min(gpus, GPUS_PER_NODE)
+    return price
 
-    params, params_source = parameter_count(cfg)
-    analytic = analytic_parameters(cfg)
-    largest = largest_layer_parameters(cfg)
-    states, report = deepspeed_model_states(params, largest, gpus)
 
-    global_batch_cfg = cfg.training.batch_size
-    cfg_micro = max(1, global_batch_cfg // gpus)
-    usable = g.memory_gib * (1 - HEADROOM) * GIB
-    buffers = 2 * min(BUCKET_ELEMENTS, params) * 2 if gpus > 1 else 0
-    overhead = RUNTIME_OVERHEAD_GIB * GIB
-    busbw = (g.busbw_inter_gbs if nodes > 1 else g.busbw_intra_gbs) * 1e9
+@dataclass(frozen=True)
+class _Memory:
+    """Per-GPU memory of one model on one GPU type and count, as a function of stage and micro-batch."""
+    cfg: RunConfig
+    states: dict[int, int]  # model-state bytes per ZeRO stage
+    buffers: int
+    overhead: float
+    usable: float
 
-    def total(stage: int, mb: int) -> float:
-        return states[stage] + activation_bytes(cfg, mb) + buffers + overhead
+    @classmethod
+    def of(cls, cfg: RunConfig, g: GPU, gpus: int, params: int, states: dict[int, int]) -> "_Memory":
+        # One GPU reduces nothing, so it allocates no communication buckets.
+        buffers = 2 * min(BUCKET_ELEMENTS, params) * 2 if gpus > 1 else 0
+        return cls(cfg, states, buffers, RUNTIME_OVERHEAD_GIB * GIB, g.memory_gib * (1 - HEADROOM) * GIB)
 
-    def max_mb(stage: int) -> int:
+    def total(self, stage: int, micro_batch: int) -> float:
+        return self.states[stage] + activation_bytes(self.cfg, micro_batch) + self.buffers + self.overhead
+
+    def max_micro_batch(self, stage: int) -> int:
+        """The largest power of two up to MAX_MICRO_BATCH that fits; 0 when one example does not."""
         mb = 0
-        while mb * 2 <= MAX_MICRO_BATCH and total(stage, max(1, mb * 2)) <= usable:
+        while mb * 2 <= MAX_MICRO_BATCH and self.total(stage, max(1, mb * 2)) <= self.usable:
             mb = max(1, mb * 2)
         return mb
 
-    def comm_bytes(stage: int) -> int:
-        if gpus == 1:
-            return 0
-        factor = 3 if stage == 3 else 2
-        return int(factor * (gpus - 1) / gpus * 2 * params)
 
-    stages = []
+def comm_bytes_per_step(stage: int, gpus: int, params: int) -> int:
+    """Bytes each GPU sends per optimizer step: a ring all-reduce of bf16 gradients, plus one
+    more parameter all-gather at stage 3."""
+    if gpus == 1:
+        return 0
+    factor = 3 if stage == 3 else 2
+    return int(factor * (gpus - 1) / gpus * 2 * params)
+
+
+def _stage_rows(mem: _Memory, micro_batch: int, gpus: int, params: int, busbw: float) -> list[dict]:
+    """One STAGE_KEYS row per ZeRO stage, at the config's micro-batch."""
+    rows = []
     for st in range(4):
-        t = total(st, cfg_micro)
-        cb = comm_bytes(st)
-        stages.append({
+        t = mem.total(st, micro_batch)
+        cb = comm_bytes_per_step(st, gpus, params)
+        rows.append({
             "stage": st,
-            "model_states_gib": states[st] / GIB,
+            "model_states_gib": mem.states[st] / GIB,
             "model_states_source": STATE_SOURCES[st],
-            "activations_gib": activation_bytes(cfg, cfg_micro) / GIB,
-            "buffers_gib": buffers / GIB,
-            "runtime_overhead_gib": overhead / GIB,
+            "activations_gib": activation_bytes(mem.cfg, micro_batch) / GIB,
+            "buffers_gib": mem.buffers / GIB,
+            "runtime_overhead_gib": mem.overhead / GIB,
             "total_gib": t / GIB,
-            "usable_gib": usable / GIB,
-            "fits": t <= usable,
-            "max_micro_batch": max_mb(st),
+            "usable_gib": mem.usable / GIB,
+            "fits": t <= mem.usable,
+            "max_micro_batch": mem.max_micro_batch(st),
             "comm_bytes_per_step": cb,
             "comm_time_s": cb / busbw,
         })
+    return rows
 
+
+def _recommend(stages: list[dict], mem: _Memory, cfg_micro: int, gpus: int) -> tuple[dict, int, int, int]:
+    """(the `recommended` entry, the stage the step time is for, micro-batch, accumulation steps)."""
     order = [2, 3] if gpus > 1 else [0]
     rec_stage = next((s for s in order if stages[s]["max_micro_batch"] >= 1), None)
     if rec_stage is None:
+        # Nothing fits; the step time is still given, for the most frugal stage at one example.
         rec = {"zero_stage": None, "micro_batch": None, "grad_accumulation": None, "fits": False,
                "max_micro_batch": 0, "total_gib": None,
                "reason": "no ZeRO stage fits even one example per GPU without offload; "
                          "use more GPUs, CPU offload or activation checkpointing"}
-        rec_stage_for_time, mb, accum = (3 if gpus > 1 else 0), 1, cfg_micro
-    else:
-        mb_max = stages[rec_stage]["max_micro_batch"]
-        mb = cfg_micro if cfg_micro <= mb_max else mb_max
-        accum = math.ceil(cfg_micro / mb)
-        why = ("ZeRO-2: same communication volume as data parallel, model states and gradients "
-               "partitioned" if rec_stage == 2 else
-               "ZeRO-3: stage 2 does not fit; parameters partitioned too, 1.5x communication"
-               if rec_stage == 3 else "one GPU: nothing to partition")
-        rec = {"zero_stage": rec_stage, "micro_batch": mb, "grad_accumulation": accum, "fits": True,
-               "max_micro_batch": mb_max, "total_gib": total(rec_stage, mb) / GIB,
-               "reason": f"{why}; micro-batch {mb} = training.batch_size {global_batch_cfg} / "
-                         f"{gpus} GPUs" + (f" (config wants {cfg_micro}; reduced to fit, with "
-                                           f"{accum} accumulation steps)" if mb != cfg_micro else "")}
-        rec_stage_for_time = rec_stage
-    global_batch = mb * accum * gpus
+        return rec, (3 if gpus > 1 else 0), 1, cfg_micro
+    mb_max = stages[rec_stage]["max_micro_batch"]
+    mb = cfg_micro if cfg_micro <= mb_max else mb_max
+    accum = math.ceil(cfg_micro / mb)
+    why = ("ZeRO-2: same communication volume as data parallel, model states and gradients "
+           "partitioned" if rec_stage == 2 else
+           "ZeRO-3: stage 2 does not fit; parameters partitioned too, 1.5x communication"
+           if rec_stage == 3 else "one GPU: nothing to partition")
+    rec = {"zero_stage": rec_stage, "micro_batch": mb, "grad_accumulation": accum, "fits": True,
+           "max_micro_batch": mb_max, "total_gib": mem.total(rec_stage, mb) / GIB,
+           "reason": f"{why}; micro-batch {mb} = training.batch_size {mem.cfg.training.batch_size} / "
+                     f"{gpus} GPUs" + (f" (config wants {cfg_micro}; reduced to fit, with "
+                                       f"{accum} accumulation steps)" if mb != cfg_micro else "")}
+    return rec, rec_stage, mb, accum
 
-    typical_elements = max(1, round(TYPICAL_ELEMENT_FRACTION * cfg.model.max_elements))
+
+def _step(cfg: RunConfig, g: GPU, utilisation: float, typical_elements: int, mb: int, accum: int,
+          gpus: int, stage: int, comm_s: float) -> dict:
+    """Time of one optimizer step: compute at `utilisation` of the peak, plus communication."""
     fpe, fpe_source = flops_per_example(cfg, typical_elements)
-    ts = shapes(cfg, typical_elements)
     peak = g.bf16_dense_tflops * 1e12
     compute_s = mb * accum * fpe / (utilisation * peak)
-    comm_s = stages[rec_stage_for_time]["comm_time_s"]
-    step_s = compute_s + comm_s
-    steps = math.ceil(examples / global_batch)
-    epoch_s = steps * step_s
-    gpu_hours = gpus * epoch_s / 3600
-    epochs = cfg.training.epochs
+    return {"flops_per_example": fpe, "flops_source": fpe_source,
+            "flops_6nd_per_example": analytic_flops(cfg, typical_elements),
+            "micro_batch": mb, "grad_accumulation": accum, "global_batch": mb * accum * gpus,
+            "flops_per_step_per_gpu": mb * accum * fpe,
+            "compute_time_s": compute_s, "comm_time_s": comm_s, "step_time_s": compute_s + comm_s,
+            "zero_stage": stage}
 
+
+def _epoch(examples: int, step: dict, gpus: int, price: float, price_source: str) -> dict:
+    steps = math.ceil(examples / step["global_batch"])
+    epoch_s = steps * step["step_time_s"]
+    gpu_hours = gpus * epoch_s / 3600
+    return {"examples": examples, "steps": steps, "time_s": epoch_s, "gpu_hours": gpu_hours,
+            "price_per_gpu_hour": price, "price_source": price_source, "cost_usd": gpu_hours * price}
+
+
+def _training(epochs: int, epoch: dict) -> dict:
+    return {"epochs": epochs, "time_h": epochs * epoch["time_s"] / 3600,
+            "cost_usd": epochs * epoch["gpu_hours"] * epoch["price_per_gpu_hour"],
+            "note": "upper bound: every configured epoch, no early stopping, validation excluded"}
+
+
+def _shapes_summary(cfg: RunConfig, typical_elements: int, cfg_micro: int) -> dict:
     worst = shapes(cfg, cfg.model.max_elements)
+    ts = shapes(cfg, typical_elements)
+    return {"patches": worst["patches"], "spec_tokens_max": worst["spec_tokens"],
+            "layout_tokens_max": worst["layout_tokens"], "memory_tokens_max":
+            worst["patches"] + worst["spec_tokens"], "typical_elements": typical_elements,
+            "spec_tokens_typical": ts["spec_tokens"], "layout_tokens_typical": ts["layout_tokens"],
+            "max_elements": cfg.model.max_elements, "max_seq_len": cfg.model.max_seq_len,
+            "d_model": cfg.model.d_model, "n_layers": cfg.model.n_layers,
+            "config_micro_batch": cfg_micro, "config_global_batch": cfg.training.batch_size,
+            "precision": "bf16"}
+
+
+def _assumptions(utilisation: float, busbw: float) -> dict:
+    return {"utilisation": utilisation, "headroom_fraction": HEADROOM,
+            "runtime_overhead_gib": RUNTIME_OVERHEAD_GIB,
+            "bucket_elements": BUCKET_ELEMENTS,
+            "busbw_gbs": busbw / 1e9,
+            "comm_overlap": "none (compute + communication added)",
+            "typical_element_fraction": TYPICAL_ELEMENT_FRACTION,
+            "activation_shapes": "worst case (max_elements, every row with an image)",
+            "flops_shapes": "typical elements, every row with an image",
+            "offload": "none"}
+
+
+def make_plan(phase: str = "phase4", gpus: int = 8, gpu: str = "a100-80gb",
+              price_per_gpu_hour: float | None = None, examples: int = 15000,
+              utilisation: float = DEFAULT_UTILISATION, cfg: RunConfig | None = None) -> dict:
+    """The plan as a dict (keys: JSON_KEYS; each stage row: STAGE_KEYS). See the module doc."""
+    _check_arguments(gpu, gpus, examples, utilisation)
+    g = GPUS[gpu]
+    price = _price(g, price_per_gpu_hour)
+    cfg = cfg or load_config(phase=phase)
+    nodes = math.ceil(gpus / GPUS_PER_NODE)
+    busbw = (g.busbw_inter_gbs if nodes > 1 else g.busbw_intra_gbs) * 1e9
+
+    params, params_source = parameter_count(cfg)
+    largest = largest_layer_parameters(cfg)
+    states, report = deepspeed_model_states(params, largest, gpus)
+    mem = _Memory.of(cfg, g, gpus, params, states)
+    cfg_micro = max(1, cfg.training.batch_size // gpus)
+    stages = _stage_rows(mem, cfg_micro, gpus, params, busbw)
+    rec, timed_stage, mb, accum = _recommend(stages, mem, cfg_micro, gpus)
+
+    typical = max(1, round(TYPICAL_ELEMENT_FRACTION * cfg.model.max_elements))
+    step = _step(cfg, g, utilisation, typical, mb, accum, gpus, timed_stage, stages[timed_stage]["comm_time_s"])
+    epoch = _epoch(examples, step, gpus, price,
+                   g.price_source if price_per_gpu_hour is None else "--price-per-gpu-hour")
     return {
         "phase": cfg.phase,
         "gpu": {"key": g.key, "name": g.name, "memory_gib": g.memory_gib,
                 "bf16_dense_tflops": g.bf16_dense_tflops},
         "gpus": gpus,
         "nodes": nodes,
-        "gpus_per_node": per_node,
-        "parameters": {"count": params, "source": params_source, "analytic": analytic,
+        "gpus_per_node": min(gpus, GPUS_PER_NODE),
+        "parameters": {"count": params, "source": params_source, "analytic": analytic_parameters(cfg),
                        "largest_layer": largest},
-        "shapes": {"patches": worst["patches"], "spec_tokens_max": worst["spec_tokens"],
-                   "layout_tokens_max": worst["layout_tokens"], "memory_tokens_max":
-                   worst["patches"] + worst["spec_tokens"], "typical_elements": typical_elements,
-                   "spec_tokens_typical": ts["spec_tokens"], "layout_tokens_typical": ts["layout_tokens"],
-                   "max_elements": cfg.model.max_elements, "max_seq_len": cfg.model.max_seq_len,
-                   "d_model": cfg.model.d_model, "n_layers": cfg.model.n_layers,
-                   "config_micro_batch": cfg_micro, "config_global_batch": global_batch_cfg,
-                   "precision": "bf16"},
-        "assumptions": {"utilisation": utilisation, "headroom_fraction": HEADROOM,
-                        "runtime_overhead_gib": RUNTIME_OVERHEAD_GIB,
-                        "bucket_elements": BUCKET_ELEMENTS,
-                        "busbw_gbs": busbw / 1e9,
-                        "comm_overlap": "none (compute + communication added)",
-                        "typical_element_fraction": TYPICAL_ELEMENT_FRACTION,
-                        "activation_shapes": "worst case (max_elements, every row with an image)",
-                        "flops_shapes": "typical elements, every row with an image",
-                        "offload": "none"},
+        "shapes": _shapes_summary(cfg, typical, cfg_micro),
+        "assumptions": _assumptions(utilisation, busbw),
         "stages": stages,
         "recommended": rec,
-        "step": {"flops_per_example": fpe, "flops_source": fpe_source,
-                 "flops_6nd_per_example": analytic_flops(cfg, typical_elements),
-                 "micro_batch": mb, "grad_accumulation": accum, "global_batch": global_batch,
-                 "flops_per_step_per_gpu": mb * accum * fpe,
-                 "compute_time_s": compute_s, "comm_time_s": comm_s, "step_time_s": step_s,
-                 "zero_stage": rec_stage_for_time},
-        "epoch": {"examples": examples, "steps": steps, "time_s": epoch_s, "gpu_hours": gpu_hours,
-                  "price_per_gpu_hour": price,
-                  "price_source": g.price_source if price_per_gpu_hour is None else "--price-per-gpu-hour",
-                  "cost_usd": gpu_hours * price},
-        "training": {"epochs": epochs, "time_h": epochs * epoch_s / 3600,
-                     "cost_usd": epochs * gpu_hours * price,
-                     "note": "upper bound: every configured epoch, no early stopping, validation excluded"},
+        "step": step,
+        "epoch": epoch,
+        "training": _training(cfg.training.epochs, epoch),
         "deepspeed_estimator_report": report,
     }
 

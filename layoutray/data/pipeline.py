@@ -60,11 +60,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import re
 import zlib
 from collections import Counter
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -183,6 +182,144 @@ def augment_strength(cfg: RunConfig, epoch: int) -> float:
     return strength
 
 
+def _input_columns(batch: Any) -> tuple[int, dict[str, list], list]:
+    """(rows, the COLUMNS as lists, each row's shard path); DatasetError when a column is missing."""
+    n = _num_rows(batch)
+    cols = {c: _column(batch, c) for c in COLUMNS}
+    paths = _column(batch, "path") or ["<memory>"] * n
+    missing = [c for c, v in cols.items() if v is None]
+    if missing:
+        raise DatasetError(f"{paths[0] if n else '<batch>'}: missing column(s) {', '.join(missing)}")
+    return n, cols, paths
+
+
+def _augment_params(cfg: RunConfig, train: bool, epoch: int) -> AugmentParams | None:
+    """None: no augmentation (evaluation, or a training epoch at strength 0)."""
+    strength = augment_strength(cfg, epoch) if train else 0.0
+    if strength > 0:
+        return AugmentParams.from_config(dataclasses.replace(cfg.data, strength=strength))
+    return None
+
+
+def _parse_or_reason(cols: dict[str, list], i: int, max_elements: int) -> tuple[tuple | None, str | None]:
+    """(parse_row's result, None) for a good row, (None, the REASONS entry) for a bad one."""
+    try:
+        return parse_row(cols["section_type"][i], cols["elements"][i], cols["image"][i], max_elements), None
+    except BadRow as e:
+        return None, e.reason
+    except Exception:  # a row shaped wrong in a way the schema allows (e.g. null fields)
+        return None, "malformed_row"
+
+
+def _draw_copies(rng: np.random.Generator, n_boxes: int, repeat_rates: Sequence[float] | None,
+                 edges: tuple[int, ...]) -> list:
+    """(task, augmentation) generator pairs, one per copy of the row; [] when the sampler drew 0."""
+    copies = [rng.spawn(2)]
+    if repeat_rates is not None:
+        # Children 0, 1 above are what the uniform path draws from; the count is child 2
+        # and further copies take 3, 4, then 5, 6 ...
+        k = int(rng.spawn(1)[0].poisson(repeat_rates[difficulty_bucket(n_boxes, edges)]))
+        if k == 0:
+            return []
+        copies += [rng.spawn(2) for _ in range(k - 1)]
+    return copies
+
+
+class _Example(NamedTuple):
+    image: np.ndarray | None
+    task: int
+    tokens: list[int]
+    spec: list[int]
+    n_elements: int
+    id: str
+    shard: str
+    seen: int
+
+
+@dataclasses.dataclass(frozen=True)
+class _Encoder:
+    """Turns one valid row into its examples: task, image array, augmentation, tokens."""
+    model: Any  # cfg.model
+    train: bool
+    augment: AugmentParams | None
+    mix_p: np.ndarray  # probabilities of TASKS in training
+
+    @classmethod
+    def of(cls, cfg: RunConfig, train: bool, epoch: int) -> "_Encoder":
+        mix = cfg.training.task_mix
+        mix_p = np.array([mix.image_only, mix.spec_only, mix.both], dtype=np.float64)
+        return cls(cfg.model, train, _augment_params(cfg, train, epoch), mix_p / mix_p.sum())
+
+    def task(self, img, task_rng: np.random.Generator) -> int:
+        if img is None:
+            return SPEC_ONLY
+        if self.train:
+            return int(task_rng.choice(3, p=self.mix_p))
+        return BOTH  # evaluation is deterministic: the richest input available
+
+    def examples(self, copies: list, boxes: list[Box], img, section_type: str, row_id: Any,
+                 shard: str) -> list[_Example]:
+        m, tok = self.model, _tokenizer(self.model.coord_bins)
+        model_array = None  # resized once per row, on the first copy that needs it
+        out = []
+        for c, (task_rng, aug_rng) in enumerate(copies):
+            task = self.task(img, task_rng)
+            array = None
+            if task != SPEC_ONLY:
+                if model_array is None:
+                    model_array = to_model_array(img, m.image_height, m.image_width, m.image_channels)
+                array = model_array
+            row_boxes = boxes
+            if self.augment is not None:
+                array, row_boxes = augment(array, boxes, aug_rng, self.augment)  # copies the array
+            tokens = tok.encode_layout(row_boxes)
+            spec = [NULL] if task == IMAGE_ONLY else tok.encode_spec(section_type, [b.type for b in row_boxes])
+            out.append(_Example(array, task, tokens, spec, len(row_boxes), str(row_id), shard, 1 if c == 0 else 0))
+        return out
+
+
+def _empty_columns(m, rows: int) -> dict[str, np.ndarray]:
+    return {
+        "image": np.zeros((rows, m.image_channels, m.image_height, m.image_width), np.float16),
+        "has_image": np.zeros(rows, bool),
+        "task": np.zeros(rows, np.int8),
+        "n_elements": np.zeros(rows, np.int32),
+        "tokens": np.full((rows, m.max_seq_len), PAD, np.int32),
+        "tok_len": np.zeros(rows, np.int32),
+        "spec": np.full((rows, m.max_spec_len), PAD, np.int32),
+        "spec_len": np.zeros(rows, np.int32),
+        "valid": np.zeros(rows, bool),
+        "bad": np.zeros((rows, len(REASONS)), np.int32),
+        "seen": np.zeros(rows, np.int32),
+    }
+
+
+def _output_columns(m, good: list[_Example], tallies: dict[str, np.ndarray],
+                    unsampled: Counter) -> dict[str, np.ndarray]:
+    """The good rows, then one accounting row per shard with bad or unsampled rows."""
+    accounting = list(tallies) + [s for s in unsampled if s not in tallies]
+    out = _empty_columns(m, len(good) + len(accounting))
+    for r, ex in enumerate(good):
+        if ex.image is not None:
+            out["image"][r] = ex.image
+            out["has_image"][r] = True
+        out["task"][r] = ex.task
+        out["n_elements"][r] = ex.n_elements
+        out["tokens"][r, :len(ex.tokens)] = ex.tokens
+        out["tok_len"][r] = len(ex.tokens)
+        out["spec"][r, :len(ex.spec)] = ex.spec
+        out["spec_len"][r] = len(ex.spec)
+        out["valid"][r] = True
+        out["seen"][r] = ex.seen
+    for r, shard in enumerate(accounting, start=len(good)):
+        if shard in tallies:
+            out["bad"][r] = tallies[shard]
+        out["seen"][r] = unsampled[shard]
+    out["id"] = np.array([ex.id for ex in good] + [""] * len(accounting), dtype=object)
+    out["shard"] = np.array([ex.shard for ex in good] + accounting, dtype=object)
+    return out
+
+
 def preprocess_batch(batch: Any, cfg: RunConfig | dict, *, train: bool, seed: int = 0,
                      epoch: int = 0, repeat_rates: Sequence[float] | None = None,
                      edges: tuple[int, ...] = DEFAULT_DIFFICULTY_EDGES) -> dict[str, np.ndarray]:
@@ -202,109 +339,27 @@ def preprocess_batch(batch: Any, cfg: RunConfig | dict, *, train: bool, seed: in
         first copy, 0 for its repeats; on an accounting row, the rows sampled 0 times)
     """
     cfg = as_config(cfg)
-    m = cfg.model
-    tok = _tokenizer(m.coord_bins)
-    n = _num_rows(batch)
-    cols = {c: _column(batch, c) for c in COLUMNS}
-    paths = _column(batch, "path") or ["<memory>"] * n
-    missing = [c for c, v in cols.items() if v is None]
-    if missing:
-        raise DatasetError(f"{paths[0] if n else '<batch>'}: missing column(s) {', '.join(missing)}")
-    params = None  # None: no augmentation (evaluation, or a training epoch at strength 0)
-    strength = augment_strength(cfg, epoch) if train else 0.0
-    if strength > 0:
-        params = AugmentParams.from_config(dataclasses.replace(cfg.data, strength=strength))
+    n, cols, paths = _input_columns(batch)
+    encoder = _Encoder.of(cfg, train, epoch)
     if repeat_rates is not None and len(repeat_rates) != len(edges) + 1:
         raise ValueError(f"{len(repeat_rates)} repeat rates for {len(edges) + 1} difficulty buckets")
-    mix = cfg.training.task_mix
-    mix_p = np.array([mix.image_only, mix.spec_only, mix.both], dtype=np.float64)
-    mix_p = mix_p / mix_p.sum()
 
-    good: list[tuple] = []
-    tallies: dict[str, np.ndarray] = {}
+    good: list[_Example] = []
+    tallies: dict[str, np.ndarray] = {}  # shard -> bad rows per reason
     unsampled: Counter = Counter()  # shard -> valid rows drawn 0 times by the sampler
     for i in range(n):
         shard = str(paths[i])
-        try:
-            boxes, img = parse_row(cols["section_type"][i], cols["elements"][i], cols["image"][i],
-                                   m.max_elements)
-        except BadRow as e:
-            tallies.setdefault(shard, np.zeros(len(REASONS), np.int32))[REASON_INDEX[e.reason]] += 1
+        parsed, reason = _parse_or_reason(cols, i, cfg.model.max_elements)
+        if reason is not None:
+            tallies.setdefault(shard, np.zeros(len(REASONS), np.int32))[REASON_INDEX[reason]] += 1
             continue
-        except Exception:  # a row shaped wrong in a way the schema allows (e.g. null fields)
-            tallies.setdefault(shard, np.zeros(len(REASONS), np.int32))[REASON_INDEX["malformed_row"]] += 1
+        boxes, img = parsed
+        copies = _draw_copies(row_rng(seed, cols["id"][i], epoch), len(boxes), repeat_rates, edges)
+        if not copies:
+            unsampled[shard] += 1
             continue
-        rng = row_rng(seed, cols["id"][i], epoch)
-        copies = [rng.spawn(2)]  # (task, augmentation) generators of the first copy
-        if repeat_rates is not None:
-            # Children 0, 1 above are what the uniform path draws from; the count is child 2
-            # and further copies take 3, 4, then 5, 6 ...
-            k = int(rng.spawn(1)[0].poisson(repeat_rates[difficulty_bucket(len(boxes), edges)]))
-            if k == 0:
-                unsampled[shard] += 1
-                continue
-            copies += [rng.spawn(2) for _ in range(k - 1)]
-        model_array = None
-        for c, (task_rng, aug_rng) in enumerate(copies):
-            if img is None:
-                task = SPEC_ONLY
-            elif train:
-                task = int(task_rng.choice(3, p=mix_p))
-            else:
-                task = BOTH  # evaluation is deterministic: the richest input available
-            array = None
-            if task != SPEC_ONLY:
-                if model_array is None:
-                    model_array = to_model_array(img, m.image_height, m.image_width, m.image_channels)
-                array = model_array
-            row_boxes = boxes
-            if params is not None:
-                array, row_boxes = augment(array, boxes, aug_rng, params)  # copies the array
-            tokens = tok.encode_layout(row_boxes)
-            spec = [NULL] if task == IMAGE_ONLY else tok.encode_spec(cols["section_type"][i],
-                                                                     [b.type for b in row_boxes])
-            good.append((array, task, tokens, spec, len(row_boxes), str(cols["id"][i]), shard,
-                         1 if c == 0 else 0))
-
-    accounting = list(tallies) + [s for s in unsampled if s not in tallies]
-    rows = len(good) + len(accounting)
-    out = {
-        "image": np.zeros((rows, m.image_channels, m.image_height, m.image_width), np.float16),
-        "has_image": np.zeros(rows, bool),
-        "task": np.zeros(rows, np.int8),
-        "n_elements": np.zeros(rows, np.int32),
-        "tokens": np.full((rows, m.max_seq_len), PAD, np.int32),
-        "tok_len": np.zeros(rows, np.int32),
-        "spec": np.full((rows, m.max_spec_len), PAD, np.int32),
-        "spec_len": np.zeros(rows, np.int32),
-        "valid": np.zeros(rows, bool),
-        "bad": np.zeros((rows, len(REASONS)), np.int32),
-        "seen": np.zeros(rows, np.int32),
-    }
-    ids, shards = [], []
-    for r, (array, task, tokens, spec, n_el, row_id, shard, seen) in enumerate(good):
-        if array is not None:
-            out["image"][r] = array
-            out["has_image"][r] = True
-        out["task"][r] = task
-        out["n_elements"][r] = n_el
-        out["tokens"][r, :len(tokens)] = tokens
-        out["tok_len"][r] = len(tokens)
-        out["spec"][r, :len(spec)] = spec
-        out["spec_len"][r] = len(spec)
-        out["valid"][r] = True
-        out["seen"][r] = seen
-        ids.append(row_id)
-        shards.append(shard)
-    for r, shard in enumerate(accounting, start=len(good)):
-        if shard in tallies:
-            out["bad"][r] = tallies[shard]
-        out["seen"][r] = unsampled[shard]
-        ids.append("")
-        shards.append(shard)
-    out["id"] = np.array(ids, dtype=object)
-    out["shard"] = np.array(shards, dtype=object)
-    return out
+        good += encoder.examples(copies, boxes, img, cols["section_type"][i], cols["id"][i], shard)
+    return _output_columns(cfg.model, good, tallies, unsampled)
 
 
 def _execution_index() -> int:
@@ -365,6 +420,7 @@ def _find_unreadable_shard(paths: list[Path], error: Exception) -> DatasetError:
             pq.read_table(path)
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types
             return unreadable_shard(path, e)
+    from layoutray.data.batches import _as_dataset_error  # batches imports this module
     return _as_dataset_error(error)
 
 

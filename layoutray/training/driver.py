@@ -100,20 +100,8 @@ def evaluate_test_split(model_dir: str, data_dir: str, cfg: RunConfig) -> dict:
     return ray.get(task.remote(model_dir, data_dir, "test"))
 
 
-def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs", *, resume: bool = False,
-                 init_from: str | None = None, address: str | None = None, callbacks: list | None = None,
-                 evaluate_test: bool = True) -> dict:
-    """Train, export `model/`, evaluate on test. Returns a summary dict."""
-    import ray
-    import ray.train
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from layoutray.data.pipeline import build_dataset
-
-    data_dir = str(Path(data_dir).resolve())
-    if init_from:
-        init_from = check_init_from(init_from, cfg)
+def _prepare_run_dir(cfg: RunConfig, name: str, output: str, resume: bool) -> tuple[Path, Path]:
+    """(storage path, run directory), the run directory created with the run's config.yaml."""
     storage = Path(output).resolve()
     run_dir = storage / name
     if run_dir.exists() and any(run_dir.glob("checkpoint_*")) and not resume:
@@ -123,40 +111,55 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
         raise ConfigError("--name", f"nothing to resume: {run_dir} does not exist")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    return storage, run_dir
 
-    counts = count_examples(data_dir)
-    workers = max(1, cfg.scaling.num_workers)
-    micro = cfg.micro_batch_size
-    n_steps = steps_per_epoch(cfg, counts["train"])
 
-    init_ray(address, num_cpus=local_cpus(workers, cfg.scaling.cpus_per_worker))
-    check_local_gpus(cfg, address)
-    import ray.data
-    ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch bars drown the progress lines
+def _done_epochs(run_dir: Path, resume: bool) -> int:
+    """Epochs a resumed run already has in metrics.jsonl (0 for a fresh run)."""
+    if resume and (run_dir / "metrics.jsonl").exists():
+        return sum(1 for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip())
+    return 0
+
+
+def _build_datasets(cfg: RunConfig, data_dir: str, run_dir: Path, resume: bool) -> dict:
+    from layoutray.data.pipeline import build_dataset
+
     seed = cfg.training.seed
     # A resumed run continues the per-epoch augmentation and sampling draws (and the phi phase)
     # where it stopped instead of replaying epoch 1's.
-    done_epochs = 0
-    if resume and (run_dir / "metrics.jsonl").exists():
-        done_epochs = sum(1 for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip())
+    done_epochs = _done_epochs(run_dir, resume)
     datasets = {"train": build_dataset(data_dir, "train", cfg, train=True, seed=seed, epoch_offset=done_epochs),
                 "val": build_dataset(data_dir, "val", cfg, train=False, seed=seed)}
     for ds in datasets.values():  # two lines per dataset per epoch on the console otherwise
         ds.context.print_on_execution_start = False
-    loop_config = {
+    return datasets
+
+
+def _loop_config(cfg: RunConfig, data_dir: str, run_dir: Path, init_from: str | None, n_steps: int) -> dict:
+    """What `train_loop_per_worker` receives: plain data, since it travels to other processes."""
+    return {
         "run_config": cfg.to_dict(), "data_dir": data_dir, "run_dir": str(run_dir),
-        "repo_root": str(REPO_ROOT), "micro_batch": micro, "steps_per_epoch": n_steps,
+        "repo_root": str(REPO_ROOT), "micro_batch": cfg.micro_batch_size, "steps_per_epoch": n_steps,
         "threads_per_worker": max(1, int(cfg.scaling.cpus_per_worker)), "init_from": init_from,
         "deepspeed": {"zero_stage": cfg.deepspeed.zero_stage, "precision": cfg.deepspeed.precision,
                       "offload_optimizer": cfg.deepspeed.offload_optimizer},
         "training": {"batch_size": cfg.training.batch_size, "grad_clip": cfg.training.grad_clip},
     }
+
+
+def _build_trainer(cfg: RunConfig, loop_config: dict, datasets: dict, name: str, storage: Path,
+                   callbacks: list | None):
+    import ray.train
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from layoutray.training.loop import train_loop_per_worker
+
+    workers = max(1, cfg.scaling.num_workers)
     resources = {"CPU": cfg.scaling.cpus_per_worker}
     if cfg.scaling.use_gpu:
         resources["GPU"] = cfg.scaling.gpus_per_worker
-    from layoutray.training.loop import train_loop_per_worker
-
-    trainer = TorchTrainer(
+    return TorchTrainer(
         train_loop_per_worker,
         train_loop_config=loop_config,
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=cfg.scaling.use_gpu,
@@ -164,7 +167,7 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
         datasets=datasets,
         # One worker reads each dataset whole. A streaming split would start a SplitCoordinator
         # actor per dataset, with nothing to split, whose start-up epoch 1 waits out: 18-19% of
-        # epoch 1 was data wait at batch 16 against 3% unsplit (docs/benchmarks.md, session 25).
+        # epoch 1 was data wait at batch 16 against 3% unsplit (docs/benchmarks.md).
         dataset_config=DataConfig(datasets_to_split=["train", "val"] if workers > 1 else []),
         run_config=ray.train.RunConfig(
             name=name, storage_path=str(storage), callbacks=callbacks or [],
@@ -176,18 +179,43 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
                                                checkpoint_score_attribute="val_loss",
                                                checkpoint_score_order="min")),
     )
-    t0 = time.time()
-    result = trainer.fit()
-    train_secs = time.time() - t0
-    if result.error:
-        raise result.error
 
+
+def _export_best(result, run_dir: Path):
+    """Copy the best checkpoint's exported model (lowest val_loss) to `<run_dir>/model`."""
     best = result.get_best_checkpoint(metric="val_loss", mode="min") or result.checkpoint
     model_dir = run_dir / "model"
     with best.as_directory() as d:
         if model_dir.exists():
             shutil.rmtree(model_dir)
         shutil.copytree(Path(d) / "model", model_dir)
+    return best, model_dir
+
+
+def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs", *, resume: bool = False,
+                 init_from: str | None = None, address: str | None = None, callbacks: list | None = None,
+                 evaluate_test: bool = True) -> dict:
+    """Train, export `model/`, evaluate on test. Returns a summary dict."""
+    data_dir = str(Path(data_dir).resolve())
+    if init_from:
+        init_from = check_init_from(init_from, cfg)
+    storage, run_dir = _prepare_run_dir(cfg, name, output, resume)
+    counts = count_examples(data_dir)
+    loop_config = _loop_config(cfg, data_dir, run_dir, init_from, steps_per_epoch(cfg, counts["train"]))
+
+    init_ray(address, num_cpus=local_cpus(max(1, cfg.scaling.num_workers), cfg.scaling.cpus_per_worker))
+    check_local_gpus(cfg, address)
+    import ray.data
+    ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch bars drown the progress lines
+    datasets = _build_datasets(cfg, data_dir, run_dir, resume)
+    trainer = _build_trainer(cfg, loop_config, datasets, name, storage, callbacks)
+    t0 = time.time()
+    result = trainer.fit()
+    train_secs = time.time() - t0
+    if result.error:
+        raise result.error
+
+    best, model_dir = _export_best(result, run_dir)
     summary = {"run_dir": str(run_dir), "model": str(model_dir), "phase": cfg.phase,
                "train_seconds": round(train_secs, 1), "best_checkpoint": best.path,
                "last_epoch_metrics": result.metrics}

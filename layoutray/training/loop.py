@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -56,7 +57,7 @@ def _param_groups(model, weight_decay: float):
 def make_optimizer(model, training) -> torch.optim.AdamW:
     """AdamW over `_param_groups`. fused=True: without it torch runs AdamW on CPU one tensor at a
     time (hundreds of small ops per Phase 1 step); the fused kernel made the bare loop 3% faster at
-    batch 16 (README, Benchmarks). It also runs on CUDA, where DeepSpeed moves the params."""
+    batch 16 (docs/benchmarks.md). It also runs on CUDA, where DeepSpeed moves the params."""
     return torch.optim.AdamW(_param_groups(model, training.weight_decay), lr=training.learning_rate,
                              betas=(0.9, 0.98), eps=1e-8, fused=True)
 
@@ -188,42 +189,67 @@ def _quiet_ray_train_reports() -> None:
     logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
 
 
-def train_loop_per_worker(config: dict) -> None:
-    import itertools
+@dataclass
+class _Worker:
+    """One worker's share of the run: its config, its place in the group and its engine."""
+    config: dict  # the loop config the driver sent
+    cfg: Any  # RunConfig
+    rank: int
+    world: int
+    engine: Any  # deepspeed.DeepSpeedEngine
+    scheduler: Any  # the LR scheduler DeepSpeed steps
+    device: torch.device
+    tokenizer: Any  # LayoutTokenizer
+    total_steps: int  # optimizer steps the schedules span
+    base_wd: list[float]  # weight decay per param group before any schedule scales it
 
-    import deepspeed
-    import ray.train
-    from ray.train import Checkpoint
+    @property
+    def micro(self) -> int:
+        return self.config["micro_batch"]
 
-    from layoutray.model.artifact import export_artifact, read_artifact
-    from layoutray.config import config_from_dict
-    from layoutray.eval.evaluate import evaluate_batches
-    from layoutray.model.network import build_model, load_weights, training_losses
-    from layoutray.data.batches import BadRowReport, iter_local_batches, iter_torch_batches, on_device
-    from layoutray.schedules import lr_lambda_from_config
-    from layoutray.model.tokenizer import LayoutTokenizer
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config["run_dir"])
 
-    _quiet_ray_train_reports()
-    cfg = config_from_dict(config["run_config"])
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(max(1, int(config["threads_per_worker"])))
-    torch.manual_seed(cfg.training.seed + rank)
-    run_dir = Path(config["run_dir"])
-    stage = cfg.deepspeed.zero_stage
-    dense_w = cfg.training.dense_weight
-    micro = config["micro_batch"]
+    def apply_schedules(self) -> dict:
+        return _apply_schedules(self.engine, self.cfg, self.engine.global_steps, self.total_steps, self.micro,
+                                self.world, self.base_wd)
+
+    def all_sum(self, values: list[float]) -> list[float]:
+        return _all_sum(values, self.world, self.device)
+
+
+def _build_model(cfg, config: dict):
+    from layoutray.model.artifact import read_artifact
+    from layoutray.model.network import build_model, load_weights
 
     model = build_model(cfg)
     if config.get("init_from"):
         sd, _, _ = read_artifact(config["init_from"])
         load_weights(model, sd)  # (the dense head may be new: it trains from scratch)
+    return model
+
+
+def _setup_worker(config: dict) -> _Worker:
+    """Seeds, the model and its DeepSpeed engine, optimizer and LR schedule."""
+    import deepspeed
+    import ray.train
+
+    from layoutray.config import config_from_dict
+    from layoutray.model.tokenizer import LayoutTokenizer
+    from layoutray.schedules import lr_lambda_from_config
+
+    cfg = config_from_dict(config["run_config"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    torch.set_num_threads(max(1, int(config["threads_per_worker"])))
+    torch.manual_seed(cfg.training.seed + rank)
+    model = _build_model(cfg, config)
     tokenizer = LayoutTokenizer(bins=cfg.model.coord_bins)
 
     steps_per_epoch = config["steps_per_epoch"]  # optimizer steps (global batches) per epoch
-    max_steps = cfg.training.max_steps_per_epoch
     total_steps = planned_total_steps(cfg.schedule, cfg.training.batch_size, steps_per_epoch, cfg.training.epochs,
-                                      bool(max_steps), micro, world)
+                                      bool(cfg.training.max_steps_per_epoch), config["micro_batch"], world)
     optimizer = make_optimizer(model, cfg.training)
     base_wd = [g["weight_decay"] for g in optimizer.param_groups]
     lr_fn = lr_lambda_from_config(cfg.schedule, total_steps)
@@ -231,144 +257,229 @@ def train_loop_per_worker(config: dict) -> None:
         model=model, optimizer=optimizer, config=_ds_config(config, world),
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_fn))
     device = torch.device(engine.device)  # cpu, or the GPU Ray Train gave this worker
-    if world == 1 and stage == 0:
+    if world == 1 and cfg.deepspeed.zero_stage == 0:
         # One process: DeepSpeed would still flatten every gradient, all-reduce it with itself
         # and copy it back after each backward (1.5% of a Phase 1 step on CPU).
         engine.enable_backward_allreduce = False
+    return _Worker(config, cfg, rank, world, engine, scheduler, device, tokenizer, total_steps, base_wd)
+
+
+def _restore(w: _Worker) -> dict:
+    """The loop's state: fresh, or from Ray Train's checkpoint after a restart or --resume."""
+    import ray.train
 
     state = {"epoch": 0, "best_val_loss": math.inf, "bad_epochs": 0, "samples": 0, "restarts": 0}
     ckpt = ray.train.get_checkpoint()
     if ckpt:
         with ckpt.as_directory() as d:
-            _, client = engine.load_checkpoint(d, tag=CKPT_TAG)
+            _, client = w.engine.load_checkpoint(d, tag=CKPT_TAG)
         state.update(client["state"])
         state["restarts"] += 1
-        if rank == 0:
+        if w.rank == 0:
             _say(f"[layoutray] resumed from checkpoint after epoch {state['epoch']} "
-                 f"(step {engine.global_steps})")
-    if rank == 0:  # rows of epochs that will run again (none on a fresh start) go
-        _trim_history(run_dir / "metrics.jsonl", state["epoch"])
-    live = _apply_schedules(engine, cfg, engine.global_steps, total_steps, micro, world, base_wd)
+                 f"(step {w.engine.global_steps})")
+    if w.rank == 0:  # rows of epochs that will run again (none on a fresh start) go
+        _trim_history(w.run_dir / "metrics.jsonl", state["epoch"])
+    return state
 
+
+def _open_writer(w: _Worker):
+    if w.rank != 0:
+        return None
+    from torch.utils.tensorboard import SummaryWriter
+    return SummaryWriter(str(w.run_dir / "tensorboard"))
+
+
+def _train_step(w: _Worker, batch: dict) -> tuple[float, float | None, bool]:
+    """(token loss, dense loss or None, whether an optimizer step happened) of one micro-batch."""
+    from layoutray.model.network import training_losses
+
+    tokens = batch["tokens"]
+    out = w.engine(batch["image"], batch["has_image"], batch["spec"], tokens[:, :-1],
+                   dense=w.cfg.training.dense_weight > 0)
+    objective, loss, dense = training_losses(w.engine.module, out, tokens, batch["has_image"], w.cfg.training)
+    dense_loss = None if dense is None else float(dense.detach())
+    w.engine.backward(objective)
+    step_before = w.engine.global_steps
+    w.engine.step()
+    return float(loss.detach()), dense_loss, w.engine.global_steps != step_before
+
+
+def _train_epoch(w: _Worker, shard, epoch: int, live: dict) -> tuple[dict, dict]:
+    """One pass over this rank's train shard: (epoch statistics, the schedules' live settings).
+
+    Every rank takes a step only when all of them have a batch (`_all_have`, a collective), so
+    an uneven shard ends the epoch for all ranks at once instead of hanging the others."""
+    from layoutray.data.batches import BadRowReport, iter_torch_batches, on_device
+
+    cfg, engine = w.cfg, w.engine
+    max_steps = cfg.training.max_steps_per_epoch
+    t0 = time.perf_counter()
+    engine.train()
+    report = BadRowReport()
+    it = on_device(iter_torch_batches(shard, w.micro, drop_last=True, report=report,
+                                      max_bad_fraction=cfg.data.max_bad_fraction,
+                                      local_shuffle_buffer_size=256,
+                                      local_shuffle_seed=cfg.training.seed + epoch), w.device)
+    loss_sum, loss_n, samples, first_step = 0.0, 0, 0, engine.global_steps
+    dense_sum, data_wait = 0.0, 0.0
+    while True:
+        tw = time.perf_counter()
+        batch = next(it, None)
+        data_wait += time.perf_counter() - tw
+        if not _all_have(batch is not None, w.world, w.device):
+            break
+        loss, dense, stepped = _train_step(w, batch)
+        if dense is not None:
+            dense_sum += dense
+        loss_sum, loss_n = loss_sum + loss, loss_n + 1
+        samples += batch["tokens"].shape[0]
+        if stepped:  # an optimizer step happened: the schedules move on to the next one
+            live = w.apply_schedules()
+            if max_steps and engine.global_steps - first_step >= max_steps:
+                break
+    train_secs = time.perf_counter() - t0
+    if batch is not None:
+        for _ in it:  # drain so the shard's pass finishes and the bad-row check runs
+            pass
+    train_loss, samples_all, dense_loss, data_wait, busy_secs = w.all_sum(
+        [loss_sum / max(1, loss_n), float(samples), dense_sum / max(1, loss_n), data_wait, train_secs])
+    return {"train_loss": train_loss / w.world, "samples_all": samples_all, "dense_loss": dense_loss / w.world,
+            "data_wait": data_wait / w.world, "busy_secs": busy_secs / w.world, "train_secs": train_secs,
+            "bad_rows": report.bad_rows, "started": t0}, live
+
+
+def _validate(w: _Worker, shard) -> tuple[float, float]:
+    """(loss, token accuracy) over every rank's val shard: each rank evaluates its own, then sums."""
+    from layoutray.data.batches import iter_torch_batches, on_device
+    from layoutray.eval.evaluate import evaluate_batches
+
+    vs = evaluate_batches(w.engine.module, w.tokenizer, on_device(iter_torch_batches(shard, 32), w.device),
+                          max_elements=w.cfg.model.max_elements, modes=(), generate_limit=0)
+    tot = w.all_sum([vs["loss"] * vs["examples"], vs["token_accuracy"] * vs["examples"], vs["examples"]])
+    return tot[0] / max(1, tot[2]), tot[1] / max(1, tot[2])
+
+
+def _end_epoch(state: dict, cfg, epoch: int, val_loss: float, samples_all: float) -> bool:
+    """Fold the epoch into the state; True when early stopping's patience has run out."""
+    state["samples"] += int(samples_all)
+    if val_loss < state["best_val_loss"] - cfg.validation.min_delta:
+        state["best_val_loss"], state["bad_epochs"] = val_loss, 0
+    else:
+        state["bad_epochs"] += 1
+    state["epoch"] = epoch
+    return state["bad_epochs"] >= cfg.validation.patience
+
+
+def _epoch_metrics(w: _Worker, state: dict, stats: dict, val_loss: float, val_acc: float, stop: bool,
+                   live: dict) -> dict:
+    """What every rank reports for the epoch (rank 0 adds generation metrics and timing)."""
+    engine = w.engine
+    metrics = {
+        "epoch": state["epoch"], "train_loss": stats["train_loss"], "val_loss": val_loss,
+        "val_token_accuracy": val_acc, "lr": w.scheduler.get_last_lr()[0],
+        "samples_per_s": stats["samples_all"] / max(stats["train_secs"], 1e-9),
+        # Seconds the loop waited for its next batch, and the epoch's training seconds, both means
+        # over ranks: a wait near 0 means Ray Data keeps up; a large share means input-bound.
+        "train_seconds": stats["busy_secs"], "data_wait_s": stats["data_wait"],
+        "global_step": engine.global_steps, "batch_size": engine.train_batch_size(),
+        "bad_rows": stats["bad_rows"], "best_val_loss": state["best_val_loss"], "restarts": state["restarts"],
+        "early_stop": stop, **live,
+    }
+    if w.cfg.training.dense_weight:  # train_loss stays the token loss, comparable with val_loss
+        metrics["train_dense_loss"] = stats["dense_loss"]
+    if w.device.type == "cuda":  # what docs/scaling.md's plan predicts per GPU
+        metrics["gpu_max_memory_gib"] = torch.cuda.max_memory_allocated(w.device) / 2**30
+    return metrics
+
+
+def _generation_metrics(w: _Worker, sd: dict) -> dict:
+    """Generated-layout metrics on a fixed validation subset, from a plain copy of the consolidated
+    weights: generation reads weights directly, which ZeRO-3 shards. On the worker's device: a
+    Phase 4 model generating on the CPU would take longer than a GPU epoch."""
+    import itertools
+
+    from layoutray.data.batches import iter_local_batches, on_device
+    from layoutray.eval.evaluate import evaluate_batches
+    from layoutray.model.network import build_model
+
+    cfg = w.cfg
+    plain = build_model(cfg, dropout=0.0)
+    plain.load_state_dict(sd)
+    plain.to(w.device)
+    n_batches = math.ceil(cfg.validation.generate_examples / 32)
+    val_batches = iter_local_batches(w.config["data_dir"], "val", cfg, 32, train=False)
+    gen = evaluate_batches(
+        plain, w.tokenizer, on_device(itertools.islice(val_batches, n_batches), w.device),
+        max_elements=cfg.model.max_elements, modes=("both",), generate_limit=cfg.validation.generate_examples)
+    return {f"val_{k}": gen[k] for k in ("element_f1@0.5", "element_f1@0.75", "mean_iou", "alignment",
+                                         "overlap", "validity") if k in gen}
+
+
+def _say_epoch(w: _Worker, metrics: dict, stats: dict) -> None:
+    epoch, epochs, epoch_secs = metrics["epoch"], w.cfg.training.epochs, metrics["epoch_seconds"]
+    left = (epochs - epoch) * epoch_secs
+    gen_s = (f"  F1@0.5 {metrics['val_element_f1@0.5']:.3f}  mIoU {metrics['val_mean_iou']:.3f}"
+             if "val_element_f1@0.5" in metrics else "")
+    _say(f"[layoutray] epoch {epoch}/{epochs}  train {stats['train_loss']:.4f}  "
+         f"val {metrics['val_loss']:.4f}  acc {metrics['val_token_accuracy']:.3f}{gen_s}  "
+         f"{metrics['samples_per_s']:.0f} samples/s  "
+         f"(data wait {stats['data_wait'] / max(stats['busy_secs'], 1e-9):.0%})  {epoch_secs:.1f}s  "
+         f"~{left / 60:.1f} min left" + ("  (early stop)" if metrics["early_stop"] else ""))
+
+
+def _write_history(w: _Worker, metrics: dict, writer) -> None:
+    # Written before the report so a crash cannot lose an epoch; a resumed run drops rows past
+    # its checkpoint (see _trim_history), so none is kept twice.
+    with open(w.run_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(metrics) + "\n")
+    for k, v in metrics.items():
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            writer.add_scalar(k, v, metrics["epoch"])
+    writer.flush()
+
+
+def _checkpoint_and_report(w: _Worker, state: dict, metrics: dict, stats: dict, writer) -> None:
+    """Save the checkpoint (with the exported model in it) and report the epoch: every rank
+    calls this, since the saves, the weight gathers and `ray.train.report` are collective."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    from layoutray.model.artifact import export_artifact
+
+    cfg, epoch = w.cfg, state["epoch"]
+    with tempfile.TemporaryDirectory() as d:
+        w.engine.save_checkpoint(d, tag=CKPT_TAG, client_state={"state": dict(state)})
+        sd = _full_state_dict(w.engine, cfg.deepspeed.zero_stage, w.rank)  # collective under ZeRO-3
+        if w.rank == 0:
+            if cfg.validation.generate_examples and epoch % cfg.validation.every_epochs == 0:
+                metrics.update(_generation_metrics(w, sd))
+            export_artifact(sd, cfg, Path(d) / "model", metadata={"epoch": epoch, "val_loss": metrics["val_loss"]})
+            metrics["epoch_seconds"] = time.perf_counter() - stats["started"]
+            _say_epoch(w, metrics, stats)
+            _write_history(w, metrics, writer)
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Ray Train's entry point on every worker: set up, restore, then per epoch train, validate,
+    checkpoint and report, until the epochs run out or early stopping ends the run."""
+    import ray.train
+
+    _quiet_ray_train_reports()
+    w = _setup_worker(config)
+    state = _restore(w)
+    live = w.apply_schedules()
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
-    writer = None
-    if rank == 0:
-        from torch.utils.tensorboard import SummaryWriter
-        writer = SummaryWriter(str(run_dir / "tensorboard"))
-    history = run_dir / "metrics.jsonl"
-
-    while state["epoch"] < cfg.training.epochs:
+    writer = _open_writer(w)
+    while state["epoch"] < w.cfg.training.epochs:
         epoch = state["epoch"] + 1
-        t0 = time.perf_counter()
-        engine.train()
-        report = BadRowReport()
-        it = on_device(iter_torch_batches(train_shard, micro, drop_last=True, report=report,
-                                          max_bad_fraction=cfg.data.max_bad_fraction,
-                                          local_shuffle_buffer_size=256,
-                                          local_shuffle_seed=cfg.training.seed + epoch), device)
-        loss_sum, loss_n, samples, first_step = 0.0, 0, 0, engine.global_steps
-        dense_sum, data_wait = 0.0, 0.0
-        while True:
-            tw = time.perf_counter()
-            batch = next(it, None)
-            data_wait += time.perf_counter() - tw
-            if not _all_have(batch is not None, world, device):
-                break
-            tokens = batch["tokens"]
-            out = engine(batch["image"], batch["has_image"], batch["spec"], tokens[:, :-1], dense=dense_w > 0)
-            objective, loss, dense = training_losses(engine.module, out, tokens, batch["has_image"], cfg.training)
-            if dense is not None:
-                dense_sum += float(dense.detach())
-            engine.backward(objective)
-            step_before = engine.global_steps
-            engine.step()
-            loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
-            samples += tokens.shape[0]
-            if engine.global_steps != step_before:  # an optimizer step happened: next step's settings
-                live = _apply_schedules(engine, cfg, engine.global_steps, total_steps, micro, world, base_wd)
-                if max_steps and engine.global_steps - first_step >= max_steps:
-                    break
-        train_secs = time.perf_counter() - t0
-        if batch is not None:
-            for _ in it:  # drain so the shard's pass finishes and the bad-row check runs
-                pass
-        train_loss, samples_all, dense_loss, data_wait, busy_secs = _all_sum(
-            [loss_sum / max(1, loss_n), float(samples), dense_sum / max(1, loss_n), data_wait, train_secs], world,
-            device)
-        train_loss, dense_loss = train_loss / world, dense_loss / world
-        data_wait, busy_secs = data_wait / world, busy_secs / world
-
-        # Validation loss/accuracy over this rank's val shard, summed over ranks.
-        vs = evaluate_batches(engine.module, tokenizer, on_device(iter_torch_batches(val_shard, 32), device),
-                              max_elements=cfg.model.max_elements, modes=(), generate_limit=0)
-        tot = _all_sum([vs["loss"] * vs["examples"], vs["token_accuracy"] * vs["examples"], vs["examples"]],
-                       world, device)
-        val_loss, val_acc = tot[0] / max(1, tot[2]), tot[1] / max(1, tot[2])
-        state["samples"] += int(samples_all)
-        improved = val_loss < state["best_val_loss"] - cfg.validation.min_delta
-        if improved:
-            state["best_val_loss"], state["bad_epochs"] = val_loss, 0
-        else:
-            state["bad_epochs"] += 1
-        state["epoch"] = epoch
-        stop = state["bad_epochs"] >= cfg.validation.patience
-        metrics = {
-            "epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_token_accuracy": val_acc,
-            "lr": scheduler.get_last_lr()[0], "samples_per_s": samples_all / max(train_secs, 1e-9),
-            # Seconds the loop waited for its next batch, and the epoch's training seconds, both means
-            # over ranks: a wait near 0 means Ray Data keeps up; a large share means input-bound.
-            "train_seconds": busy_secs, "data_wait_s": data_wait,
-            "global_step": engine.global_steps, "batch_size": engine.train_batch_size(),
-            "bad_rows": report.bad_rows, "best_val_loss": state["best_val_loss"], "restarts": state["restarts"],
-            "early_stop": stop, **live,
-        }
-        if dense_w:  # train_loss stays the token loss, comparable with val_loss
-            metrics["train_dense_loss"] = dense_loss
-        if device.type == "cuda":  # what docs/scaling.md's plan predicts per GPU
-            metrics["gpu_max_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-
-        with tempfile.TemporaryDirectory() as d:
-            engine.save_checkpoint(d, tag=CKPT_TAG, client_state={"state": dict(state)})
-            sd = _full_state_dict(engine, stage, rank)  # collective under ZeRO-3
-            if rank == 0:
-                # Generated-layout metrics on a fixed validation subset, from a plain copy of the
-                # consolidated weights: generation reads weights directly, which ZeRO-3 shards.
-                # On the worker's device: a Phase 4 model generating on the CPU would take
-                # longer than a GPU epoch.
-                if cfg.validation.generate_examples and epoch % cfg.validation.every_epochs == 0:
-                    plain = build_model(cfg, dropout=0.0)
-                    plain.load_state_dict(sd)
-                    plain.to(device)
-                    n_batches = math.ceil(cfg.validation.generate_examples / 32)
-                    val_batches = iter_local_batches(config["data_dir"], "val", cfg, 32, train=False)
-                    gen = evaluate_batches(
-                        plain, tokenizer, on_device(itertools.islice(val_batches, n_batches), device),
-                        max_elements=cfg.model.max_elements, modes=("both",),
-                        generate_limit=cfg.validation.generate_examples)
-                    for k in ("element_f1@0.5", "element_f1@0.75", "mean_iou", "alignment", "overlap", "validity"):
-                        if k in gen:
-                            metrics[f"val_{k}"] = gen[k]
-                export_artifact(sd, cfg, Path(d) / "model", metadata={"epoch": epoch, "val_loss": val_loss})
-                epoch_secs = time.perf_counter() - t0
-                metrics["epoch_seconds"] = epoch_secs
-                left = (cfg.training.epochs - epoch) * epoch_secs
-                gen_s = (f"  F1@0.5 {metrics['val_element_f1@0.5']:.3f}  mIoU {metrics['val_mean_iou']:.3f}"
-                         if "val_element_f1@0.5" in metrics else "")
-                _say(f"[layoutray] epoch {epoch}/{cfg.training.epochs}  train {train_loss:.4f}  "
-                     f"val {val_loss:.4f}  acc {val_acc:.3f}{gen_s}  {metrics['samples_per_s']:.0f} samples/s  "
-                     f"(data wait {data_wait / max(busy_secs, 1e-9):.0%})  {epoch_secs:.1f}s  "
-                     f"~{left / 60:.1f} min left" + ("  (early stop)" if stop else ""))
-            if rank == 0:
-                # Written before the report so a crash cannot lose an epoch; a resumed run drops
-                # rows past its checkpoint (see _trim_history), so none is kept twice.
-                with open(history, "a") as f:
-                    f.write(json.dumps(metrics) + "\n")
-                for k, v in metrics.items():
-                    if isinstance(v, (int, float)) and not isinstance(v, bool):
-                        writer.add_scalar(k, v, epoch)
-                writer.flush()
-            ray.train.report(metrics, checkpoint=Checkpoint.from_directory(d))
+        stats, live = _train_epoch(w, train_shard, epoch, live)
+        val_loss, val_acc = _validate(w, val_shard)
+        stop = _end_epoch(state, w.cfg, epoch, val_loss, stats["samples_all"])
+        metrics = _epoch_metrics(w, state, stats, val_loss, val_acc, stop, live)
+        _checkpoint_and_report(w, state, metrics, stats, writer)
         if stop:
             break
     if writer:

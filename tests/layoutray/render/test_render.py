@@ -1,5 +1,6 @@
 """Wireframes, box overlays, contact sheets and `layoutray data preview`."""
 
+import hashlib
 import io
 import random
 
@@ -31,6 +32,59 @@ def test_wireframe_is_deterministic_for_an_rng_and_works_without_hints():
     plain = [{k: e[k] for k in ("type", "x", "y", "w", "h")} for e in els]  # user rows carry no hints
     c = wireframe.render_wireframe(st, plain, W, H, 5, width_px=200)
     assert c.width == 200
+
+
+# sha256 of raw pixels (not PNG bytes, which depend on the zlib build). Synthetic datasets are
+# reproducible by seed only while the renderer draws the same pixels from the same rng: a change
+# in what a drawer draws, or in the order of its random draws, changes these. A Pillow upgrade
+# that rasterises differently changes them too, and with them every regenerated dataset.
+GOLDEN_LAYOUTS = "dc7df01554291807dd597a61232e7423ff5b03dc8d11d0fbc5c9583aceed7a1a"
+GOLDEN_ELEMENTS = {
+    "heading": "22a8171618975b4afd2bf9aca6a580f58dc39022bf0e6c2e16118562b7501caf",
+    "subheading": "06f3d333cb829e79eb26d8b167b4192e1a1fbe0dd4a50a45f7c4b56da73fedf6",
+    "paragraph": "b1bb4849d027bd7a28c9a8733262469a21ff990eea19d604204a587b828736a0",
+    "link": "e9748be9a7e783bfe9734960dc329c9e3664d3d7f3c53341aee415385983ea11",
+    "button": "d2f0c268c9f771c18bae8776d3fb35dc6283270052edd33c42bd1b934066ebd0",
+    "image": "fdba9a288e768cf8099e8cc0d46467c7f455fb395c24357c66a55186e1dc20d5",
+    "icon": "e0cb01744748f4d4d25d136f39f02a9403c128a51c978bd9cb808f458e70b700",
+    "logo": "71b51074c6c6220ebcab861eca3505d7cef7006c0c6d40063d815de0afdc9433",
+    "navigation": "1fd1a3476dbf2edf9d07eca82026695c0c05938b32411a626f57125cdc1333f2",
+    "card": "2c5ca9ef57b4c1a4c6bec1822e1b0dc48df9994414a9461952f19e319a3fc44a",
+    "input": "7c4c2307aeb3ddebd4f880d8ac391a3f2a60f5c8d1bda35633e1920a06ba43f2",
+    "list": "66b788ae8121244152995d96649cad52d9a7e7cbfc3944efa6108980de99c3d0",
+    "avatar": "9110d7cc93e514b7e229c9637840c7b9e75050514bff7b0939cf599a97fded5e",
+    "badge": "584c7f73c8831da41d03763f3082cb613348f201bea1ed2ef7161da791895340",
+    "unknown": "2d5c490e35566fef7d858be7b4c3709fd7d8b7305f3b699e86f2ac4cfc89aaf6",  # the outline fallback
+}
+
+
+def test_golden_wireframes_of_synthetic_layouts():
+    h = hashlib.sha256()
+    for i in range(24):
+        st, W, H, els = generate_layout(example_rng(11, i))
+        h.update(wireframe.render_wireframe(st, els, W, H, random.Random(i)).tobytes())
+    assert h.hexdigest() == GOLDEN_LAYOUTS
+
+
+@pytest.mark.parametrize("kind", sorted(GOLDEN_ELEMENTS))
+def test_golden_wireframe_of_each_element_type(kind):
+    # Light and dark themes, every style hint a drawer reads, a large box and a small one.
+    h = hashlib.sha256()
+    for seed in range(6):
+        for style in ("", "secondary", "featured", "plain"):
+            for x, y, w, bh in ((0.1, 0.2, 0.5, 0.5), (0.3, 0.1, 0.03, 0.06)):
+                el = {"type": kind, "x": x, "y": y, "w": w, "h": bh}
+                if style:
+                    el["style"] = style
+                img = wireframe.render_wireframe(("hero", "footer")[seed % 2], [el], 1440, 480,
+                                                 random.Random(seed))
+                h.update(img.tobytes())
+    assert h.hexdigest() == GOLDEN_ELEMENTS[kind]
+
+
+def test_every_element_type_has_a_drawer():
+    assert set(wireframe.DRAWERS) == set(ELEMENT_TYPES)
+    assert set(GOLDEN_ELEMENTS) == set(ELEMENT_TYPES) | {"unknown"}
 
 
 def _single(kind, seed=0):

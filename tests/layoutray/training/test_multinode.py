@@ -6,14 +6,14 @@ failure policy. This module owns its cluster: it does not use the `ray_local` fi
 run_training has no knob for ScalingConfig.placement_strategy, so spreading is forced by
 resources: each worker asks for 1.5 CPUs and each worker node has 2, so no node can hold two
 workers. The head and a third "data" node have 1 CPU each, too small for a worker: Ray Data needs
-one whole CPU for its preprocessing actor and another for read tasks (the 0.5 CPUs left on each
-worker node do not add up to one), or the pipeline waits forever (shared/notes/ray-2.60.md).
+one whole CPU for a preprocessing task and another for read tasks (the 0.5 CPUs left on each
+worker node do not add up to one: Ray does not pool fractions across nodes), or the pipeline
+waits forever.
 Where the workers ran is checked from the actors' node ids. A fourth node declares one GPU, for
 where a GPU run's test-split evaluation goes.
 """
 
 import threading
-from pathlib import Path
 
 import pytest
 

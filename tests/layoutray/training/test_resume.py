@@ -4,7 +4,6 @@ last checkpoint), and `--resume` continuing a stopped run by name."""
 import os
 import signal
 import threading
-from pathlib import Path
 
 import pytest
 

@@ -37,14 +37,18 @@ def data_dir(tmp_path_factory):
 
 def split_coordinators() -> int:
     """SplitCoordinator actors this Ray instance has started, alive or dead (one per split dataset per run)."""
+    import ray
     from ray.util.state import list_actors
-    return len(list_actors(filters=[("class_name", "=", "SplitCoordinator")], limit=10_000))
+    # This instance's address: without it the state API looks for Ray instances on the machine
+    # and refuses to pick one when another process runs its own.
+    return len(list_actors(address=ray.get_runtime_context().gcs_address,
+                           filters=[("class_name", "=", "SplitCoordinator")], limit=10_000))
 
 
 @pytest.mark.parametrize("stage", [1, 3])
 def test_two_workers_deepspeed_zero(ray_local, data_dir, tmp_path, stage):
     from layoutray.model.predictor import load as load_predictor
-    from trainables.train import run_training
+    from layoutray.training.driver import run_training
 
     cfg = load_config(phase="phase1", overrides=TINY + [f"deepspeed.zero_stage={stage}"])
     coordinators = split_coordinators()
@@ -79,7 +83,7 @@ def test_one_worker_reads_each_dataset_whole(ray_local, data_dir, tmp_path):
     """With one worker there is nothing to split: no SplitCoordinator actors (whose start-up
     epoch 1 would wait out), and the worker still trains on every batch of the train split."""
     from layoutray.data.pipeline import split_shards
-    from trainables.train import run_training
+    from layoutray.training.driver import run_training
 
     cfg = load_config(phase="phase1", overrides=TINY + ["scaling.num_workers=1", "training.epochs=1",
                                                          "training.max_steps_per_epoch=0",
@@ -102,7 +106,7 @@ def test_bf16_trains_and_exports_the_fp32_master_weights(ray_local, data_dir, tm
     from safetensors.torch import load_file
 
     from layoutray.model.predictor import load as load_predictor
-    from trainables.train import run_training
+    from layoutray.training.driver import run_training
 
     overrides = TINY + [f"scaling.num_workers={workers}", f"deepspeed.zero_stage={stage}",
                         "deepspeed.precision=bf16", f"deepspeed.offload_optimizer={str(offload).lower()}"]
@@ -130,7 +134,7 @@ def test_bf16_trains_and_exports_the_fp32_master_weights(ray_local, data_dir, tm
 def test_gpu_config_on_a_cpu_only_local_ray_is_a_config_error(ray_local, data_dir, tmp_path, monkeypatch):
     """Ray Train would retry starting a GPU worker group on this GPU-less instance without end;
     the driver refuses it first, naming the key and the overrides that run it on CPU."""
-    from trainables.train import run_training
+    from layoutray.training.driver import run_training
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
     cfg = load_config(phase="phase2", overrides=["training.epochs=1"])
@@ -142,7 +146,7 @@ def test_gpu_config_on_a_cpu_only_local_ray_is_a_config_error(ray_local, data_di
 
 
 def test_early_stopping_and_name_reuse(ray_local, data_dir, tmp_path):
-    from trainables.train import run_training
+    from layoutray.training.driver import run_training
 
     # No epoch can improve the best loss by 100, so patience=1 stops after epoch 2
     # (epoch 1 always improves on +inf).
@@ -176,7 +180,7 @@ def test_init_from_a_relative_path_trains_from_that_model(ray_local, data_dir, t
     import torch
     from layoutray.model.artifact import clean_state_dict, export_artifact, read_artifact
     from layoutray.model.network import build_model
-    from trainables.train import run_training
+    from layoutray.training.driver import run_training
 
     # One step at a learning rate too small to move any weight visibly: the exported model must
     # then be the one given to --init-from, not the run's own seed-0 initialisation.
@@ -200,7 +204,7 @@ def test_init_from_a_relative_path_trains_from_that_model(ray_local, data_dir, t
 def test_init_from_refuses_a_model_that_does_not_fit(data_dir, tmp_path):
     from layoutray.model.artifact import export_artifact
     from layoutray.model.network import build_model
-    from trainables.train import check_init_from
+    from layoutray.training.driver import check_init_from
 
     small = load_config(phase="phase1", overrides=TINY)
     export_artifact(build_model(small), small, tmp_path / "small")

@@ -1,0 +1,57 @@
+"""Recipes: parsing and checking the stages (fast); running and resuming them is in test_train.py."""
+
+import pytest
+
+from layoutray.config import ConfigError
+from layoutray.training.recipe import load_recipe
+
+GOOD = """\
+# layoutray train --recipe THIS
+name: two
+phase: phase1
+data: synth:5
+set: [training.batch_size=8]
+stages:
+  - {name: learn, epochs: 3, learning_rate: 2.0e-3}
+  - {name: polish, epochs: 1, learning_rate: 2.0e-4, clean_epochs: 1, data: synth:6, set: [training.dropout=0.0]}
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_stages_resolve_to_configs(tmp_path):
+    recipe = load_recipe(write(tmp_path, GOOD))
+    first, second = recipe.stage_config(0), recipe.stage_config(1, ["training.seed=3"])
+    assert (first.training.epochs, first.training.learning_rate, first.training.batch_size) == (3, 2e-3, 8)
+    assert (second.training.epochs, second.data.clean_epochs, second.training.dropout) == (1, 1, 0.0)
+    assert second.training.seed == 3 and second.training.batch_size == 8
+    assert [recipe.stage_dir_name(i) for i in range(2)] == ["01-learn", "02-polish"]
+    assert recipe.stages[1].data == "synth:6" and recipe.data == "synth:5"
+
+
+@pytest.mark.parametrize("change, key", [
+    (("epochs: 3,", "epochs: 0,"), "epochs"),
+    (("learning_rate: 2.0e-3", "learning_rate: 7"), "training.learning_rate"),
+    (("name: polish, epochs: 1,", "name: polish, epochs: 1, epoch: 2,"), "stages[1].epoch"),
+    (("set: [training.dropout=0.0]", "set: [training.droput=0.0]"), "training.droput"),
+    (("phase: phase1", "phase: phase9"), "phase"),
+    (("name: polish", "name: learn"), "stages"),
+])
+def test_bad_recipes_name_the_file_and_key(tmp_path, change, key):
+    path = write(tmp_path, GOOD.replace(*change))
+    with pytest.raises(ConfigError) as e:
+        load_recipe(path)
+    assert str(path) in str(e.value) and key in str(e.value)
+
+
+def test_shipped_recipes_parse():
+    from pathlib import Path
+    recipes = sorted((Path(__file__).resolve().parents[3] / "configs" / "recipes").glob("*.yaml"))
+    assert recipes
+    for path in recipes:
+        recipe = load_recipe(path)
+        assert recipe.stages and path.read_text().startswith("# layoutray train")
