@@ -188,9 +188,22 @@ class DataConfig:
     clean_epochs: int = 0
     max_bad_fraction: float = 0.05  # above this share of corrupted rows a run stops
     preprocess_concurrency: int = 1
+    # Where training data comes from when `--data` is not given: a dataset directory, or
+    # "synth" / "synth:SEED" for fresh synthetic sections every epoch (layoutray.data.stream).
+    source: str = ""
+    synth_per_epoch: int = 1600  # fresh sections per epoch from the synthetic stream
+    # The share of each epoch's training rows that are fresh synthetic sections when the source is
+    # a directory (`--mix synth=W`): 0 trains on the directory alone.
+    synth_mix: float = 0.0
+    synth_val: int = 200  # the fixed validation set of a synthetic-stream run
+    synth_test: int = 200  # and its fixed test set
 
     def __post_init__(self):
         in_range("data.strength", self.strength, 0.0, 4.0)
+        in_range("data.synth_per_epoch", self.synth_per_epoch, 1)
+        in_range("data.synth_mix", self.synth_mix, 0.0, 0.95)
+        in_range("data.synth_val", self.synth_val, 1)
+        in_range("data.synth_test", self.synth_test, 1)
         in_range("data.clean_epochs", self.clean_epochs, 0)
         in_range("data.max_bad_fraction", self.max_bad_fraction, 0.0, 1.0)
         in_range("data.preprocess_concurrency", self.preprocess_concurrency, 1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import tempfile
 
 from layoutray.config import ConfigError
@@ -52,11 +53,28 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, dashboa
 
 
 def start_local(num_cpus: int | None = None, dashboard: bool = True, **kwargs) -> None:
-    """A new Ray instance of this process's own, whatever RAY_ADDRESS or /tmp/ray say."""
+    """A new Ray instance of this process's own, whatever RAY_ADDRESS or /tmp/ray say.
+
+    Ray's own helpers that query the state API without an address (Ray Train's placement-group
+    cleaner, which decides whether the run's controller is alive) would otherwise guess the
+    cluster from /tmp/ray or from the GCS processes on the host: with another instance on the
+    host they ask the wrong one, find no controller and tear the run's workers down. So the
+    dashboard (the state API's server) gets a port chosen here, named in RAY_API_SERVER_ADDRESS,
+    which the raylet and every worker inherit from this process."""
     import ray
 
+    if dashboard:
+        port = free_port()
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        kwargs["dashboard_port"] = port
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
              _temp_dir=private_temp_dir(), _node_ip_address="127.0.0.1", **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def private_temp_dir() -> str:

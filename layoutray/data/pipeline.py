@@ -471,19 +471,24 @@ def build_dataset(root: str | Path, split: str, cfg: RunConfig | dict, *, train:
     exactly the source rows). `epoch_offset` is added to Ray Data's execution index (the
     epoch seen by augmentation, the sampler and the training phases), for a resumed run.
     """
+    cfg = as_config(cfg)
+    paths, _ = split_shards(root, split)
+    ds = _read_parquet(paths, train, seed)
+    return preprocess(ds, cfg, train=train, seed=seed, rates=sampling_rates(cfg, paths, train),
+                      epoch_offset=epoch_offset, num_cpus=num_cpus)
+
+
+def _read_parquet(paths: list[Path], train: bool, seed: int):
     import ray.data
     from ray.data import DataContext, FileShuffleConfig
 
-    cfg = as_config(cfg)
-    paths, _ = split_shards(root, split)
-    rates = sampling_rates(cfg, paths, train)
     # Ray Data's V1 Parquet reader. The V2 default starts 32 footer-reader actors on every
     # pass (every epoch): 1.9-3.2 s before the first batch and both cores of a small machine,
     # to read footers that check_shards already read. V1 starts the first batch in < 0.1 s.
     context = DataContext.get_current()
     use_v2, context.use_datasource_v2 = context.use_datasource_v2, False
     try:
-        ds = ray.data.read_parquet(
+        return ray.data.read_parquet(
             [str(p) for p in paths], include_paths=True,
             # A fixed integer seed would replay one order; this reseeds per execution.
             shuffle=FileShuffleConfig(seed=seed, reseed_after_execution=True) if train else None)
@@ -491,6 +496,13 @@ def build_dataset(root: str | Path, split: str, cfg: RunConfig | dict, *, train:
         raise _find_unreadable_shard(paths, e) from None
     finally:
         context.use_datasource_v2 = use_v2
+
+
+def preprocess(ds, cfg: RunConfig, *, train: bool, seed: int, rates: list[float] | None = None,
+               epoch_offset: int = 0, num_cpus: float = 1.0):
+    """Rows of the dataset schema (from Parquet or the synthetic stream) -> preprocessed rows."""
+    import ray.data
+
     ds = ds.map_batches(
         preprocess_task, fn_kwargs={"cfg_json": json.dumps(cfg.to_dict(), sort_keys=True), "train": train,
                                     "seed": seed, "repeat_rates": rates, "epoch_offset": epoch_offset},
@@ -503,3 +515,19 @@ def build_dataset(root: str | Path, split: str, cfg: RunConfig | dict, *, train:
     if not train:
         ds.context.execution_options.preserve_order = True  # evaluation is repeatable
     return ds
+
+
+def build_training_stream(cfg: RunConfig, *, stream_seed: int, rows: int, seed: int = 0,
+                          epoch_offset: int = 0, parquet_root: str | Path | None = None):
+    """The training dataset with fresh synthetic sections: `rows` of them per epoch, alone or
+    (with `parquet_root`) added to that directory's train split. Each part is preprocessed on
+    its own and the outputs joined, since their input schemas differ."""
+    from layoutray.data.stream import synth_rows
+
+    cfg = as_config(cfg)
+    fresh = preprocess(synth_rows(stream_seed, rows, max_elements=cfg.model.max_elements,
+                                  epoch_offset=epoch_offset), cfg, train=True, seed=seed,
+                       epoch_offset=epoch_offset)
+    if parquet_root is None:
+        return fresh
+    return build_dataset(parquet_root, "train", cfg, train=True, seed=seed, epoch_offset=epoch_offset).union(fresh)

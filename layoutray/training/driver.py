@@ -15,23 +15,43 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from layoutray.config import PHASES, REPO_ROOT, ConfigError, RunConfig, choose_phase, dump_yaml, load_config
 from layoutray.data.dataset import count_examples
 from layoutray.runtime import check_gpus, init_ray, local_cpus
 
+if TYPE_CHECKING:
+    from layoutray.data.stream import Source
 
-def resolve_config(data_dir: str, phase: str = "auto", config_path: str | None = None,
+
+def resolve_config(data: str | None, phase: str = "auto", config_path: str | None = None,
                    overrides: list[str] = ()) -> tuple[RunConfig, str]:
-    """(config, why this phase)."""
-    counts = count_examples(data_dir)
+    """(config, why this phase). `--phase auto` sizes by the dataset's examples, or, on the
+    synthetic stream, by the sections of one epoch (data.synth_per_epoch)."""
+    overrides = list(overrides)
     if config_path:
         return load_config(config_path, overrides), f"config file {config_path}"
-    if phase == "auto":
-        choice = choose_phase(sum(counts.values()))
-        return load_config(phase=choice.phase, overrides=overrides), choice.reason
-    return load_config(phase=phase, overrides=overrides), "chosen with --phase"
+    if phase != "auto":
+        return load_config(phase=phase, overrides=overrides), "chosen with --phase"
+    base = load_config(phase="phase1", overrides=overrides)
+    source = data_source(data, base)
+    examples = base.data.synth_per_epoch if source.is_synth else sum(count_examples(source.path).values())
+    choice = choose_phase(examples)
+    return load_config(phase=choice.phase, overrides=overrides), choice.reason
+
+
+def data_source(data: str | None, cfg: RunConfig) -> "Source":
+    """`--data`, else the config's data.source; a ConfigError when neither names one."""
+    from layoutray.data.stream import parse_source
+
+    text = data or cfg.data.source
+    if not text:
+        raise ConfigError("--data", "no training data: pass --data DIR (a dataset) or --data synth[:SEED] "
+                                    "(fresh synthetic sections), or set data.source")
+    return parse_source(text)
 
 
 def check_local_gpus(cfg: RunConfig, address: str | None = None) -> None:
@@ -121,15 +141,46 @@ def _done_epochs(run_dir: Path, resume: bool) -> int:
     return 0
 
 
-def _build_datasets(cfg: RunConfig, data_dir: str, run_dir: Path, resume: bool) -> dict:
-    from layoutray.data.pipeline import build_dataset
+@dataclass
+class DataPlan:
+    """Where a run's rows come from: `eval_dir` holds val and test (a dataset directory, or the
+    fixed splits a synthetic-stream run writes), `train_rows` is one epoch's size."""
+
+    source: "Source"
+    eval_dir: str
+    train_rows: int
+    synth_rows: int = 0  # fresh synthetic rows per epoch (all of them on the stream)
+
+
+def plan_data(source: "Source", cfg: RunConfig, run_dir: Path) -> DataPlan:
+    from layoutray.data.stream import stream_size, write_eval_splits
+
+    if source.is_synth:
+        write_eval_splits(run_dir / "eval-data", source.seed, cfg.data.synth_val, cfg.data.synth_test,
+                          max_elements=cfg.model.max_elements)
+        rows = stream_size(cfg.data.synth_per_epoch)
+        return DataPlan(source, str(run_dir / "eval-data"), rows, rows)
+    root = str(Path(source.path).resolve())
+    real = count_examples(root)["train"]
+    w = cfg.data.synth_mix
+    fresh = stream_size(round(real * w / (1 - w))) if w > 0 else 0
+    return DataPlan(source, root, real + fresh, fresh)
+
+
+def _build_datasets(cfg: RunConfig, plan: DataPlan, run_dir: Path, resume: bool) -> dict:
+    from layoutray.data.pipeline import build_dataset, build_training_stream
 
     seed = cfg.training.seed
     # A resumed run continues the per-epoch augmentation and sampling draws (and the phi phase)
     # where it stopped instead of replaying epoch 1's.
-    done_epochs = _done_epochs(run_dir, resume)
-    datasets = {"train": build_dataset(data_dir, "train", cfg, train=True, seed=seed, epoch_offset=done_epochs),
-                "val": build_dataset(data_dir, "val", cfg, train=False, seed=seed)}
+    done = _done_epochs(run_dir, resume)
+    if plan.synth_rows:
+        stream_seed = plan.source.seed if plan.source.is_synth else seed
+        train = build_training_stream(cfg, stream_seed=stream_seed, rows=plan.synth_rows, seed=seed, epoch_offset=done,
+                                      parquet_root=None if plan.source.is_synth else plan.eval_dir)
+    else:
+        train = build_dataset(plan.eval_dir, "train", cfg, train=True, seed=seed, epoch_offset=done)
+    datasets = {"train": train, "val": build_dataset(plan.eval_dir, "val", cfg, train=False, seed=seed)}
     for ds in datasets.values():  # two lines per dataset per epoch on the console otherwise
         ds.context.print_on_execution_start = False
     return datasets
@@ -192,22 +243,24 @@ def _export_best(result, run_dir: Path):
     return best, model_dir
 
 
-def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs", *, resume: bool = False,
+def run_training(cfg: RunConfig, data: str | None, name: str, output: str = "runs", *, resume: bool = False,
                  init_from: str | None = None, address: str | None = None, callbacks: list | None = None,
                  evaluate_test: bool = True) -> dict:
-    """Train, export `model/`, evaluate on test. Returns a summary dict."""
-    data_dir = str(Path(data_dir).resolve())
+    """Train, export `model/`, evaluate on test. Returns a summary dict.
+
+    `data` is a dataset directory or "synth[:SEED]" (None: the config's data.source)."""
+    source = data_source(data, cfg)
     if init_from:
         init_from = check_init_from(init_from, cfg)
     storage, run_dir = _prepare_run_dir(cfg, name, output, resume)
-    counts = count_examples(data_dir)
-    loop_config = _loop_config(cfg, data_dir, run_dir, init_from, steps_per_epoch(cfg, counts["train"]))
+    plan = plan_data(source, cfg, run_dir)
+    loop_config = _loop_config(cfg, plan.eval_dir, run_dir, init_from, steps_per_epoch(cfg, plan.train_rows))
 
     init_ray(address, num_cpus=local_cpus(max(1, cfg.scaling.num_workers), cfg.scaling.cpus_per_worker))
     check_local_gpus(cfg, address)
     import ray.data
     ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch bars drown the progress lines
-    datasets = _build_datasets(cfg, data_dir, run_dir, resume)
+    datasets = _build_datasets(cfg, plan, run_dir, resume)
     trainer = _build_trainer(cfg, loop_config, datasets, name, storage, callbacks)
     t0 = time.time()
     result = trainer.fit()
@@ -216,11 +269,11 @@ def run_training(cfg: RunConfig, data_dir: str, name: str, output: str = "runs",
         raise result.error
 
     best, model_dir = _export_best(result, run_dir)
-    summary = {"run_dir": str(run_dir), "model": str(model_dir), "phase": cfg.phase,
+    summary = {"run_dir": str(run_dir), "model": str(model_dir), "phase": cfg.phase, "data": source.describe(),
                "train_seconds": round(train_secs, 1), "best_checkpoint": best.path,
                "last_epoch_metrics": result.metrics}
-    if evaluate_test and counts.get("test"):
-        test = evaluate_test_split(str(model_dir), data_dir, cfg)
+    if evaluate_test and count_examples(plan.eval_dir).get("test"):
+        test = evaluate_test_split(str(model_dir), plan.eval_dir, cfg)
         (run_dir / "metrics.json").write_text(json.dumps(test, indent=2) + "\n")
         summary["test_metrics"] = str(run_dir / "metrics.json")
         summary["test"] = test
