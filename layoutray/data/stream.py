@@ -78,7 +78,9 @@ def generate_block(batch: dict[str, np.ndarray], seed: int, rows_per_block: int,
             row = generate_example(stream_rng(seed, epoch, index), index, max_elements=max_elements)
             row["id"] = f"stream-{seed}-e{epoch}-{index:07d}"
             rows.append(row)
-    return pa.Table.from_pylist(rows, schema=dataset.SCHEMA)
+    table = pa.Table.from_pylist(rows, schema=dataset.SCHEMA)
+    # The "shard" of a bad-row report: where a row came from, as a Parquet row's file path does.
+    return table.append_column("path", pa.array([f"synth:{seed}"] * len(rows), pa.string()))
 
 
 def synth_rows(seed: int, rows: int, *, max_elements: int = DEFAULT_MAX_ELEMENTS, epoch_offset: int = 0,

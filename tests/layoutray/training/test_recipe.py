@@ -55,3 +55,37 @@ def test_shipped_recipes_parse():
     for path in recipes:
         recipe = load_recipe(path)
         assert recipe.stages and path.read_text().startswith("# layoutray train")
+
+
+TINY = ["model.d_model=32", "model.n_heads=2", "model.n_layers=1", "training.batch_size=8",
+        "data.synth_per_epoch=64", "data.synth_val=16", "data.synth_test=16", "validation.generate_examples=8",
+        "scaling.cpus_per_worker=1"]
+
+
+def _recipe(tmp_path, stages: str):
+    return write(tmp_path, f"# layoutray train --recipe THIS\nname: r\ndata: synth:4\nset: {TINY}\nstages:\n{stages}")
+
+
+@pytest.mark.slow
+def test_recipe_runs_stages_in_order_and_resumes(tmp_path, capsys):
+    import json
+
+    from cli.main import main
+    from conftest import metrics_rows
+
+    one = "  - {name: a, epochs: 1, learning_rate: 2.0e-3}\n"
+    two = one + "  - {name: b, epochs: 2, learning_rate: 5.0e-4, clean_epochs: 1}\n"
+    out = tmp_path / "runs"
+    assert main(["train", "--recipe", str(_recipe(tmp_path, one)), "--output", str(out)]) == 0
+    first_model = json.loads((out / "r" / "recipe.json").read_text())["stages"]["01-a"]["model"]
+    # Interrupted after stage 1: --resume skips it and trains stage 2 from stage 1's model.
+    assert main(["train", "--recipe", str(_recipe(tmp_path, two)), "--output", str(out), "--resume"]) == 0
+    text = capsys.readouterr().out
+    assert "stage 1/2 'a': done earlier, skipped" in text and "stage 2/2 'b'" in text
+    state = json.loads((out / "r" / "recipe.json").read_text())
+    assert state["stages"]["01-a"]["model"] == first_model and state["model"].endswith("02-b/model")
+    assert [r["epoch"] for r in metrics_rows(out / "r" / "02-b")] == [1, 2]
+    assert state["stages"]["02-b"]["test"]["examples"] == 16
+    # Starting a finished recipe again without --resume is refused, naming the run.
+    assert main(["train", "--recipe", str(_recipe(tmp_path, two)), "--output", str(out)]) == 2
+    assert "'r' already exists" in capsys.readouterr().err
