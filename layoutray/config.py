@@ -75,6 +75,9 @@ class ModelConfig:
     coord_bins: int = 128
     max_spec_len: int = 64
     dense_cell: int = 0  # dense head's cell side in image pixels (training only; 0 = no head)
+    # Channels of a convolutional stem before the patch embedding (0 = none): two stride-2 3x3
+    # convolutions give each patch token local edge and corner features instead of raw pixels.
+    conv_stem: int = 0
     # Reserved for a diffusion decoder and aesthetic constraints: validated and carried in the
     # phase files so that configs stay stable when a model reads them; nothing reads them yet.
     diffusion_steps: int = 100
@@ -99,6 +102,9 @@ class ModelConfig:
         check("model.max_spec_len", self.max_spec_len >= 1 + self.max_elements,
                f">= 1 + model.max_elements = {1 + self.max_elements}; got {self.max_spec_len}")
         in_range("model.dense_cell", self.dense_cell, 0, self.patch_size)
+        in_range("model.conv_stem", self.conv_stem, 0, 256)
+        check("model.patch_size", self.conv_stem == 0 or self.patch_size % 4 == 0,
+               f"a multiple of 4 with a conv stem (it downsamples by 4); got {self.patch_size}")
         check("model.dense_cell", self.dense_cell == 0 or self.patch_size % self.dense_cell == 0,
                f"0 or a divisor of model.patch_size ({self.patch_size}); got {self.dense_cell}")
 

@@ -325,3 +325,23 @@ def test_load_weights_tolerates_only_a_missing_or_extra_dense_head():
     broken = {k: v for k, v in plain.state_dict().items() if k != "dec_ln.weight"}
     with pytest.raises(RuntimeError, match="dec_ln.weight"):
         load_weights(dense, broken)
+
+
+def test_conv_stem_keeps_the_token_grid_and_its_flops_are_counted():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(2, 1, 192, 320)
+    counted, ours = {}, {}
+    for stem in (0, 16):
+        cfg = load_config(phase="phase1", overrides=[f"model.conv_stem={stem}"])
+        model = build_model(cfg).eval()
+        with FlopCounterMode(display=False) as fc:
+            tokens = model.encode_image(x)
+        assert tokens.shape == (2, 60, 128)
+        counted[stem] = fc.get_total_flops() / 2
+        ours[stem] = (flops_per_example(cfg, 1, 1, training=False)
+                      - flops_per_example(cfg, 1, 1, with_image=False, training=False))
+    assert counted[16] - counted[0] == ours[16] - ours[0]
+    with pytest.raises(Exception, match="model.patch_size"):
+        load_config(phase="phase1", overrides=["model.conv_stem=8", "model.patch_size=30",
+                                               "model.image_height=180", "model.image_width=300"])
