@@ -16,6 +16,17 @@ else
     fi
     PY="$VENV/bin/python"
 fi
+# Debian's Chromium for `layoutray data from-html` and its tests (Playwright drives this binary;
+# no browser is downloaded). Installed when missing and we may: as root, or with sudo.
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO=$(command -v sudo || true)
+    if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
+        $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
+    else
+        echo "note: /usr/bin/chromium is missing; install Debian's chromium for layoutray data from-html" >&2
+    fi
+fi
 # torch first and by exact version: a looser request would pull a multi-GB CUDA build.
 "$PY" -m pip install -q --disable-pip-version-check "torch==2.13.0"
 "$PY" -m pip install -q --disable-pip-version-check -e .
