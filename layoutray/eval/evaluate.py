@@ -13,6 +13,8 @@ from typing import Iterable
 import torch
 
 from layoutray.model.generate import generate_tokens
+from layoutray.eval.fid import layout_features
+from layoutray.eval.generative import generative_metrics
 from layoutray.eval.metrics import element_prf_by_type, layout_metrics, miss_analysis, token_accuracy_counts
 from layoutray.model.tokenizer import NULL, PAD, Box, LayoutTokenizer
 
@@ -111,10 +113,16 @@ def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict],
     out: dict = {"examples": seen, "loss": loss_sum / max(1, n_tok),
                  "token_accuracy": n_correct / max(1, n_tok), "generated_examples": len(gts)}
     if gts:
+        # Set metrics (max_iou, fid): does each mode's SET of generated layouts look like the set
+        # of true layouts of the same examples, the question that fits spec-only and sampled
+        # generation, where many layouts are right for one spec. The true side's FID features
+        # are the same for every mode.
+        real_features = layout_features(gts)
         for m in modes:
             out[m] = layout_metrics(preds[m], gts, parsed_ok=oks[m])
             out[m]["per_type@0.5"] = element_prf_by_type(preds[m], gts, 0.5)
             out[m]["misses"] = miss_analysis(preds[m], gts)
+            out[m].update(generative_metrics(preds[m], gts, real_features=real_features))
         headline = HEADLINE_MODE if HEADLINE_MODE in modes else modes[0]
         out.update(out[headline])
         out["headline_mode"] = headline
@@ -168,6 +176,9 @@ def format_metrics(m: dict) -> str:
                 parts.append(f"F1@0.5 {r['element_f1@0.5']:.3f}  F1@0.75 {r['element_f1@0.75']:.3f}  "
                              f"mIoU {r['mean_iou']:.3f}  align {r['alignment']:.4f} (data {r['alignment_reference']:.4f})  "
                              f"overlap {r['overlap']:.4f} (data {r['overlap_reference']:.4f})  validity {r['validity']:.3f}")
+            if "max_iou" in r:
+                fid = "n/a" if r.get("fid") is None else f"{r['fid']:.3f}"
+                parts.append(f"maxIoU {r['max_iou']:.3f}  FID {fid}")
             lines.append(f"  {mode:>5}: " + "  ".join(parts))
     headline = m.get("headline_mode")
     per_type = m.get(headline, {}).get("per_type@0.5") if headline else None

@@ -7,11 +7,14 @@ chain (rendering, image normalisation, patching, the memory mask, tokenisation, 
 up as an F1 near zero.
 """
 
+import json
+
 import pytest
 import torch
 
 from layoutray.config import load_config
-from layoutray.eval.evaluate import condition, evaluate_batches
+from conftest import tiny_serving_artifact
+from layoutray.eval.evaluate import MODES, condition, evaluate_batches
 from layoutray.model.network import build_model
 from layoutray.data.batches import iter_local_batches
 from layoutray.data.synth import synthesize
@@ -86,3 +89,39 @@ def test_evaluate_cli_names_a_directory_that_is_not_a_model(tmp_path, capsys):
     assert main(["evaluate", "--model", str(tmp_path / "nothing"), "--data", str(tmp_path / "data")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and f"{tmp_path / 'nothing'}/meta.json: missing" in err
+
+
+def test_format_metrics_prints_max_iou_and_fid():
+    from layoutray.eval.evaluate import format_metrics
+
+    base = {"loss": 1.0, "element_f1@0.5": .5, "element_f1@0.75": .25, "mean_iou": .6, "alignment": .01,
+            "alignment_reference": .005, "overlap": .2, "overlap_reference": .1, "validity": 1.0}
+    text = format_metrics({"examples": 2, "loss": 1.0, "token_accuracy": 0.5,
+                           "spec": {**base, "max_iou": 0.4321, "fid": 12.3456},
+                           "image": {**base, "max_iou": 0.0, "fid": None}})
+    spec_line = next(line for line in text.splitlines() if line.strip().startswith("spec:"))
+    assert spec_line.endswith("validity 1.000  maxIoU 0.432  FID 12.346")
+    assert "maxIoU 0.000  FID n/a" in text  # fewer than 2 layouts: no FID
+
+
+def test_evaluate_json_reports_max_iou_and_fid_for_each_mode(tmp_path, capsys):
+    """`layoutray evaluate --json` on a random tiny model: every mode has the set metrics next to
+    the per-example ones it had before."""
+    from cli.main import main
+
+    synthesize(tmp_path / "data", 30, seed=4, max_elements=8)
+    model = tiny_serving_artifact(tmp_path / "m", seed=0)
+    argv = ["evaluate", "--model", model, "--data", str(tmp_path / "data"), "--split", "train", "--limit", "10"]
+    assert main(argv + ["--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["generated_examples"] == 10
+    for mode in MODES:
+        r = m[mode]
+        for key in ("element_f1@0.5", "mean_iou", "alignment", "alignment_reference", "overlap",
+                    "overlap_reference", "validity", "loss", "per_type@0.5", "misses"):
+            assert key in r, (mode, key)
+        assert 0.0 <= r["max_iou"] <= 1.0, (mode, r["max_iou"])
+        assert r["fid"] >= 0.0, (mode, r["fid"])
+    assert m["max_iou"] == m["both"]["max_iou"] and m["fid"] == m["both"]["fid"]  # the headline copy
+    assert main(argv) == 0
+    assert "maxIoU" in capsys.readouterr().out
