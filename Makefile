@@ -21,14 +21,18 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# `make bench`: every benchmark, one after the other (each writes bench/results/<name>[-tag].json;
+# its JSON on stdout is the same document), then the results tables in README.md and docs/
 bench: setup
-	$(PY) bench/data_throughput.py
-	$(PY) bench/train_throughput.py
-	$(PY) bench/infer_latency.py
-	$(PY) bench/serve_latency.py
-	$(PY) bench/localize_probe.py
-	$(PY) bench/idle_actors.py
-	$(PY) bench/ray_presence.py
+	$(PY) bench/data_throughput.py >/dev/null
+	$(PY) bench/train_throughput.py >/dev/null
+	$(PY) bench/train_throughput.py --batch-size 16 --materialize --tag b16 >/dev/null
+	$(PY) bench/infer_latency.py >/dev/null
+	$(PY) bench/serve_latency.py >/dev/null
+	$(PY) bench/localize_probe.py >/dev/null
+	$(PY) bench/idle_actors.py >/dev/null
+	$(PY) bench/ray_presence.py >/dev/null
+	$(PY) bench/render_docs.py
 
 clean:
 	rm -rf runs sections .pytest_cache

@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/data_throughput.py [--examples 2000] [--epochs 3] [--concurrency 1]
 
-Prints one JSON object:
+Prints one JSON document and writes bench/results/data_throughput.json (bench/jsonout.py);
+its figures:
   generator_examples_per_s   synth.synthesize (PNG rendering included), if importable
   ray_samples_per_s          read + decode + augment + tokenize -> one consumer
                              (iter_torch_batches), all epochs; `_steady` skips epoch 1,
@@ -28,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jsonout import emit, reserve_stdout  # noqa: E402
+from jsonout import BenchRun, add_result_args, args_config, reserve_stdout  # noqa: E402
 
 from layoutray.config import load_config  # noqa: E402
 from layoutray.data.dataset import write_manifest, write_split  # noqa: E402
@@ -110,7 +111,7 @@ def measure_training(cfg, root: Path, steps: int) -> float:
     return n / (time.perf_counter() - t)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--examples", type=int, default=2000)
     ap.add_argument("--epochs", type=int, default=3)
@@ -121,14 +122,51 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=10)
     ap.add_argument("--assume-train", type=float, default=None,
                     help="Phase 1 training samples/s to compare against instead of measuring")
-    args = ap.parse_args()
+    add_result_args(ap)
+    return ap.parse_args()
+
+
+def measure_ray(cfg, root: Path, epochs: int, batch_size: int) -> dict:
+    """Ray Data pipeline -> one consumer, every epoch timed; epoch 1 pays for worker start-up."""
+    import ray
+    from ray.data import DataContext
+
+    from layoutray.runtime import start_local
+    # More logical CPUs than the machine has: Ray Data's read tasks need a free CPU next
+    # to the preprocessing tasks, or the pipeline waits.
+    start_local(num_cpus=(os.cpu_count() or 2) + 2, dashboard=False, log_to_driver=False,
+                configure_logging=False)
+    DataContext.get_current().enable_progress_bars = False
+    ds = build_dataset(root, "train", cfg, train=True, seed=0)
+    per_epoch, first = [], []
+    report = BadRowReport()
+    for _ in range(epochs):
+        t = time.perf_counter()
+        n = consume(iter_torch_batches(ds, batch_size, report=report,
+                                       max_bad_fraction=cfg.data.max_bad_fraction,
+                                       prefetch_batches=4), first)
+        per_epoch.append((n, time.perf_counter() - t))
+    ray.shutdown()
+    steady = per_epoch[1:] or per_epoch
+    return {
+        "ray_epoch_s": [round(dt, 2) for _, dt in per_epoch],
+        "ray_first_batch_s": first,  # per epoch: execution start-up, paid every epoch
+        "ray_samples_per_s": round(sum(n for n, _ in per_epoch) / sum(dt for _, dt in per_epoch), 1),
+        "ray_samples_per_s_steady": round(sum(n for n, _ in steady) / sum(dt for _, dt in steady), 1),
+        "bad_rows": report.bad_rows,
+    }
+
+
+def main() -> None:
+    args = parse_args()
     json_out = reserve_stdout()
+    run = BenchRun("data_throughput", tag=args.tag, results_dir=args.results_dir)
 
     overrides = [] if args.concurrency is None else [f"data.preprocess_concurrency={args.concurrency}"]
     cfg = load_config(phase="phase1", overrides=overrides)
-    out: dict = {"cpus": os.cpu_count(), "examples": args.examples, "epochs": args.epochs,
-                 "batch_size": args.batch_size,
-                 "preprocess_concurrency": cfg.data.preprocess_concurrency}
+    config = {**args_config(args), "cpus": os.cpu_count(),
+              "preprocess_concurrency": cfg.data.preprocess_concurrency}
+    out: dict = {}
     with tempfile.TemporaryDirectory(prefix="layoutray-bench-") as tmp:
         root = Path(args.data) if args.data else Path(tmp) / "sections"
         if not args.data:
@@ -141,30 +179,8 @@ def main() -> None:
                 for e in range(args.epochs))
         out["local_samples_per_s"] = round(n / (time.perf_counter() - t), 1)
 
-        import ray
-        from ray.data import DataContext
-        # More logical CPUs than the machine has: Ray Data's read tasks need a free CPU next
-        # to the preprocessing tasks (shared/notes/ray-2.60.md).
-        ray.init(num_cpus=(os.cpu_count() or 2) + 2, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
-        DataContext.get_current().enable_progress_bars = False
-        ds = build_dataset(root, "train", cfg, train=True, seed=0)
-        per_epoch, first = [], []
-        report = BadRowReport()
-        for _ in range(args.epochs):
-            t = time.perf_counter()
-            n = consume(iter_torch_batches(ds, args.batch_size, report=report,
-                                           max_bad_fraction=cfg.data.max_bad_fraction,
-                                           prefetch_batches=4), first)
-            per_epoch.append((n, time.perf_counter() - t))
-        ray.shutdown()
-        out["ray_epoch_s"] = [round(dt, 2) for _, dt in per_epoch]
-        out["ray_first_batch_s"] = first  # per epoch: execution start-up, paid every epoch
-        out["ray_samples_per_s"] = round(sum(n for n, _ in per_epoch) / sum(dt for _, dt in per_epoch), 1)
-        steady = per_epoch[1:] or per_epoch
-        out["ray_samples_per_s_steady"] = round(sum(n for n, _ in steady) / sum(dt for _, dt in steady), 1)
+        out.update(measure_ray(cfg, root, args.epochs, args.batch_size))
         out["ray_vs_local"] = round(out["ray_samples_per_s_steady"] / out["local_samples_per_s"], 2)
-        out["bad_rows"] = report.bad_rows
 
         if args.assume_train is not None:
             out["phase1_train_samples_per_s"] = args.assume_train
@@ -176,8 +192,7 @@ def main() -> None:
     out["headroom"] = round(out["ray_samples_per_s_steady"] / out["phase1_train_samples_per_s"], 2)
     out["target_headroom"] = 5.0
     out["meets_target"] = out["headroom"] >= 5.0
-    emit(json_out, out)
-
+    run.finish(json_out, config=config, figures=out)
 
 if __name__ == "__main__":
     main()

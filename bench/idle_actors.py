@@ -4,7 +4,8 @@
 
 A diagnostic for the train benchmark's gap (b / a): a Ray Train run keeps about nine actors
 alive beside its worker, and on two cores filled by torch threads every wake-up of theirs
-preempts a training thread. Prints one JSON object: for `--actors` idle actors (num_cpus=0,
+preempts a training thread. Prints one JSON document, also written to
+bench/results/idle_actors.json (bench/jsonout.py): for `--actors` idle actors (num_cpus=0,
 nothing running) the context switches and CPU time per second, per actor and by thread name,
 read from /proc over `--window` seconds; the baseline in the same run is a plain idle Python
 process (`time.sleep`), measured over the same window. Linux only.
@@ -19,8 +20,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from jsonout import emit, reserve_stdout  # noqa: E402
+from jsonout import BenchRun, add_result_args, args_config, reserve_stdout  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -66,17 +68,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--actors", type=int, default=4)
     ap.add_argument("--window", type=float, default=10.0, help="seconds to count over")
+    add_result_args(ap)
     args = ap.parse_args()
     out = reserve_stdout()
+    run = BenchRun("idle_actors", tag=args.tag, results_dir=args.results_dir)
 
     import ray
+
+    from layoutray.runtime import start_local
 
     @ray.remote(num_cpus=0)
     class Idle:
         def pid(self) -> int:
             return os.getpid()
 
-    ray.init(num_cpus=2, include_dashboard=False)
+    start_local(num_cpus=2, dashboard=False)  # a private instance, whatever RAY_ADDRESS says
     actors = [Idle.remote() for _ in range(args.actors)]
     pids = ray.get([a.pid.remote() for a in actors])
     plain = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
@@ -86,10 +92,7 @@ def main() -> None:
     finally:
         plain.kill()
         ray.shutdown()
-    emit(out, {
-        "benchmark": "idle_actors",
-        "actors": args.actors,
-        "window_s": args.window,
+    run.finish(out, config=args_config(args), figures={
         "per_idle_actor": per_actor,
         "baseline_plain_python": baseline,
         "idle_actor_cpu_share_of_one_core": round(per_actor["cpu_ms_per_s"] / 1000, 4),

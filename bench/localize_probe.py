@@ -3,16 +3,17 @@
     .venv/bin/python bench/localize_probe.py [--steps 2000] [--every 250] [--set model.patch_size=16 ...]
     .venv/bin/python bench/localize_probe.py --set training.dense_weight=0   # without the dense head
 
-The diagnostic behind the README's "what limits F1": strip the task to one outlined box on a
-blank canvas, image only, a fresh random box every example (no data prior to lean on, no
-overfitting), and watch the coordinate error fall. A model that cannot do this quickly cannot
-reach F1@0.5 >= 0.95 on real sections either, whatever the data.
+The diagnostic behind docs/quality.md's "Model choices that matter for quality": strip the task
+to one outlined box on a blank canvas, image only, a fresh random box every example (no data
+prior to lean on, no overfitting), and watch the coordinate error fall. A model that cannot do
+this quickly cannot reach F1@0.5 >= 0.95 on real sections either, whatever the data.
 
 Scored on 256 held-out boxes, teacher-forced: the argmax of each coordinate given the true
 preceding tokens, in coordinate bins (1/127 of the canvas), and the IoU of the box so read.
 Baseline in the same run: the best constant answer (the median of each coordinate over the
 held-out boxes), which is what a model that ignores the image converges to.
-Prints JSON; `ratio_error_vs_prior` < 1 means the model reads the image.
+Prints JSON and writes bench/results/localize_probe.json (bench/jsonout.py);
+`ratio_error_vs_prior` < 1 means the model reads the image.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from jsonout import BenchRun, add_result_args, args_config, reserve_stdout  # noqa: E402
 
 from layoutray.config import load_config  # noqa: E402
 from layoutray.eval.metrics import box_iou  # noqa: E402
@@ -72,11 +76,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="Phase 1 config override, e.g. model.patch_size=16")
+    add_result_args(ap)
     args = ap.parse_args()
+    json_out = reserve_stdout()
+    run = BenchRun("localize_probe", tag=args.tag, results_dir=args.results_dir)
 
     torch.set_num_threads(args.threads)
-    # Plain token targets (coord_sigma 0), so that the figures stay comparable with the README's
-    # earlier ones; the dense head follows the phase config.
+    # Plain token targets (coord_sigma 0) whatever the phase config says, so that every result of
+    # the probe is measured the same way; the dense head follows the phase config.
     cfg = load_config(phase="phase1", overrides=["training.dropout=0.0", "training.coord_sigma=0", *args.set])
     m = cfg.model
     tok = LayoutTokenizer(bins=m.coord_bins)
@@ -116,17 +123,15 @@ def main() -> None:
         opt.step()
 
     last = curve[-1]
-    print(json.dumps({
+    config = {**args_config(args), "parameters": count_parameters(cfg), "patch_size": m.patch_size,
+              "coord_bins": m.coord_bins, "image": [m.image_height, m.image_width],
+              "dense_weight": cfg.training.dense_weight}
+    run.finish(json_out, config=config, figures={
         "what": "one outlined box on a blank canvas, image only: teacher-forced coordinate error",
-        "command": "python " + " ".join(sys.argv),
-        "parameters": count_parameters(cfg), "patch_size": m.patch_size, "coord_bins": m.coord_bins,
-        "image": [m.image_height, m.image_width], "steps": args.steps, "batch_size": args.batch_size,
-        "lr": args.lr, "overrides": args.set, "dense_weight": cfg.training.dense_weight,
         "prior_baseline": prior, "final": last,
         "ratio_error_vs_prior": round(last["mean_abs_error"] / max(prior["mean_abs_error"], 1e-9), 3),
         "curve": curve,
-    }, indent=2))
-
+    })
 
 if __name__ == "__main__":
     main()

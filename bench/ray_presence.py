@@ -34,7 +34,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from jsonout import emit, reserve_stdout  # noqa: E402
+from jsonout import BenchRun, add_result_args, args_config, reserve_stdout  # noqa: E402
 from proc_cpu import cpu_seconds, read_stat  # noqa: E402
 
 CHUNK_BATCHES = 30
@@ -68,12 +68,11 @@ def plain_child(data: str, batch_size: int, threads: int) -> None:
 def ray_driver(ready_file: str, threads: int, dashboard: bool) -> None:
     """A local Ray instance with a one-worker TorchTrainer run whose worker only waits."""
     os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-    import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    ray.init(num_cpus=max(4, threads + 2), include_dashboard=dashboard, dashboard_host="127.0.0.1",
-             log_to_driver=False, configure_logging=False)
+    from layoutray.runtime import start_local
+    start_local(num_cpus=max(4, threads + 2), dashboard=dashboard, log_to_driver=False, configure_logging=False)
 
     def wait_forever(config: dict) -> None:
         import torch  # noqa: F401  (the worker holds what a training worker holds)
@@ -162,7 +161,7 @@ def summary(rows: list[dict], condition: str) -> dict:
             "context_switches_per_s_median": med("context_switches_per_s")}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--pairs", type=int, default=4, help="running/stopped pairs (ABBA order)")
     ap.add_argument("--batch-size", type=int, default=16)
@@ -173,17 +172,67 @@ def main() -> None:
                     help="seconds after the worker is up before measuring (start-up work ends)")
     ap.add_argument("--plain-child", metavar="DATA", help=argparse.SUPPRESS)
     ap.add_argument("--ray-driver", metavar="READY_FILE", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    add_result_args(ap)
+    return ap.parse_args()
+
+
+def start_instance(args, tmp: Path) -> subprocess.Popen:
+    """The Ray driver, in a process of its own."""
+    return subprocess.Popen([sys.executable, __file__, "--ray-driver", str(tmp / "worker_ready"), "--threads",
+                             str(args.threads)] + (["--dashboard"] if args.dashboard else []),
+                            stdout=subprocess.DEVNULL, stderr=open(tmp / "driver.log", "w"))
+
+
+def wait_ready(driver: subprocess.Popen, tmp: Path, settle: float) -> None:
+    """Until the driver's worker is up, then `settle` seconds more."""
+    deadline = time.monotonic() + 180
+    while not (tmp / "worker_ready").exists():
+        if driver.poll() is not None or time.monotonic() > deadline:
+            tail = (tmp / "driver.log").read_text()[-2000:]
+            raise SystemExit(f"the Ray instance did not come up:\n{tail}")
+        time.sleep(0.2)
+    time.sleep(settle)  # Ray's start-up work (worker prestart, dataset and actor set-up) ends
+
+
+def chunks_beside_instance(plain: Plain, args, tmp: Path, res: dict) -> list[dict]:
+    """Chunks with the instance running and SIGSTOPped, ABBA; the instance is killed after."""
+    driver = start_instance(args, tmp)
+    pids: list[int] = []
+    rows = []
+    try:
+        wait_ready(driver, tmp, args.settle)
+        pids = instance_pids(driver.pid)
+        res["instance_processes"] = len(pids)
+        log(f"Ray up: {len(pids)} processes")
+        for cond in (["running", "stopped", "stopped", "running"] * args.pairs)[: 2 * args.pairs]:
+            if cond == "stopped":
+                signal_all(pids, signal.SIGSTOP)
+            try:
+                rows.append(plain.chunk(cond))
+            finally:
+                if cond == "stopped":
+                    signal_all(pids, signal.SIGCONT)
+            log(f"{cond}: {rows[-1]['samples_per_s']}")
+    finally:
+        alive = set(pids) | set(instance_pids(driver.pid) if driver.poll() is None else [])
+        signal_all(alive, signal.SIGCONT)  # never leave a stopped process behind
+        signal_all(alive, signal.SIGKILL)
+        driver.wait(timeout=60)
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
     if args.plain_child:
         return plain_child(args.plain_child, args.batch_size, args.threads)
     if args.ray_driver:
         return ray_driver(args.ray_driver, args.threads, args.dashboard)
 
     out = reserve_stdout()
-    res = {"what": "cost of a running Ray instance (one idle TorchTrainer worker) to a plain training loop",
-           "command": "python bench/ray_presence.py " + " ".join(sys.argv[1:]),
-           "cpus": os.cpu_count(), "threads": args.threads, "batch_size": args.batch_size,
-           "dashboard": args.dashboard, "chunk_batches": CHUNK_BATCHES}
+    run = BenchRun("ray_presence", tag=args.tag, results_dir=args.results_dir)
+    config = {**args_config(args, drop=("tag", "results_dir", "plain_child", "ray_driver")),
+              "cpus": os.cpu_count(), "chunk_batches": CHUNK_BATCHES}
+    res = {"what": "cost of a running Ray instance (one idle TorchTrainer worker) to a plain training loop"}
     with tempfile.TemporaryDirectory(prefix="layoutray-ray-presence-") as tmp:
         tmp = Path(tmp)
         from layoutray.data.synth import synthesize
@@ -191,37 +240,7 @@ def main() -> None:
         plain = Plain(tmp / "sections", args.batch_size, args.threads)
         rows = [plain.chunk("no_ray_before") for _ in range(3)]
         log(f"no Ray: {[r['samples_per_s'] for r in rows]}")
-
-        ready = tmp / "worker_ready"
-        driver = subprocess.Popen([sys.executable, __file__, "--ray-driver", str(ready), "--threads",
-                                   str(args.threads)] + (["--dashboard"] if args.dashboard else []),
-                                  stdout=subprocess.DEVNULL, stderr=open(tmp / "driver.log", "w"))
-        pids: list[int] = []
-        try:
-            deadline = time.monotonic() + 180
-            while not ready.exists():
-                if driver.poll() is not None or time.monotonic() > deadline:
-                    tail = (tmp / "driver.log").read_text()[-2000:]
-                    raise SystemExit(f"the Ray instance did not come up:\n{tail}")
-                time.sleep(0.2)
-            time.sleep(args.settle)  # Ray's start-up work (worker prestart, dataset and actor set-up) ends
-            pids = instance_pids(driver.pid)
-            res["instance_processes"] = len(pids)
-            log(f"Ray up: {len(pids)} processes")
-            for cond in (["running", "stopped", "stopped", "running"] * args.pairs)[: 2 * args.pairs]:
-                if cond == "stopped":
-                    signal_all(pids, signal.SIGSTOP)
-                try:
-                    rows.append(plain.chunk(cond))
-                finally:
-                    if cond == "stopped":
-                        signal_all(pids, signal.SIGCONT)
-                log(f"{cond}: {rows[-1]['samples_per_s']}")
-        finally:
-            alive = set(pids) | set(instance_pids(driver.pid) if driver.poll() is None else [])
-            signal_all(alive, signal.SIGCONT)  # never leave a stopped process behind
-            signal_all(alive, signal.SIGKILL)
-            driver.wait(timeout=60)
+        rows += chunks_beside_instance(plain, args, tmp, res)
         rows += [plain.chunk("no_ray_after") for _ in range(3)]
         plain.close()
 
@@ -230,7 +249,7 @@ def main() -> None:
     ratios = [a / b for a, b in zip(res["running"]["samples_per_s"], res["stopped"]["samples_per_s"])]
     res["ratio_running_over_stopped_per_pair"] = [round(r, 3) for r in ratios]
     res["ratio_running_over_stopped_median"] = round(statistics.median(ratios), 3)
-    emit(out, res)
+    run.finish(out, config=config, figures=res)
 
 
 if __name__ == "__main__":

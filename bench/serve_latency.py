@@ -1,4 +1,5 @@
-"""Serving latency and throughput, all in one run; prints one JSON document.
+"""Serving latency and throughput, all in one run; prints one JSON document, also written to
+bench/results/serve_latency.json (bench/jsonout.py).
 
 For concurrency 1, 4 and 16, with and without batching (LayoutModel max_batch_size 16 vs 1,
 changed live through user_config), it measures P50/P95/P99 latency and requests/s of
@@ -7,7 +8,7 @@ changed live through user_config), it measures P50/P95/P99 latency and requests/
   (c) in_process: the same model called in this process on the same inputs
                   (no batching: one predict call per request from c threads;
                    batching: the c concurrent requests as one predict call).
-and checks the goals of issue 5:
+and checks the serving goals:
   - P95 at 16 concurrent <= 2x the single-request P50 (router, batching on),
   - the router adds <= 10% to P50 over (b) (batching on; one client alternating router and
     direct requests, so both P50s come from the same moments of a noisy machine),
@@ -43,7 +44,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from jsonout import emit, reserve_stdout  # noqa: E402
+from jsonout import BenchRun, add_result_args, args_config, reserve_stdout  # noqa: E402
 
 BODY = {"section_type": "hero", "elements": ["heading", "subheading", "paragraph", "button", "image"],
         "canvas": {"width": 1440, "height": 800}, "samples": 1, "temperature": 0.0, "seed": 0}
@@ -51,7 +52,7 @@ CONCURRENCY = (1, 4, 16)
 
 
 def _pct(values, q):
-    from serving.judge import percentile
+    from layoutray.eval.stats import percentile
     v = percentile(values, q)
     return None if v is None else round(v, 2)
 
@@ -202,7 +203,7 @@ def ensure_model(path: str | None) -> tuple[str, str]:
     return str(out), "random-init phase1 (no trained model found)"
 
 
-def main() -> int:
+def parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", help="model artifact dir")
     ap.add_argument("--seconds", type=float, default=5.0, help="measured seconds per configuration")
@@ -214,30 +215,37 @@ def main() -> int:
     ap.add_argument("--elements", default=",".join(BODY["elements"]),
                     help="the request's element types, comma-separated (generation length, and so the "
                          "model's share of each request, grows with their number; default: %(default)s)")
-    a = ap.parse_args()
-    BODY["elements"] = [e.strip() for e in a.elements.split(",") if e.strip()]
+    add_result_args(ap)
+    return ap.parse_args()
 
-    os.environ.pop("RAY_ADDRESS", None)
-    # Read by Serve's controller and replicas, which inherit this process's environment.
-    os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1" if a.direct_ingress else "0"
-    # Nothing is in flight at the end; the 30-s default drain would only add to the run.
-    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
-    json_out = reserve_stdout()
-    import ray
-    from ray import serve
 
-    from serving.deploy import app_config, deploy, direct_ingress_url
-
-    model_dir, model_src = ensure_model(a.model)
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+def free_port() -> int:
     sock = __import__("socket").socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     sock.close()
+    return port
+
+
+def start_serve() -> int:
+    """A private local Ray instance with Serve's proxy on a free loopback port; returns the port."""
+    from ray import serve
+
+    from layoutray.runtime import start_local
+    start_local(num_cpus=4, dashboard=False, log_to_driver=False, configure_logging=False)
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 120})
+    return port
+
+
+def make_apply(a: argparse.Namespace, model_dir: str, port: int):
+    """`apply(max_batch)`: (re)deploy the router app and the direct app with that batch size, live
+    through user_config; returns the URLs of the two measured paths."""
+    from serving.deploy import app_config, deploy, direct_ingress_url
+
     state_dir = tempfile.mkdtemp(prefix="layoutray-bench-state-")
 
-    def apply(max_batch: int):
+    def apply(max_batch: int) -> dict:
         mcfg = {"max_batch_size": max_batch, "torch_threads": a.torch_threads}
         if a.batch_wait_s is not None:
             mcfg["batch_wait_timeout_s"] = a.batch_wait_s
@@ -251,9 +259,12 @@ def main() -> int:
             return {"router": f"http://127.0.0.1:{port}/v1/layouts", "direct": f"http://127.0.0.1:{port}/direct"}
         return {"router": direct_ingress_url("layoutray", port) + "/v1/layouts",
                 "direct": direct_ingress_url("direct", port) + "/direct"}
+    return apply
 
-    import torch
-    torch.set_num_threads(a.torch_threads)
+
+def measure_all(apply, model_dir: str, seconds: float) -> tuple[dict, dict, dict, dict]:
+    """Every path at every concurrency, batching on then off; the paired single-client run and
+    the CPU per request at 16 concurrent with batching on. Returns (results, paired, cpu, urls)."""
     results: dict = {"router": {}, "direct": {}, "in_process": {}}
     for batching in (True, False):
         key = "batching" if batching else "no_batching"
@@ -262,18 +273,22 @@ def main() -> int:
             call = http_caller(url)
             for _ in range(5):
                 assert call(), f"{name} does not answer"
-            results[name][key] = {str(c): run_closed_loop(call, c, a.seconds) for c in CONCURRENCY}
-        results["in_process"][key] = {str(c): in_process(model_dir, c, batching, a.seconds) for c in CONCURRENCY}
+            results[name][key] = {str(c): run_closed_loop(call, c, seconds) for c in CONCURRENCY}
+        results["in_process"][key] = {str(c): in_process(model_dir, c, batching, seconds) for c in CONCURRENCY}
         if batching:
-            paired = paired_single(http_caller(urls["router"]), http_caller(urls["direct"]), 2 * a.seconds)
-            cpu = cpu_per_request(http_caller(urls["router"]), 16, a.seconds)
+            paired = paired_single(http_caller(urls["router"]), http_caller(urls["direct"]), 2 * seconds)
+            cpu = cpu_per_request(http_caller(urls["router"]), 16, seconds)
+    return results, paired, cpu, urls
 
+
+def goals(results: dict, paired: dict) -> dict:
+    """The issue's three serving goals, each with its figures and whether it is met."""
     r = results["router"]
     p95_16, p50_1 = r["batching"]["16"]["p95_ms"], r["batching"]["1"]["p50_ms"]
     added = paired["a"]["p50_ms"] - paired["b"]["p50_ms"]
     overhead = added / paired["b"]["p50_ms"]
     speedup = r["batching"]["16"]["rps"] / max(1e-9, r["no_batching"]["16"]["rps"])
-    goals = {
+    return {
         "p95_at_16_vs_2x_single_p50": {"p95_ms": p95_16, "limit_ms": round(2 * p50_1, 2), "met": p95_16 <= 2 * p50_1},
         "router_p50_overhead_vs_direct": {"overhead": round(overhead, 4), "added_ms": round(added, 2),
                                           "router_p50_ms": paired["a"]["p50_ms"], "direct_p50_ms": paired["b"]["p50_ms"],
@@ -281,16 +296,36 @@ def main() -> int:
                                           "limit": 0.10, "met": overhead <= 0.10},
         "batching_rps_speedup_at_16": {"speedup": round(speedup, 2), "limit": 2.0, "met": speedup >= 2.0},
     }
-    out = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "ray": ray.__version__,
-                       "torch": torch.__version__, "torch_threads": a.torch_threads},
-           "model": {"dir": model_dir, "source": model_src}, "request": BODY,
-           "ingress": ("direct (RAY_SERVE_ENABLE_DIRECT_INGRESS=1: " + urls["router"] + ", " + urls["direct"] + ")")
-           if a.direct_ingress else "proxy",
-           "seconds_per_config": a.seconds, "results": results,
-           "paired_single_router_vs_direct": paired, "router_path_cpu_at_16": cpu, "goals": goals}
+
+
+def main() -> int:
+    a = parse_args()
+    BODY["elements"] = [e.strip() for e in a.elements.split(",") if e.strip()]
+
+    os.environ.pop("RAY_ADDRESS", None)
+    # Read by Serve's controller and replicas, which inherit this process's environment.
+    os.environ["RAY_SERVE_ENABLE_DIRECT_INGRESS"] = "1" if a.direct_ingress else "0"
+    # Nothing is in flight at the end; the 30-s default drain would only add to the run.
+    os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+    json_out = reserve_stdout()
+    run = BenchRun("serve_latency", tag=a.tag, results_dir=a.results_dir)
+    import ray
+    import torch
+    from ray import serve
+
+    model_dir, model_src = ensure_model(a.model)
+    port = start_serve()
+    torch.set_num_threads(a.torch_threads)
+    results, paired, cpu, urls = measure_all(make_apply(a, model_dir, port), model_dir, a.seconds)
+    figures = {"results": results, "paired_single_router_vs_direct": paired,
+               "router_path_cpu_at_16": cpu, "goals": goals(results, paired)}
+    config = {**args_config(a), "python": platform.python_version(), "ray": ray.__version__,
+              "torch": torch.__version__, "model": {"dir": model_dir, "source": model_src}, "request": BODY,
+              "ingress": ("direct (RAY_SERVE_ENABLE_DIRECT_INGRESS=1: " + urls["router"] + ", " + urls["direct"] + ")")
+              if a.direct_ingress else "proxy"}
     serve.shutdown()
     ray.shutdown()
-    emit(json_out, out)
+    run.finish(json_out, config=config, figures=figures)
     return 0
 
 

@@ -4,9 +4,10 @@
     .venv/bin/python bench/train_throughput.py --batch-size 16
     .venv/bin/python bench/train_throughput.py --quick              # smoke run, ~1-2 min
 
-Prints one JSON object (progress goes to stderr). Same Phase 1 model, same synthetic dataset
-(layoutray.data.synth, --examples, seed 0), same global batch size, same number of optimizer steps
-(--epochs x steps per epoch) in every configuration:
+Prints one JSON document (progress goes to stderr), also written to
+bench/results/train_throughput[-TAG].json (bench/jsonout.py). Same Phase 1 model, same synthetic
+dataset (layoutray.data.synth, --examples, seed 0), same global batch size, same number of
+optimizer steps (--epochs x steps per epoch) in every configuration:
 
   a  bare PyTorch in this process: LayoutModel, the training loop's AdamW (make_optimizer: fused,
      its parameter groups and betas) and LR schedule, LayoutModel.loss, clip_grad_norm_.
@@ -59,7 +60,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from jsonout import emit, reserve_stdout  # noqa: E402
+from jsonout import BenchRun, add_result_args, args_config, reserve_stdout  # noqa: E402
 from proc_cpu import ProcSampler  # noqa: E402
 
 import torch  # noqa: E402
@@ -145,7 +146,7 @@ class Bare:
 
         tokens, t = b["tokens"], self.cfg.training
         out = self.model(b["image"], b["has_image"], b["spec"], tokens[:, :-1], dense=t.dense_weight > 0)
-        objective, loss, _ = training_losses(self.model, out, tokens, b["has_image"], t)  # as trainables/loop.py
+        objective, loss, _ = training_losses(self.model, out, tokens, b["has_image"], t)  # as layoutray/training/loop.py
         self.opt.zero_grad(set_to_none=True)
         objective.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.training.grad_clip)
@@ -253,10 +254,10 @@ def patch_materialize() -> None:
     pipeline.build_dataset = materialized
 
 
-# ---------------------------------------------------------------------------- main
+# ---------------------------------------------------------------------------- the steps of main
 
 
-def main() -> None:
+def parse_args() -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--examples", type=int, default=600, help="synthetic sections (train split = 80%%)")
     ap.add_argument("--batch-size", type=int, default=4, help="global batch (Phase 1 seed: 4)")
@@ -277,14 +278,242 @@ def main() -> None:
     ap.add_argument("--cpu-sample", type=float, default=2.0,
                     help="b/c: seconds between /proc scans of every process's CPU time (0: off; Linux)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
+    add_result_args(ap)
     args = ap.parse_args()
-    json_out = reserve_stdout()
     if args.quick:
         args.examples, args.epochs = min(args.examples, 120), 2
         args.steps = args.steps or 12
         args.profile_steps = 2
     if args.epochs < 1:
         ap.error("--epochs must be >= 1")
+    return ap, args
+
+
+def prepare_data(args, tmp: Path) -> Path:
+    """--data, or --examples synthetic sections (seed 0) under `tmp`."""
+    if args.data:
+        return Path(args.data)
+    from layoutray.data.synth import synthesize
+    data = tmp / "sections"
+    t = time.perf_counter()
+    synthesize(data, args.examples, seed=0)
+    log(f"synthesized {args.examples} sections in {time.perf_counter() - t:.1f}s")
+    return data
+
+
+def plan_steps(ap, args, data: Path, res: dict) -> tuple[int, int]:
+    """Steps per epoch and in all, the same for every configuration; noted in `res`."""
+    bs = args.batch_size
+    _, train_rows = split_shards(data, "train")
+    full = train_rows // bs
+    if full < 1:
+        ap.error(f"train split has {train_rows} rows, fewer than one batch of {bs}")
+    spe = min(full, math.ceil(args.steps / args.epochs)) if args.steps else full
+    total = spe * args.epochs
+    res.update(train_rows=train_rows, steps_per_epoch=spe, optimizer_steps=total)
+    if spe < full:
+        res["note_partial_epochs"] = (
+            f"{spe} of {full} steps per epoch: the Ray loop drains the rest of its shard inside "
+            f"its timed epoch, which lowers b/c samples/s; use the default --steps for a clean ratio")
+    return spe, total
+
+
+def collate(cfg, data: Path, args, spe: int) -> tuple[list[dict], list[dict]]:
+    """(a)'s batches, pre-collated in memory (data loading excluded from the timing), and the
+    few warm-up batches."""
+    bs = args.batch_size
+    t = time.perf_counter()
+    epochs_batches = []
+    for e in range(args.epochs):
+        it = iter_local_batches(data, "train", cfg, bs, train=True, seed=cfg.training.seed,
+                                epoch=e, drop_last=True)
+        epochs_batches.append([b for _, b in zip(range(spe), it)])
+    batches = [b for ep in epochs_batches for b in ep]
+    log(f"collated {len(batches)} batches of {bs} in {time.perf_counter() - t:.1f}s (not timed)")
+    return batches, epochs_batches[0][:min(3, spe)]
+
+
+def flops_summary(cfg, batches: list[dict], bs: int) -> tuple[float, float, dict]:
+    """FLOPs per sample for (a)/(b) and for (c)'s micro batches, and their summary."""
+    flops = [batch_flops(cfg, b) for b in batches]
+    samples = sum(b["tokens"].shape[0] for b in batches)
+    fps_a = sum(flops) / samples
+    fps_c = sum(batch_flops(cfg, h) for b in batches for h in halves(b)) / samples if bs >= 2 else fps_a
+    return fps_a, fps_c, {
+        "per_sample_a_b": round(fps_a / 1e6, 2), "per_sample_c_micro_batches": round(fps_c / 1e6, 2),
+        "unit": "MFLOP (training: fwd + 2x bwd, matmuls only, at each batch's padded lengths)",
+        "mean_padded_T": round(sum(b["tokens"].shape[1] - 1 for b in batches) / len(batches), 1),
+        "mean_padded_S": round(sum(b["spec"].shape[1] for b in batches) / len(batches), 1),
+        "image_share": round(sum(int(b["has_image"].sum()) for b in batches) / samples, 3),
+    }
+
+
+def run_bare(cfg, args, thread_list: list[int], warm: list[dict], batches: list[dict], total: int,
+             res: dict) -> tuple[dict, int]:
+    """(a) at every thread count over the same steps, interleaved in chunks; profiled at the
+    faster one. Returns its figures by thread count and that thread count."""
+    res["loadavg_before_a"] = load()
+    runners = {th: Bare(cfg, th, total) for th in thread_list}
+    for r in runners.values():
+        r.run(warm, timed=False)  # allocator / MKL warm-up; not counted, same for all
+    chunk = args.chunk or max(1, min(20, total // 6))
+    t = time.perf_counter()
+    for lo in range(0, total, chunk):
+        for r in runners.values():
+            r.run(batches[lo:lo + chunk])
+    log(f"(a) {total} steps x {len(runners)} thread counts in {time.perf_counter() - t:.1f}s")
+    res["loadavg_after_a"] = load()
+    a = {}
+    for th, r in runners.items():
+        rate = r.samples / r.seconds
+        a[str(th)] = {"samples_per_s": round(rate, 2), "step_ms": round(1000 * r.seconds / total, 1),
+                      "samples_per_s_best_chunk": round(max(r.chunk_rates), 2),
+                      "cores_used": round(r.cpu_seconds / r.seconds, 3),
+                      "final_loss": round(sum(r.losses[-5:]) / len(r.losses[-5:]), 4)}
+    best_th = max(runners, key=lambda th: runners[th].samples / runners[th].seconds)
+    res["a_bare_pytorch"] = {
+        "by_threads": a, "chosen_threads": best_th,
+        "samples_per_s": a[str(best_th)]["samples_per_s"],
+        "data_loading": "excluded (batches from iter_local_batches(train=True) pre-collated in memory)",
+        "interleaved_chunk_steps": chunk,
+    }
+    if args.profile_steps:
+        res["a_profile"] = profile_steps(runners[best_th], batches[:args.profile_steps])
+    return a, best_th
+
+
+def ray_configs(args, best_th: int, spe: int) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """Overrides common to (b) and (c), and each one's own."""
+    common = [f"training.batch_size={args.batch_size}", f"training.epochs={args.epochs}",
+              f"training.max_steps_per_epoch={spe}", "validation.generate_examples=0",
+              "validation.patience=1000", "checkpoint.num_to_keep=1"]
+    runs = [("b_ray_1_worker", ["scaling.num_workers=1", f"scaling.cpus_per_worker={best_th}"])]
+    if not args.skip_two_workers:
+        runs.append(("c_ray_2_workers", ["scaling.num_workers=2", "scaling.cpus_per_worker=1"]))
+    return common, runs
+
+
+def run_one_ray(key: str, overrides: list[str], args, data: Path, tmp: Path, best_th: int, res: dict) -> None:
+    """(b) or (c): one run_training, with the cores each group of processes used meanwhile."""
+    res[f"loadavg_before_{key[0]}"] = load()
+    t = time.perf_counter()
+    sample_cpu = args.cpu_sample > 0 and os.path.exists("/proc/self/stat")
+    sampler = ProcSampler(args.cpu_sample).start() if sample_cpu else None
+    try:
+        res[key] = ray_run(overrides, data, tmp / "runs", key)
+    except Exception as e:  # report what failed, keep the other figures
+        res[key] = {"error": f"{type(e).__name__}: {str(e)[:500]}"}
+    if sampler:
+        sampler.stop()
+        # Cores per group while the workers trained (their threads >= 75% busy).
+        threads = best_th if key.startswith("b") else 2
+        res[key]["cpu_while_training"] = sampler.summary(
+            busy=lambda name: name.startswith("ray::RayTrainWorker"), min_cores=0.75 * threads)
+    log(f"({key[0]}) done in {time.perf_counter() - t:.1f}s: "
+        f"{res[key].get('samples_per_s_per_epoch', res[key].get('error'))}")
+    res[key]["data_loading"] = ("excluded (datasets materialized before fit)" if args.materialize
+                                else "included: Ray Data streams and preprocesses during the epoch")
+
+
+def run_ray(args, data: Path, tmp: Path, best_th: int, spe: int, res: dict) -> None:
+    """(b) and (c) on a private local Ray instance."""
+    import ray
+    import ray.data
+
+    from layoutray.runtime import start_local
+    os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
+    # b reserves a_threads CPUs, c 2 x 1; +2 logical CPUs for Ray Data's read tasks
+    # (layoutray.runtime.local_cpus).
+    start_local(num_cpus=max(4, best_th + 2), dashboard=False, log_to_driver=False, configure_logging=False)
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    if args.materialize:
+        patch_materialize()
+    common, runs = ray_configs(args, best_th, spe)
+    for key, extra in runs:
+        run_one_ray(key, common + extra, args, data, tmp, best_th, res)
+    ray.shutdown()
+
+
+def bare_again(cfg, best_th: int, total: int, warm: list[dict], batches: list[dict], res: dict) -> None:
+    """(a) again after the Ray runs: this VM's speed drifts by 10% over minutes, so b and c are
+    compared with the mean of a measured before and after them."""
+    again = Bare(cfg, best_th, total)
+    again.run(warm, timed=False)
+    again.run(batches)
+    a_after = again.samples / again.seconds
+    a_before = res["a_bare_pytorch"]["samples_per_s"]
+    res["a_bare_pytorch"].update(
+        samples_per_s_before_ray=a_before, samples_per_s_after_ray=round(a_after, 2),
+        samples_per_s_bracket=round((a_before + a_after) / 2, 2))
+    log(f"(a) again after the Ray runs: {a_after:.1f} samples/s (before: {a_before:.1f})")
+
+
+def mfu_and_ratios(res: dict, a: dict, best_th: int, peaks: dict, fps_a: float, fps_c: float) -> dict:
+    """MFU of a, b, c; the ratios b/a and c/b (noted in `res`); returns the MFUs."""
+    mfu: dict = {}
+    for th, v in a.items():
+        v["mfu"] = round(v["samples_per_s"] * fps_a / peaks[int(th)], 3)
+    mfu["a"] = a[str(best_th)]["mfu"]
+    b = res.get("b_ray_1_worker", {})
+    if b.get("samples_per_s_steady"):
+        pb = peaks.get(b["threads_per_worker"]) or matmul_peak(b["threads_per_worker"])
+        b["mfu_steady"] = round(b["samples_per_s_steady"] * fps_a / pb, 3)
+        mfu["b"] = b["mfu_steady"]
+        a_ref = res["a_bare_pytorch"].get("samples_per_s_bracket", a[str(best_th)]["samples_per_s"])
+        res["ratio_b_over_a"] = round(b["samples_per_s_steady"] / a_ref, 3)
+        res["ratio_b_over_a_before_only"] = round(b["samples_per_s_steady"] / a[str(best_th)]["samples_per_s"], 3)
+        res["ratio_b_over_a_first_epoch"] = round(b["samples_per_s_first"] / a_ref, 3)
+    c = res.get("c_ray_2_workers", {})
+    if c.get("samples_per_s_steady"):
+        c["mfu_steady"] = round(c["samples_per_s_steady"] * fps_c / (2 * peaks[1]), 3)
+        c["mfu_peak_note"] = "peak = 2 x the 1-thread matmul peak (two 1-thread workers)"
+        mfu["c"] = c["mfu_steady"]
+        if b.get("samples_per_s_steady"):
+            res["ratio_c_over_b"] = round(c["samples_per_s_steady"] / b["samples_per_s_steady"], 3)
+    return mfu
+
+
+def goals(res: dict, mfu: dict, a_rate: float) -> dict:
+    return {
+        "b_over_a_ge_0.9": (res["ratio_b_over_a"] >= 0.9) if "ratio_b_over_a" in res else None,
+        "mfu_a_ge_0.5": mfu["a"] >= 0.5,
+        "epoch_1500_examples_s_at_a": round(1500 / a_rate, 1),
+        "epoch_1500_under_15s_at_a": 1500 / a_rate < 15,
+    }
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def measure(ap, args, cfg, thread_list: list[int], tmp: Path, res: dict) -> None:
+    """Every part of the benchmark, in order; the figures go into `res`."""
+    data = prepare_data(args, tmp)
+    spe, total = plan_steps(ap, args, data, res)
+    batches, warm = collate(cfg, data, args, spe)
+    fps_a, fps_c, res["flops"] = flops_summary(cfg, batches, args.batch_size)
+
+    # matmul peak at each thread count (again after the runs; the best is kept)
+    peaks = {th: matmul_peak(th) for th in sorted(set(thread_list) | {1})}
+    log("matmul peak GFLOP/s: " + ", ".join(f"{th} thr {p / 1e9:.1f}" for th, p in peaks.items()))
+
+    a, best_th = run_bare(cfg, args, thread_list, warm, batches, total, res)
+    if not args.skip_ray:
+        run_ray(args, data, tmp, best_th, spe, res)
+        bare_again(cfg, best_th, total, warm, batches, res)
+
+    res["loadavg_end"] = load()
+    for th in peaks:  # peak again after the runs; keep the better measurement
+        peaks[th] = max(peaks[th], matmul_peak(th))
+    res["matmul_peak_gflops"] = {str(th): round(p / 1e9, 2) for th, p in peaks.items()}
+    res["matmul_peak_note"] = "2048x2048 fp32 torch.mm, best of 8, before and after the runs"
+    res["mfu"] = mfu_and_ratios(res, a, best_th, peaks, fps_a, fps_c)
+    res["goals"] = goals(res, res["mfu"], a[str(best_th)]["samples_per_s"])
+
+
+def main() -> None:
+    ap, args = parse_args()
+    json_out = reserve_stdout()
+    run = BenchRun("train_throughput", tag=args.tag, results_dir=args.results_dir)
 
     t_start = time.perf_counter()
     bs = args.batch_size
@@ -297,175 +526,14 @@ def main() -> None:
         "cpus": os.cpu_count(), "torch": torch.__version__, "loadavg_start": load(),
         "batch_size": bs, "examples": args.examples, "epochs": args.epochs,
     }
-
     with tempfile.TemporaryDirectory(prefix="layoutray-train-bench-") as tmp:
-        tmp = Path(tmp)
-        data = Path(args.data) if args.data else tmp / "sections"
-        if not args.data:
-            from layoutray.data.synth import synthesize
-            t = time.perf_counter()
-            synthesize(data, args.examples, seed=0)
-            log(f"synthesized {args.examples} sections in {time.perf_counter() - t:.1f}s")
-        _, train_rows = split_shards(data, "train")
-        full = train_rows // bs
-        if full < 1:
-            ap.error(f"train split has {train_rows} rows, fewer than one batch of {bs}")
-        spe = min(full, math.ceil(args.steps / args.epochs)) if args.steps else full
-        total = spe * args.epochs
-        res.update(train_rows=train_rows, steps_per_epoch=spe, optimizer_steps=total)
-        if spe < full:
-            res["note_partial_epochs"] = (
-                f"{spe} of {full} steps per epoch: the Ray loop drains the rest of its shard inside "
-                f"its timed epoch, which lowers b/c samples/s; use the default --steps for a clean ratio")
+        measure(ap, args, cfg, thread_list, Path(tmp), res)
+    res["total_seconds"] = round(time.perf_counter() - t_start, 1)
 
-        # ---- batches for (a), pre-collated in memory (data loading excluded from the timing)
-        t = time.perf_counter()
-        epochs_batches = []
-        for e in range(args.epochs):
-            it = iter_local_batches(data, "train", cfg, bs, train=True, seed=cfg.training.seed,
-                                    epoch=e, drop_last=True)
-            epochs_batches.append([b for _, b in zip(range(spe), it)])
-        batches = [b for ep in epochs_batches for b in ep]
-        warm = epochs_batches[0][:min(3, spe)]
-        log(f"collated {len(batches)} batches of {bs} in {time.perf_counter() - t:.1f}s (not timed)")
-
-        flops = [batch_flops(cfg, b) for b in batches]
-        samples = sum(b["tokens"].shape[0] for b in batches)
-        fps_a = sum(flops) / samples
-        fps_c = sum(batch_flops(cfg, h) for b in batches for h in halves(b)) / samples if bs >= 2 else fps_a
-        res["flops"] = {
-            "per_sample_a_b": round(fps_a / 1e6, 2), "per_sample_c_micro_batches": round(fps_c / 1e6, 2),
-            "unit": "MFLOP (training: fwd + 2x bwd, matmuls only, at each batch's padded lengths)",
-            "mean_padded_T": round(sum(b["tokens"].shape[1] - 1 for b in batches) / len(batches), 1),
-            "mean_padded_S": round(sum(b["spec"].shape[1] for b in batches) / len(batches), 1),
-            "image_share": round(sum(int(b["has_image"].sum()) for b in batches) / samples, 3),
-        }
-
-        # ---- matmul peak at each thread count (again after the runs; the best is kept)
-        peaks = {th: matmul_peak(th) for th in sorted(set(thread_list) | {1})}
-        log("matmul peak GFLOP/s: " + ", ".join(f"{th} thr {p / 1e9:.1f}" for th, p in peaks.items()))
-
-        # ---- (a): every thread count over the same steps, interleaved in chunks
-        res["loadavg_before_a"] = load()
-        runners = {th: Bare(cfg, th, total) for th in thread_list}
-        for r in runners.values():
-            r.run(warm, timed=False)  # allocator / MKL warm-up; not counted, same for all
-        chunk = args.chunk or max(1, min(20, total // 6))
-        t = time.perf_counter()
-        for lo in range(0, total, chunk):
-            for r in runners.values():
-                r.run(batches[lo:lo + chunk])
-        log(f"(a) {total} steps x {len(runners)} thread counts in {time.perf_counter() - t:.1f}s")
-        res["loadavg_after_a"] = load()
-        a = {}
-        for th, r in runners.items():
-            rate = r.samples / r.seconds
-            a[str(th)] = {"samples_per_s": round(rate, 2), "step_ms": round(1000 * r.seconds / total, 1),
-                          "samples_per_s_best_chunk": round(max(r.chunk_rates), 2),
-                          "cores_used": round(r.cpu_seconds / r.seconds, 3),
-                          "final_loss": round(sum(r.losses[-5:]) / len(r.losses[-5:]), 4)}
-        best_th = max(runners, key=lambda th: runners[th].samples / runners[th].seconds)
-        res["a_bare_pytorch"] = {
-            "by_threads": a, "chosen_threads": best_th,
-            "samples_per_s": a[str(best_th)]["samples_per_s"],
-            "data_loading": "excluded (batches from iter_local_batches(train=True) pre-collated in memory)",
-            "interleaved_chunk_steps": chunk,
-        }
-
-        # ---- profile a few steps of (a) at the chosen thread count
-        if args.profile_steps:
-            res["a_profile"] = profile_steps(runners[best_th], batches[:args.profile_steps])
-        del runners
-
-        # ---- (b) and (c)
-        if not args.skip_ray:
-            import ray
-            import ray.data
-            os.environ.setdefault("RAY_TRAIN_V2_ENABLED", "1")
-            # b reserves a_threads CPUs, c 2 x 1; +2 logical CPUs for Ray Data (notes/ray-2.60.md).
-            ray.init(num_cpus=max(4, best_th + 2), include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
-            ray.data.DataContext.get_current().enable_progress_bars = False
-            if args.materialize:
-                patch_materialize()
-            sample_cpu = args.cpu_sample > 0 and os.path.exists("/proc/self/stat")
-            common = [f"training.batch_size={bs}", f"training.epochs={args.epochs}",
-                      f"training.max_steps_per_epoch={spe}", "validation.generate_examples=0",
-                      "validation.patience=1000", "checkpoint.num_to_keep=1"]
-            runs = [("b_ray_1_worker", ["scaling.num_workers=1", f"scaling.cpus_per_worker={best_th}"])]
-            if not args.skip_two_workers:
-                runs.append(("c_ray_2_workers", ["scaling.num_workers=2", "scaling.cpus_per_worker=1"]))
-            for key, extra in runs:
-                res[f"loadavg_before_{key[0]}"] = load()
-                t = time.perf_counter()
-                sampler = ProcSampler(args.cpu_sample).start() if sample_cpu else None
-                try:
-                    res[key] = ray_run(common + extra, data, tmp / "runs", key)
-                except Exception as e:  # report what failed, keep the other figures
-                    res[key] = {"error": f"{type(e).__name__}: {str(e)[:500]}"}
-                if sampler:
-                    sampler.stop()
-                    # Cores per group while the workers trained (their threads >= 75% busy).
-                    threads = best_th if key.startswith("b") else 2
-                    res[key]["cpu_while_training"] = sampler.summary(
-                        busy=lambda name: name.startswith("ray::RayTrainWorker"), min_cores=0.75 * threads)
-                log(f"({key[0]}) done in {time.perf_counter() - t:.1f}s: "
-                    f"{res[key].get('samples_per_s_per_epoch', res[key].get('error'))}")
-                res[key]["data_loading"] = ("excluded (datasets materialized before fit)" if args.materialize
-                                            else "included: Ray Data streams and preprocesses during the epoch")
-            ray.shutdown()
-
-            # ---- (a) again after the Ray runs: this VM's speed drifts by 10% over minutes, so
-            # b and c are compared with the mean of a measured before and after them.
-            again = Bare(cfg, best_th, total)
-            again.run(warm, timed=False)
-            again.run(batches)
-            a_after = again.samples / again.seconds
-            a_before = res["a_bare_pytorch"]["samples_per_s"]
-            res["a_bare_pytorch"].update(
-                samples_per_s_before_ray=a_before, samples_per_s_after_ray=round(a_after, 2),
-                samples_per_s_bracket=round((a_before + a_after) / 2, 2))
-            log(f"(a) again after the Ray runs: {a_after:.1f} samples/s (before: {a_before:.1f})")
-
-        res["loadavg_end"] = load()
-        for th in peaks:  # peak again after the runs; keep the better measurement
-            peaks[th] = max(peaks[th], matmul_peak(th))
-        res["matmul_peak_gflops"] = {str(th): round(p / 1e9, 2) for th, p in peaks.items()}
-        res["matmul_peak_note"] = "2048x2048 fp32 torch.mm, best of 8, before and after the runs"
-
-        # ---- MFU and goals
-        mfu: dict = {}
-        for th, v in a.items():
-            v["mfu"] = round(v["samples_per_s"] * fps_a / peaks[int(th)], 3)
-        mfu["a"] = a[str(best_th)]["mfu"]
-        b = res.get("b_ray_1_worker", {})
-        if b.get("samples_per_s_steady"):
-            pb = peaks.get(b["threads_per_worker"]) or matmul_peak(b["threads_per_worker"])
-            b["mfu_steady"] = round(b["samples_per_s_steady"] * fps_a / pb, 3)
-            mfu["b"] = b["mfu_steady"]
-            a_ref = res["a_bare_pytorch"].get("samples_per_s_bracket", a[str(best_th)]["samples_per_s"])
-            res["ratio_b_over_a"] = round(b["samples_per_s_steady"] / a_ref, 3)
-            res["ratio_b_over_a_before_only"] = round(b["samples_per_s_steady"] / a[str(best_th)]["samples_per_s"], 3)
-            res["ratio_b_over_a_first_epoch"] = round(b["samples_per_s_first"] / a_ref, 3)
-        c = res.get("c_ray_2_workers", {})
-        if c.get("samples_per_s_steady"):
-            c["mfu_steady"] = round(c["samples_per_s_steady"] * fps_c / (2 * peaks[1]), 3)
-            c["mfu_peak_note"] = "peak = 2 x the 1-thread matmul peak (two 1-thread workers)"
-            mfu["c"] = c["mfu_steady"]
-            if b.get("samples_per_s_steady"):
-                res["ratio_c_over_b"] = round(c["samples_per_s_steady"] / b["samples_per_s_steady"], 3)
-        res["mfu"] = mfu
-        res["goals"] = {
-            "b_over_a_ge_0.9": (res["ratio_b_over_a"] >= 0.9) if "ratio_b_over_a" in res else None,
-            "mfu_a_ge_0.5": mfu["a"] >= 0.5,
-            "epoch_1500_examples_s_at_a": round(1500 / a[str(best_th)]["samples_per_s"], 1),
-            "epoch_1500_under_15s_at_a": 1500 / a[str(best_th)]["samples_per_s"] < 15,
-        }
-        res["total_seconds"] = round(time.perf_counter() - t_start, 1)
-
-    text = emit(json_out, res)
+    config = {**args_config(args), "torch": torch.__version__}
+    doc = run.finish(json_out, config=config, figures=res)
     if args.out:
-        Path(args.out).write_text(text)
+        Path(args.out).write_text(json.dumps(doc, indent=2) + "\n")
 
 
 if __name__ == "__main__":
