@@ -306,7 +306,8 @@ def quality_rows(model: dict) -> list[list]:
         rows.append([model.get("model", "?") if i == 0 else "", model.get("train_time", "") if i == 0 else "",
                      mode, num(r.get("loss"), 4), num(r.get("element_f1@0.5")), num(r.get("element_f1@0.75")),
                      num(r.get("mean_iou")), num(r.get("alignment"), 2), num(r.get("overlap")),
-                     num(r.get("validity"))])
+                     num(r.get("validity")), num(r.get("max_iou")), num(r.get("fid")),
+                     num(r.get("augmented_f1@0.5"))])
     return rows
 
 
@@ -315,7 +316,8 @@ def render_quality(src: Sources) -> str:
         models = d["figures"].get("models", [])
         ref = next((m.get("metrics", {}).get("both", {}) for m in models), {})
         lines = table(["model", "train time", "mode", "loss", "F1@0.5", "F1@0.75", "mIoU", "alignment",
-                       "overlap", "validity"], [r for m in models for r in quality_rows(m)])
+                       "overlap", "validity", "maxIoU", "FID", "F1@0.5 augmented"],
+                      [r for m in models for r in quality_rows(m)])
         if ref.get("alignment_reference") is not None:
             lines += ["", f"Test data's own alignment {num(ref['alignment_reference'], 2)}, "
                           f"overlap {num(ref.get('overlap_reference'))}."]

@@ -18,6 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--limit", type=int, default=0, help="score at most this many examples (0: all)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--augmented", action="store_true",
+                   help="score with the training augmentations applied (robustness), not the clean split")
     p.add_argument("--preview", metavar="PNG",
                    help="also draw true and generated layouts side by side for a spread of section types")
     p.add_argument("--preview-count", type=int, default=12, metavar="N")
@@ -26,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from layoutray.eval.evaluate import evaluate_artifact, format_metrics
 
-    m = evaluate_artifact(args.model, args.data, args.split, args.limit)
+    m = evaluate_artifact(args.model, args.data, args.split, args.limit, augmented=args.augmented)
     if args.preview:
         from layoutray.eval.preview import write_preview
         from layoutray.model.predictor import load

@@ -7,6 +7,7 @@ path needs Ray or DeepSpeed.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Iterable
 
@@ -18,7 +19,8 @@ from layoutray.eval.generative import generative_metrics
 from layoutray.eval.metrics import element_prf_by_type, layout_metrics, miss_analysis, token_accuracy_counts
 from layoutray.model.tokenizer import NULL, PAD, Box, LayoutTokenizer
 
-MODES = ("both", "image", "spec")  # what conditions the generation
+MODES = ("both", "image", "spec")
+AUGMENT_SEED = 1234  # the augmented test is the same draw for every model  # what conditions the generation
 HEADLINE_MODE = "both"  # top-level keys of metrics.json come from this mode
 
 
@@ -134,9 +136,13 @@ def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict],
 
 
 def evaluate_artifact(model_dir: str, data_dir: str, split: str = "test", limit: int = 0,
-                      batch_size: int = 32, device: str = "auto") -> dict:
+                      batch_size: int = 32, device: str = "auto", augmented: bool = False) -> dict:
     """device "auto": the GPU when this process has one (generating a test split of a Phase 4
-    model on the CPU takes minutes), else the CPU."""
+    model on the CPU takes minutes), else the CPU.
+
+    augmented=True scores the split with the training augmentations applied (mirror, jitter, noise,
+    blur, element dropout at the model config's data.strength; fixed seed): how robust the model is
+    to wireframes drawn less exactly than the synthetic test's."""
     from layoutray.model.predictor import load as load_predictor
     from layoutray.data.batches import BadRowReport, iter_local_batches, on_device
 
@@ -145,13 +151,16 @@ def evaluate_artifact(model_dir: str, data_dir: str, split: str = "test", limit:
     predictor = load_predictor(model_dir, device=device)
     cfg = predictor.cfg
     report = BadRowReport()
-    batches = iter_local_batches(data_dir, split, cfg, batch_size, train=False, report=report)
+    if augmented:  # every epoch augmented, whatever clean epochs the model trained with
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, clean_epochs=0))
+    batches = iter_local_batches(data_dir, split, cfg, batch_size, train=augmented, seed=AUGMENT_SEED,
+                                 report=report)
     if limit:
         batches = _limit(batches, limit)
     out = evaluate_batches(predictor.model, predictor.tokenizer, on_device(batches, device),
                            max_elements=cfg.model.max_elements)
     out.update(model=str(model_dir), data=str(data_dir), split=split, phase=cfg.phase, device=str(device),
-               bad_rows=report.to_dict())
+               bad_rows=report.to_dict(), augmented=augmented)
     return out
 
 

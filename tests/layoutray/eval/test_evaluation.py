@@ -125,3 +125,16 @@ def test_evaluate_json_reports_max_iou_and_fid_for_each_mode(tmp_path, capsys):
     assert m["max_iou"] == m["both"]["max_iou"] and m["fid"] == m["both"]["fid"]  # the headline copy
     assert main(argv) == 0
     assert "maxIoU" in capsys.readouterr().out
+
+
+def test_augmented_evaluation_scores_other_inputs_the_same_way_each_time(tmp_path):
+    from layoutray.eval.evaluate import evaluate_artifact
+
+    synthesize(tmp_path / "data", 30, seed=4, max_elements=8)
+    model = tiny_serving_artifact(tmp_path / "m", seed=0)
+    clean = evaluate_artifact(model, str(tmp_path / "data"), "train", limit=12)
+    aug = evaluate_artifact(model, str(tmp_path / "data"), "train", limit=12, augmented=True)
+    again = evaluate_artifact(model, str(tmp_path / "data"), "train", limit=12, augmented=True)
+    assert (clean["augmented"], aug["augmented"]) == (False, True)
+    assert aug["loss"] != clean["loss"]  # the inputs changed
+    assert aug["loss"] == again["loss"] and aug["both"] == again["both"]  # one fixed draw
