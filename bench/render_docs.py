@@ -38,8 +38,9 @@ from typing import Callable
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-BENCHES = ("data_throughput", "train_throughput", "infer_latency", "serve_latency", "localize_probe",
-           "idle_actors", "ray_presence")
+BENCHES = ("quality", "html_ingest", "data_throughput", "train_throughput", "infer_latency", "serve_latency",
+           "localize_probe", "idle_actors", "ray_presence")
+DOC_OF = {"quality": "docs/quality.md#results", "html_ingest": "docs/data.md"}  # else docs/benchmarks.md
 PHI_SWEEP_CONFIG = REPO / "configs" / "sweeps" / "phi_vs_baseline_small.yaml"
 NO_RESULT = "no result recorded yet"
 BLOCK = re.compile(r"(<!-- BEGIN RESULTS (\S+) -->\n)(.*?)(<!-- END RESULTS \2 -->)", re.DOTALL)
@@ -311,6 +312,17 @@ def quality_rows(model: dict) -> list[list]:
     return rows
 
 
+def render_html_ingest(src: Sources) -> str:
+    def one(d: dict) -> list[str]:
+        f = d["figures"]
+        return table(["pages", "sections", "elements (truth)", "elements labelled right", "section types right",
+                      "sections/s (with browser start)"],
+                     [[f.get("pages"), f.get("sections"), f.get("elements_truth"), num(f.get("element_accuracy")),
+                       num(f.get("section_accuracy")),
+                       f"{num(f.get('sections_per_s'))} ({num(f.get('sections_per_s_with_start'))})"]])
+    return per_doc_blocks(src.of("html_ingest"), one)
+
+
 def render_quality(src: Sources) -> str:
     def one(d: dict) -> list[str]:
         models = d["figures"].get("models", [])
@@ -431,6 +443,23 @@ def headline_idle_actors(f: dict) -> tuple[str, str]:
             f"sleeping process {num(base.get('wakeups_per_s'))} wake-ups/s")
 
 
+def headline_quality(f: dict) -> tuple[str, str]:
+    models = f.get("models", [])
+    m = next((x for x in models if x.get("model") == "make run"), models[0] if models else {})
+    r = m.get("metrics", {})
+    f1 = " / ".join(num(r.get(k, {}).get("element_f1@0.5")) for k in QUALITY_MODES)
+    both = r.get("both", {})
+    return (f"{m.get('model', '?')} model: F1@0.5 {f1} (image+spec / image / spec)",
+            f"overlap {num(both.get('overlap'))}, alignment {num(both.get('alignment'), 2)}; the data's own "
+            f"{num(both.get('overlap_reference'))}, {num(both.get('alignment_reference'), 2)}")
+
+
+def headline_html_ingest(f: dict) -> tuple[str, str]:
+    return (f"from-html labels {num(f.get('element_accuracy'))} of the test pages' elements, "
+            f"{num(f.get('sections_per_s'))} sections/s",
+            f"the pages' data-layout truth ({f.get('elements_truth', '?')} elements)")
+
+
 def headline_ray_presence(f: dict) -> tuple[str, str]:
     return (f"training loop at {num(f.get('ratio_running_over_stopped_median'))}x its speed beside a running "
             f"Ray instance",
@@ -438,6 +467,7 @@ def headline_ray_presence(f: dict) -> tuple[str, str]:
 
 
 HEADLINES: dict[str, Callable[[dict], tuple[str, str]]] = {
+    "quality": headline_quality, "html_ingest": headline_html_ingest,
     "data_throughput": headline_data_throughput, "train_throughput": headline_train_throughput,
     "infer_latency": headline_infer_latency, "serve_latency": headline_serve_latency,
     "localize_probe": headline_localize_probe, "idle_actors": headline_idle_actors,
@@ -457,7 +487,7 @@ def render_summary(src: Sources) -> str:
     rows = []
     for name in BENCHES:
         docs = src.of(name)
-        link = f"[{name}](docs/benchmarks.md#{name})"
+        link = f"[{name}]({DOC_OF.get(name, f'docs/benchmarks.md#{name}')})"
         if not docs:
             rows.append([link, NO_RESULT, "", ""])
             continue
@@ -477,6 +507,7 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "idle_actors": render_idle_actors,
     "ray_presence": render_ray_presence,
     "quality": render_quality,
+    "html_ingest": render_html_ingest,
     "phi": render_phi,
 }
 

@@ -112,5 +112,5 @@ def test_docs_are_in_sync_with_the_results():
     """The results blocks in the docs are what bench/render_docs.py makes of bench/results/:
     after a benchmark run, `.venv/bin/python bench/render_docs.py` brings them up to date."""
     root = BENCH.parent
-    files = [root / "README.md", root / "docs" / "benchmarks.md", root / "docs" / "phi.md"]
+    files = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
     assert render_docs.main(["--check", *map(str, files)]) == 0, "run bench/render_docs.py"
