@@ -6,7 +6,8 @@
 
 A *slot* is a deployment that serves one model version; the router's state says which slot is
 `stable` and which is `canary` (promotion swaps the roles, so no replica has to be replaced).
-Versions are named by their slot in responses and metrics.
+Responses and metrics name the model that answered (`version`: `<name>@<weights sha256, 12 hex>`,
+computed by the model deployment at load) and the slot separately (`slot`).
 
 The Router is the Serve shell: HTTP routes, admin auth, metrics and the handles. The decisions
 are made by plain classes: serving/traffic.py (which slot answers, shadow copies, fallback),
@@ -22,7 +23,6 @@ import asyncio
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any, Optional
 
 from fastapi import FastAPI, Request
@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 from ray import serve
 
 from serving import api
-from serving.judge import Windows, measured_by_slot
+from serving.judge import Windows, answer_quality, measured_by_slot, request_agreement
 from serving.model_server import LayoutModel, replica_id, resolve_path
 from serving.rollout import (ACTIVE, RolloutController, RolloutError, check_start_body, load_admin_token,
                              start_options, token_matches)
@@ -59,6 +59,8 @@ ROUTER_DEFAULTS = {
     "min_canvas": 16,
     "max_canvas": 16384,
     "max_temperature": 5.0,
+    "max_image_pixels": 16_000_000,  # width x height in the PNG header; 413 over it, before decoding
+    "max_json_depth": 32,  # 400 over it, checked before parsing
     "admin_token_file": None,  # else env LAYOUTRAY_ADMIN_TOKEN / LAYOUTRAY_ADMIN_TOKEN_FILE
     "tick_s": 0.2,  # how often the controller checks whether a window is due
     "model_load_timeout_s": 300.0,
@@ -93,42 +95,45 @@ class RouterMetrics:
     def __init__(self):
         from ray.serve.metrics import Counter, Gauge, Histogram
 
-        self.requests = Counter("layoutray_requests_total", "model calls by version, role and outcome",
-                                tag_keys=("version", "role", "outcome"))
+        # Label values come from fixed sets only, never from client text: `version` is a model id
+        # (one per deployed artifact), `slot` blue/green, `field` one of api.METRIC_FIELDS.
+        self.requests = Counter("layoutray_requests_total", "model calls by model, slot, role and outcome",
+                                tag_keys=("version", "slot", "role", "outcome"))
         self.latency = Histogram("layoutray_request_latency_ms", "model call latency seen by the router (ms)",
-                                 boundaries=LATENCY_BUCKETS_MS, tag_keys=("version", "role"))
+                                 boundaries=LATENCY_BUCKETS_MS, tag_keys=("version", "slot", "role"))
         self.fallbacks = Counter("layoutray_fallbacks_total", "requests retried on stable after the chosen "
-                                 "version failed", tag_keys=("version",))
+                                 "version failed", tag_keys=("version", "slot"))
         self.client_errors = Counter("layoutray_client_errors_total", "4xx answers by field",
                                      tag_keys=("status", "field"))
-        self.weight = Gauge("layoutray_version_weight_percent", "traffic weight", tag_keys=("version",))
+        # Per-slot state (a slot changes models during a rollout): labelled by slot only.
+        self.weight = Gauge("layoutray_version_weight_percent", "traffic weight", tag_keys=("slot",))
         self.decisions = Counter("layoutray_rollout_decisions_total", "rollout decisions",
                                  tag_keys=("decision",))
         self.step = Gauge("layoutray_rollout_canary_percent", "canary weight of the rollout",
-                          tag_keys=("version",))
+                          tag_keys=("slot",))
         self.win_err = Gauge("layoutray_rollout_window_error_rate", "error rate in the last analysis window",
-                             tag_keys=("version",))
+                             tag_keys=("slot",))
         self.win_p95 = Gauge("layoutray_rollout_window_p95_ms", "P95 latency in the last analysis window",
-                             tag_keys=("version",))
+                             tag_keys=("slot",))
 
-    def call(self, slot: str, role: str, ok: bool, latency_ms: float, outcome: str) -> None:
-        self.requests.inc(tags={"version": slot, "role": role, "outcome": outcome})
+    def call(self, model: str, slot: str, role: str, ok: bool, latency_ms: float, outcome: str) -> None:
+        self.requests.inc(tags={"version": model, "slot": slot, "role": role, "outcome": outcome})
         if ok:
-            self.latency.observe(latency_ms, tags={"version": slot, "role": role})
+            self.latency.observe(latency_ms, tags={"version": model, "slot": slot, "role": role})
 
     def weights(self, weights: dict) -> None:
         for slot in SLOTS:
-            self.weight.set(float(weights.get(slot, 0)), tags={"version": slot})
+            self.weight.set(float(weights.get(slot, 0)), tags={"slot": slot})
 
     def decision(self, entry: dict, state) -> None:
         """A rollout decision (its audit entry) and the state it left (`state`)."""
         self.decisions.inc(tags={"decision": entry["decision"]})
-        self.step.set(float(state.weights.get(state.canary, 0)), tags={"version": state.canary})
+        self.step.set(float(state.weights.get(state.canary, 0)), tags={"slot": state.canary})
         for slot, m in measured_by_slot(entry).items():
             if m.get("error_rate") is not None:
-                self.win_err.set(m["error_rate"], tags={"version": slot})
+                self.win_err.set(m["error_rate"], tags={"slot": slot})
             if m.get("p95_ms") is not None:
-                self.win_p95.set(m["p95_ms"], tags={"version": slot})
+                self.win_p95.set(m["p95_ms"], tags={"slot": slot})
 
 
 # ============================================================================ Router
@@ -220,38 +225,56 @@ class Router:
         except Exception as e:  # noqa: BLE001 - any replica/model error
             ok, outcome, result = False, "error", f"{slot} failed: {type(e).__name__}"
         latency_ms = (time.perf_counter() - t0) * 1000.0
-        self.metrics.call(slot, role, ok, latency_ms, outcome)
-        self.windows.add(slot, ok, latency_ms)
+        # The model that answered says who it is; a failure is charged to the slot's last known model.
+        model = (result.get("model") if ok else None) or (self._infos.get(slot) or {}).get("model") or "unknown"
+        self.metrics.call(model, slot, role, ok, latency_ms, outcome)
+        # What it answered counts too: a broken model answers fast and without errors.
+        self.windows.add(slot, ok, latency_ms, answer_quality(payload, result) if ok else None)
         return ok, result
 
-    def _shadow(self, slot: str, payload: dict) -> None:
+    def _shadow(self, slot: str, payload: dict) -> asyncio.Task:
         t = asyncio.get_running_loop().create_task(
             self._attempt(slot, payload, float(self.cfg["version_timeout_s"]), "shadow"))
         self._bg.add(t)
         t.add_done_callback(self._bg.discard)
+        return t
+
+    def _agree_later(self, slot: str, shadow_task: asyncio.Task, payload: dict, primary_result: Any) -> None:
+        """When the shadow copy has answered, record how far `slot` (the canary) agreed with the
+        primary (stable) answer to the same request. The response does not wait for it."""
+        def done(t: asyncio.Task) -> None:
+            if t.cancelled() or t.exception() is not None:
+                return
+            shadow_ok, shadow_result = t.result()
+            if shadow_ok:
+                self.windows.add_agreement(slot, request_agreement(payload, primary_result, shadow_result))
+        shadow_task.add_done_callback(done)
 
     async def _route(self, payload: dict, user_id: Optional[str]) -> JSONResponse:
         cfg = self.cfg
         chosen = self.traffic.choose(user_id)
         deadline = time.perf_counter() + float(cfg["request_timeout_s"])
         shadow = self.traffic.shadow_to(chosen)
-        if shadow:
-            self._shadow(shadow, payload)
+        shadow_task = self._shadow(shadow, payload) if shadow else None
         ok, result = await self._attempt(chosen, payload, min(float(cfg["version_timeout_s"]),
                                                                 deadline - time.perf_counter()), "primary")
+        if shadow_task is not None and ok:
+            self._agree_later(shadow, shadow_task, payload, result)
         served = chosen
         fallback = None if ok else self.traffic.fallback_for(chosen)
         if fallback and deadline - time.perf_counter() > 0:
-            self.metrics.fallbacks.inc(tags={"version": chosen})
+            self.metrics.fallbacks.inc(tags={"version": (self._infos.get(chosen) or {}).get("model") or "unknown",
+                                             "slot": chosen})
             served = fallback
             ok, result = await self._attempt(fallback, payload, deadline - time.perf_counter(), "fallback")
         if not ok:
             timed_out = "timed out" in str(result)
             return _error(504 if timed_out else 503, "", f"no version could answer: {result}")
-        headers = {"X-Layoutray-Version": served}
+        headers = {"X-Layoutray-Version": result["model"], "X-Layoutray-Slot": served}
         if served != chosen:
-            headers["X-Layoutray-Fallback"] = chosen
-        return JSONResponse({"version": served, "layouts": result["layouts"]}, headers=headers)
+            headers["X-Layoutray-Fallback"] = chosen  # the slot that failed
+        return JSONResponse({"version": result["model"], "slot": served, "layouts": result["layouts"]},
+                            headers=headers)
 
     async def _limits(self) -> api.Limits:
         caps = []
@@ -276,7 +299,7 @@ class Router:
     # --- HTTP: public ------------------------------------------------------------------------
     @http_app.post("/v1/layouts", response_model=api.LayoutResponse, responses=api.ERROR_RESPONSES,
                    openapi_extra={"requestBody": {"required": True, "content": {"application/json": {
-                       "schema": api.LayoutRequestModel.model_json_schema()}}}},
+                       "schema": api.layout_request_schema()}}}},
                    summary="Generate layouts for a section")
     async def layouts(self, request: Request):
         try:
@@ -284,7 +307,7 @@ class Router:
             body = await api.read_body_limited(request, limits.max_body_bytes)
             req = api.parse_layout_request(body, request.headers.get("content-type"), limits)
         except api.ApiError as e:
-            self.metrics.client_errors.inc(tags={"status": str(e.status), "field": e.field[:40]})
+            self.metrics.client_errors.inc(tags={"status": str(e.status), "field": api.metric_field(e.field)})
             return JSONResponse(e.body(), status_code=e.status)
         user_id = request.headers.get(self.cfg["sticky_header"])
         try:
@@ -293,19 +316,23 @@ class Router:
         except asyncio.TimeoutError:
             return _error(504, "", f"request timed out after {self.cfg['request_timeout_s']} s")
 
-    @http_app.get("/v1/models", summary="Versions, weights and rollout state")
-    async def models(self):
+    @http_app.get("/v1/models", summary="Models and weights; with the admin token also artifacts, "
+                  "replicas, settings and rollout state")
+    async def models(self, request: Request):
         st = self.ctl.state
         versions = []
         for slot in SLOTS:
             info = await self._info(slot)
             role = "stable" if slot == st.stable else "canary"
+            model = (info or {}).get("model") or (self._infos.get(slot) or {}).get("model")
             versions.append({"name": slot, "role": role, "weight": st.weights.get(slot, 0),
-                             **{k: v for k, v in (info or {}).items() if k != "_at"}})
-        return {"versions": versions, "stable": st.stable, "canary": st.canary,
+                             **{k: v for k, v in (info or {}).items() if k != "_at"}, "id": model, "slot": slot})
+        full = {"versions": versions, "stable": st.stable, "canary": st.canary,
                 "weights_source": st.weights_source, "shadow_share": self.cfg["shadow_share"],
                 "rollout": {k: st.to_dict()[k] for k in ("status", "rollout_id", "step", "steps",
                                                          "failed_windows", "last_decision")}}
+        # Paths, PIDs and chaos settings only for the operator (a wrong token sees the public view).
+        return full if token_matches(self.token, request.headers.get("authorization")) else api.public_models(full)
 
     @http_app.get("/healthz", summary="Liveness of the router and its versions")
     async def healthz(self):
@@ -347,22 +374,24 @@ class Router:
         denied = self._auth(request)
         return denied or JSONResponse(self._status_body())
 
-    @http_app.post("/admin/rollout/start", summary="Start a canary rollout (bearer token)")
+    @http_app.post("/admin/rollout/start", summary="Start a canary rollout (bearer token)",
+                   responses=api.ERROR_RESPONSES, openapi_extra={"requestBody": {"content": {
+                       "application/json": {"schema": api.start_body_schema()}}}})
     async def rollout_start(self, request: Request):
         denied = self._auth(request)
         if denied:
             return denied
-        try:
-            body = await request.json()
-        except Exception:  # noqa: BLE001 - any unparsable body is the client's error
-            body = None
+        try:  # the layouts parser's limits and a type check per field: 4xx naming it, never a 500
+            body = api.parse_start_body(await api.read_body_limited(request, api.ADMIN_MAX_BODY_BYTES))
+        except api.ApiError as e:
+            return JSONResponse(e.body(), status_code=e.status)
         try:
             check_start_body(body)
             st = self.ctl.state
             if st.status in ACTIVE:
                 raise RolloutError(f"a rollout is already {st.status}", 409)
             canary_dir = body.get("canary")
-            if canary_dir is not None and (not isinstance(canary_dir, str) or not Path(canary_dir).is_dir()):
+            if canary_dir is not None and not api.safe_is_dir(canary_dir):
                 raise RolloutError(f"not a directory on the serving host: {str(canary_dir)[:200]!r}", 422, "canary")
             options = start_options(body, self.cfg["rollout"])
         except RolloutError as e:

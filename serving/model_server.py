@@ -5,12 +5,18 @@ validated requests into layouts in the canvas's pixels; the in-process benchmark
 `LayoutModel` wraps it for Serve: `@serve.batch`, live settings through `reconfigure`, health
 checks, and, when a rollout assigns its slot another artifact, a reload without a restart. The
 `Router` (serving/app.py) calls it through a handle; the benchmark also calls it over HTTP.
+
+Versions are named by model, not by slot: `model_id` (the artifact's name and the start of the
+sha256 of its weights file) is computed at load and travels with every answer, so the router's
+responses and metrics say which model answered even while a slot switches artifacts.
 """
 
 import asyncio
+import hashlib
 import logging
 import os
 import random
+import re
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -59,28 +65,75 @@ class InjectedFault(RuntimeError):
     """Raised by the fault-injection setting `fail_rate` (tests and chaos drills)."""
 
 
+def weights_digest(artifact_dir: str, n: int = 12) -> str:
+    """The first n hex digits of the sha256 of the artifact's weights file: two artifacts with the
+    same name (every export of a run is called `model`) still get different ids."""
+    from layoutray.model.artifact import WEIGHTS_FILE
+
+    h = hashlib.sha256()
+    with open(Path(artifact_dir) / WEIGHTS_FILE, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:n]
+
+
+def model_name(artifact_dir: str, meta: dict) -> str:
+    """A short ASCII name for ids and metric labels: the export's metadata name or run, else the
+    directory (its parent for the usual `<run>/model`)."""
+    extra = (meta or {}).get("metadata") or {}
+    d = Path(artifact_dir)
+    name = str(extra.get("name") or extra.get("run") or (d.parent.name if d.name == "model" else d.name))
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:40] or "model"
+
+
+def model_id(artifact_dir: str, meta: dict) -> str:
+    """`<name>@<sha256 of the weights, 12 hex digits>`, e.g. `tiny-1@3f2a9c0d1e2b`."""
+    return f"{model_name(artifact_dir, meta)}@{weights_digest(artifact_dir)}"
+
+
+class Loaded:
+    """One loaded artifact. Replaced as a whole on reload: a batch reads one snapshot, so the id
+    it reports is the model that answered."""
+
+    def __init__(self, predictor, artifact_dir: str, model_id: str):
+        self.predictor, self.artifact_dir, self.model_id = predictor, artifact_dir, model_id
+        self.loaded_at = time.time()
+
 
 class ModelCore:
     """Artifact loading and batched generation, usable without Serve (the in-process benchmark)."""
 
     def __init__(self, artifact_dir: str):
-        self.predictor = None
+        self.current: Optional[Loaded] = None
         self.load(artifact_dir)
 
     def load(self, artifact_dir: str) -> None:
-        from layoutray.model.predictor import load as load_predictor
+        # Not just a parse: finite weights and the artifact's golden set too (layoutray/model/
+        # golden.py). A damaged model still parses and answers, fast and wrong; refused here, it
+        # never serves (at start-up the replica fails; on a reload the old model keeps serving
+        # and load_error names the failed checks, which the router returns to `rollout start`).
+        from layoutray.model.golden import load_checked
 
         artifact_dir = resolve_path(artifact_dir)
-        predictor = load_predictor(artifact_dir)
-        self.predictor, self.artifact_dir, self.loaded_at = predictor, artifact_dir, time.time()
+        predictor = load_checked(artifact_dir)
+        self.current = Loaded(predictor, artifact_dir, model_id(artifact_dir, predictor.meta))
+
+    # The loaded artifact's attributes, as before `Loaded` (the benchmark and info() read them).
+    predictor = property(lambda self: self.current.predictor if self.current else None)
+    artifact_dir = property(lambda self: self.current.artifact_dir)
+    loaded_at = property(lambda self: self.current.loaded_at)
+    model_id = property(lambda self: self.current.model_id)
 
     @property
     def max_elements(self) -> int:
         return int(self.predictor.cfg.model.max_elements)
 
     def predict_many(self, reqs: list[dict]) -> list[Any]:
-        """Validated request dicts -> response dicts (or the exception for that request)."""
-        return self.predictor.answer([LayoutRequest(**r) for r in reqs])
+        """Validated request dicts -> response dicts with the answering model's id under "model"
+        (or the exception for that request)."""
+        cur = self.current
+        out = cur.predictor.answer([LayoutRequest(**r) for r in reqs])
+        return [r if isinstance(r, Exception) else {**r, "model": cur.model_id} for r in out]
 
 
 @serve.deployment(max_ongoing_requests=64, health_check_period_s=5.0, health_check_timeout_s=60.0,
@@ -133,7 +186,8 @@ class LayoutModel:
             raise RuntimeError("no model loaded")
 
     def info(self) -> dict:
-        return {"slot": self.slot, "artifact": self.core.artifact_dir, "max_elements": self.core.max_elements,
+        return {"slot": self.slot, "model": self.core.model_id, "artifact": self.core.artifact_dir,
+                "max_elements": self.core.max_elements,
                 "loaded_at": self.core.loaded_at, "load_error": self.load_error,
                 "load_failed_at": self.load_failed_at, "replica": replica_id(),
                 "pid": os.getpid(), "settings": self.settings,
@@ -175,4 +229,5 @@ class LayoutModel:
         result = await self.generate(req.to_dict())
         if isinstance(result, Exception):
             return JSONResponse({"error": {"field": "", "message": f"model error: {result}"}}, status_code=500)
-        return JSONResponse({"version": self.slot, "layouts": result["layouts"]})
+        return JSONResponse({"version": result["model"], "slot": self.slot, "layouts": result["layouts"]},
+                            headers={"X-Layoutray-Version": result["model"], "X-Layoutray-Slot": self.slot})

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Optional
 
-from serving.judge import Thresholds, VersionWindow, analyse
+from serving.judge import QUALITY_DEFAULTS, QUALITY_FIELDS, Thresholds, VersionWindow, analyse
 
 STATE_FILE = "rollout_state.json"
 AUDIT_FILE = "rollout_audit.jsonl"
@@ -35,7 +35,8 @@ TOKEN_FILE_ENV = "LAYOUTRAY_ADMIN_TOKEN_FILE"
 DEFAULT_TOKEN_FILE = Path.home() / ".config" / "layoutray" / "admin_token"
 
 ACTIVE = ("running", "paused")
-START_FIELDS = ("canary", "steps", "interval", "min_requests", "max_error_rate", "max_p95_ms", "max_failed_windows")
+START_FIELDS = ("canary", "steps", "interval", "min_requests", "max_error_rate", "max_p95_ms",
+                "max_failed_windows") + QUALITY_FIELDS
 
 
 class RolloutError(ValueError):
@@ -75,7 +76,8 @@ def check_start_body(body) -> dict:
 
 def start_options(body: dict, settings: dict) -> dict:
     """`RolloutController.start` keyword arguments (all but the canary) from a checked start body
-    and the router's `rollout` settings (the thresholds that are not on the CLI)."""
+    and the router's `rollout` settings (the thresholds that are not on the CLI). The output
+    quality thresholds come from the body, else the settings, else judge.Thresholds' defaults."""
 
     def number(name: str, kind, default):
         value = body.get(name, default)
@@ -90,7 +92,9 @@ def start_options(body: dict, settings: dict) -> dict:
             "max_p95_ms": number("max_p95_ms", float, 2000.0),
             "max_failed_windows": number("max_failed_windows", int, settings["max_failed_windows"]),
             "alpha": float(settings["alpha"]), "latency_ratio": float(settings["latency_ratio"]),
-            "latency_slack_ms": float(settings["latency_slack_ms"])}
+            "latency_slack_ms": float(settings["latency_slack_ms"]),
+            **{name: number(name, type(default), settings.get(name, default))
+               for name, default in QUALITY_DEFAULTS.items()}}
 
 
 # ----------------------------------------------------------------------------- state
@@ -243,6 +247,9 @@ class RolloutController:
             raise RolloutError("max_failed_windows must be >= 1", 422)
         th = Thresholds(min_requests=int(min_requests), max_error_rate=float(max_error_rate),
                         max_p95_ms=float(max_p95_ms), **extra_thresholds)
+        bad = th.invalid()
+        if bad:
+            raise RolloutError(bad[1], 422, bad[0])
         now = self.clock()
         s.status, s.rollout_id, s.canary_model = "running", uuid.uuid4().hex[:12], canary_model
         if canary_model:
@@ -304,6 +311,8 @@ class RolloutController:
         s.windows += 1
         s.window_started_at = self.clock()
         measured = dict(verdict.measured, verdict=verdict.result)
+        if verdict.signals:
+            measured["failed_signals"] = verdict.signals  # which checks decided, for tools and tests
         reason = "; ".join(verdict.reasons)
         if verdict.result == "inconclusive":
             return self._record("hold", reason, measured)

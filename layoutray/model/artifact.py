@@ -3,8 +3,14 @@
     DIR/config.yaml        the resolved RunConfig (layoutray.config.dump_yaml; load_config reads it)
     DIR/model.safetensors  fp32 weights, contiguous, one tensor per parameter (the output head is
                            tied to the token embedding in the model itself, so nothing is shared)
+    DIR/golden.json        the golden set: a few requests with the layouts this model gave at export
+                           (layoutray.model.golden; what a server checks the model against on load)
     DIR/meta.json          format version, layoutray version, tokenizer (bins + type vocabularies),
-                           parameter count, and caller metadata (run name, metrics, upgrade report)
+                           parameter count, the golden set's size, and caller metadata (run name,
+                           metrics, upgrade report)
+
+Artifacts written before golden.json existed have none; they still load (and a server checks
+only that their weights are finite).
 
 Loading needs torch, safetensors and yaml only: never DeepSpeed or Ray, and never pickle (weights
 come from safetensors; nothing here calls torch.load).
@@ -19,9 +25,10 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from layoutray import __version__
@@ -31,6 +38,7 @@ from layoutray.model.tokenizer import LayoutTokenizer
 
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE, META_FILE = "config.yaml", "model.safetensors", "meta.json"
+GOLDEN_FILE = "golden.json"
 # Wrappers that prefix parameter names: DeepSpeed/DDP ("module."), torch.compile ("_orig_mod.").
 _PREFIXES = ("module.", "_orig_mod.")
 
@@ -61,20 +69,14 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def export_artifact(model_or_state: torch.nn.Module | dict[str, torch.Tensor], cfg: RunConfig,
-                    out_dir: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write a serving artifact. The weights must match cfg's model exactly (checked here, so a
-    bad export fails in the training run rather than in the server)."""
+                    out_dir: str | Path, metadata: dict[str, Any] | None = None, golden: bool = True) -> Path:
+    """Write a serving artifact. The weights must match cfg's model exactly and be finite (checked
+    here, so a bad export fails in the training run rather than in the server). With `golden`
+    (the default) the model answers the golden set now and golden.json records its answers."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = clean_state_dict(model_or_state)
-    expected = {k: tuple(v.shape) for k, v in build_model_meta(cfg).state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    if got != expected:
-        missing = sorted(set(expected) - set(got))[:5]
-        extra = sorted(set(got) - set(expected))[:5]
-        shape = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])[:5]
-        raise ArtifactError(f"weights do not match the config's model (phase {cfg.phase}): "
-                            f"missing {missing}, unexpected {extra}, wrong shape {shape}")
+    _check_export_state(state, cfg)
     tok = LayoutTokenizer(bins=cfg.model.coord_bins)
     meta = {
         "format_version": FORMAT_VERSION,
@@ -83,6 +85,7 @@ def export_artifact(model_or_state: torch.nn.Module | dict[str, torch.Tensor], c
         "parameters": count_parameters(cfg),
         "tokenizer": {"bins": tok.bins, "element_types": list(tok.element_types),
                       "section_types": list(tok.section_types), "vocab_size": tok.vocab_size},
+        "golden": None,
         "metadata": metadata or {},
     }
     # weights first and meta.json last: a directory with meta.json is complete
@@ -90,8 +93,52 @@ def export_artifact(model_or_state: torch.nn.Module | dict[str, torch.Tensor], c
     save_file(state, str(tmp), metadata={"format": "pt", "phase": cfg.phase})
     os.replace(tmp, out / WEIGHTS_FILE)
     _atomic_write(out / CONFIG_FILE, dump_yaml(cfg))
+    (out / GOLDEN_FILE).unlink(missing_ok=True)  # a previous export's golden set describes other weights
+    if golden:
+        from layoutray.model.golden import build_golden  # golden imports the predictor, which imports us
+
+        doc = build_golden(state, cfg)
+        _atomic_write(out / GOLDEN_FILE, json.dumps(doc, indent=1) + "\n")
+        meta["golden"] = {"file": GOLDEN_FILE, "format_version": doc["format_version"],
+                          "requests": len(doc["requests"])}
     _atomic_write(out / META_FILE, json.dumps(meta, indent=2, default=str) + "\n")
     return out
+
+
+def _check_export_state(state: dict[str, torch.Tensor], cfg: RunConfig) -> None:
+    expected = {k: tuple(v.shape) for k, v in build_model_meta(cfg).state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if got != expected:
+        missing = sorted(set(expected) - set(got))[:5]
+        extra = sorted(set(got) - set(expected))[:5]
+        shape = sorted(k for k in set(got) & set(expected) if got[k] != expected[k])[:5]
+        raise ArtifactError(f"weights do not match the config's model (phase {cfg.phase}): "
+                            f"missing {missing}, unexpected {extra}, wrong shape {shape}")
+    bad = nonfinite_weights(state)
+    if bad:
+        # A diverged run: exporting it would hand a server a model that answers garbage.
+        raise ArtifactError(f"non-finite weights, not exported: {'; '.join(bad[:3])}"
+                            + (f" (and {len(bad) - 3} more tensors)" if len(bad) > 3 else ""))
+
+
+def nonfinite_weights(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """'NAME: n NaN, m inf of SIZE' for every floating-point tensor that is not all finite."""
+    out = []
+    for name, t in state.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            nan = int(torch.isnan(t).sum())
+            out.append(f"{name}: {nan} NaN, {int(torch.isinf(t).sum())} inf of {t.numel()}")
+    return out
+
+
+def check_finite(model_dir: str | Path) -> list[str]:
+    """What `nonfinite_weights` says about DIR/model.safetensors, read tensor by tensor (a
+    server's memory holds one extra tensor at a time, not a second copy of the model)."""
+    bad = []
+    with safe_open(str(Path(model_dir) / WEIGHTS_FILE), framework="pt") as f:
+        for name in f.keys():
+            bad += nonfinite_weights({name: f.get_tensor(name)})
+    return bad
 
 
 def build_model_meta(cfg: RunConfig) -> LayoutModel:

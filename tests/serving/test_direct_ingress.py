@@ -26,6 +26,7 @@ def direct(tmp_path_factory):
     import ray
     from ray import serve
 
+    from layoutray.runtime import start_local
     from serving.deploy import app_config, deploy, direct_ingress_url
 
     # Only Ray's start needs the variables: its processes inherit them from this one.
@@ -33,7 +34,7 @@ def direct(tmp_path_factory):
         mp.setenv("RAY_SERVE_ENABLE_DIRECT_INGRESS", "1")
         # Nothing is in flight when the module ends; the 30-s default would only slow the suite.
         mp.setenv("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        start_local(num_cpus=4, dashboard=False, log_to_driver=False, configure_logging=False)
     try:
         root = tmp_path_factory.mktemp("direct-ingress")
         model = tiny_serving_artifact(root / "model", seed=1)
@@ -62,7 +63,7 @@ def test_router_answers_on_its_own_port(direct):
     r = _post(direct["url"], BODY)
     assert r.status_code == 200, r.text
     d = r.json()
-    assert d["version"] == "blue" and r.headers["X-Layoutray-Version"] == "blue"
+    assert d["slot"] == "blue" and r.headers["X-Layoutray-Slot"] == "blue"
     assert sorted(e["type"] for e in d["layouts"][0]["elements"]) == ["button", "heading", "paragraph"]
     h = requests.get(direct["url"] + "/healthz", timeout=10)
     assert h.status_code == 200 and h.json()["status"] == "ok"

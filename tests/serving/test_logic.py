@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from serving import api
-from serving.judge import Thresholds, VersionWindow, Windows, analyse, measured_by_slot
+from serving.judge import (QUALITY_DEFAULTS, Thresholds, VersionWindow, Windows, analyse, answer_quality,
+                           measured_by_slot, request_agreement)
 from serving.rollout import (RolloutController, RolloutError, StateStore, check_start_body, load_admin_token,
                              parse_steps, start_options, token_matches)
 
@@ -164,7 +165,7 @@ def test_start_options_defaults_and_numbers():
     opts = start_options({}, ROLLOUT_SETTINGS)
     assert opts == {"steps": "10,25,50,100", "interval_s": 60.0, "min_requests": 50, "max_error_rate": 0.05,
                     "max_p95_ms": 2000.0, "max_failed_windows": 3, "alpha": 0.01, "latency_ratio": 2.0,
-                    "latency_slack_ms": 10.0}
+                    "latency_slack_ms": 10.0, **QUALITY_DEFAULTS}
     opts = start_options({"interval": "2.5", "min_requests": 7.9, "max_failed_windows": 1, "steps": [50, 100]},
                          ROLLOUT_SETTINGS)
     assert (opts["interval_s"], opts["min_requests"], opts["max_failed_windows"], opts["steps"]) == (
@@ -279,3 +280,158 @@ def test_admin_token_sources(tmp_path, monkeypatch):
     assert not token_matches("fromenv", None)
     assert not token_matches(None, "Bearer x")
     assert not token_matches("fromenv", "Basic fromenv")
+
+
+# ----------------------------------------------------------------------------- output quality
+
+PAYLOAD = {"section_type": "hero", "elements": ["heading", "button"], "image_png": None, "canvas_width": 1440,
+           "canvas_height": 800, "samples": 1, "temperature": 0.0, "top_p": 1.0, "seed": 0}
+
+
+def _answer(types=("heading", "button"), overlap=0.1, alignment=0.01, x=0, size=50):
+    els = [{"type": t, "x": x + 100 * i, "y": 10, "width": size, "height": size} for i, t in enumerate(types)]
+    return {"layouts": [{"elements": els, "overlap": overlap, "alignment": alignment}]}
+
+
+def _qwin(n, overlap=0.1, alignment=0.01, invalid=0, agreements=()):
+    """n successful answers with these scores; the first `invalid` of them miss a requested element."""
+    w = VersionWindow()
+    for i in range(n):
+        types = ("heading",) if i < invalid else ("heading", "button")
+        w.add(True, 10.0, answer_quality(PAYLOAD, _answer(types, overlap, alignment)))
+    w.agreements += list(agreements)
+    return w
+
+
+QTH = dict(min_requests=20, max_error_rate=0.05, max_p95_ms=1000)
+
+
+def test_answer_quality_counts_valid_layouts_and_scores():
+    q = answer_quality(PAYLOAD, _answer())
+    assert q == {"layouts": 1, "valid": 1, "overlap": [0.1], "alignment": [0.01]}
+    assert answer_quality(PAYLOAD, _answer(("heading",)))["valid"] == 0  # a requested element missing
+    assert answer_quality(PAYLOAD, _answer(("heading", "button", "link")))["valid"] == 0  # one too many
+    assert answer_quality(PAYLOAD, _answer(x=1395))["valid"] == 0  # off the canvas
+    assert answer_quality({**PAYLOAD, "elements": None}, _answer(("link",)))["valid"] == 1  # free choice
+    nan = answer_quality(PAYLOAD, _answer(overlap=float("nan")))
+    assert nan["valid"] == 0 and nan["overlap"] == []
+    for broken in ({"layouts": []}, {}, None, {"layouts": [{"elements": "x"}]}, {"layouts": [7]}):
+        q = answer_quality(PAYLOAD, broken)
+        assert q["layouts"] >= 1 and q["valid"] == 0, broken
+    two = {"layouts": _answer()["layouts"] + _answer(("heading",), overlap=0.5)["layouts"]}
+    assert answer_quality(PAYLOAD, two) == {"layouts": 2, "valid": 1, "overlap": [0.1, 0.5],
+                                            "alignment": [0.01, 0.01]}
+
+
+def test_request_agreement_is_mean_iou_with_stable():
+    assert request_agreement(PAYLOAD, _answer(), _answer()) == 1.0
+    assert request_agreement(PAYLOAD, _answer(), _answer(x=700)) == 0.0
+    half = request_agreement(PAYLOAD, _answer(), _answer(x=25))  # each box shifted by half its width
+    assert half == pytest.approx(1 / 3)
+    # an element with no counterpart of its type counts as 0
+    assert request_agreement(PAYLOAD, _answer(("heading", "button")), _answer(("heading", "link"))) == 0.5
+    assert request_agreement({**PAYLOAD, "temperature": 0.7}, _answer(), _answer()) is None  # sampled
+    assert request_agreement(PAYLOAD, _answer(), {"layouts": []}) is None
+
+
+def test_quality_valid_share_below_floor_fails():
+    th = Thresholds(**QTH, min_valid_share=0.95)
+    v = analyse(_qwin(50, invalid=5), _qwin(3), th)  # 90% valid; stable too small to compare
+    assert v.result == "fail" and v.signals == ["quality.valid"]
+    assert any(r.startswith("quality: valid layouts 0.900 < min 0.950") for r in v.reasons), v.reasons
+    assert v.measured["canary"]["valid_share"] == 0.9
+    assert analyse(_qwin(50), _qwin(3), th).result == "pass"
+
+
+def test_quality_valid_share_below_stable_fails():
+    th = Thresholds(**QTH, min_valid_share=0.5, max_valid_drop=0.02)
+    v = analyse(_qwin(50, invalid=4), _qwin(200), th)  # 92% vs 100%: above the floor, below stable
+    assert v.result == "fail" and v.signals == ["quality.valid"]
+    assert any("valid layouts 0.920 vs stable 1.000 (drop > 0.02)" in r for r in v.reasons), v.reasons
+    assert analyse(_qwin(50, invalid=4), _qwin(200, invalid=16), th).result == "pass"  # stable as bad
+
+
+def test_quality_overlap_worse_than_stable_fails():
+    th = Thresholds(**QTH, overlap_ratio=1.5, overlap_slack=0.05)
+    v = analyse(_qwin(50, overlap=0.61), _qwin(200, overlap=0.22), th)
+    assert v.result == "fail" and v.signals == ["quality.overlap"]
+    assert "quality: overlap 0.610 vs stable 0.220 (> 1.5x + 0.05)" in v.reasons
+    assert v.measured["canary"]["overlap"] == 0.61 and v.measured["stable"]["overlap"] == 0.22
+    ok = analyse(_qwin(50, overlap=0.37), _qwin(200, overlap=0.22), th)  # 0.37 <= 1.5 x 0.22 + 0.05
+    assert ok.result == "pass" and any("overlap 0.370 (stable 0.220)" in r for r in ok.reasons)
+    skipped = analyse(_qwin(50, overlap=0.61), _qwin(3, overlap=0.22), th)  # too few stable requests
+    assert skipped.result == "pass" and "skipped" in " ".join(skipped.reasons)
+
+
+def test_quality_alignment_worse_than_stable_fails():
+    th = Thresholds(**QTH, alignment_ratio=1.5, alignment_slack=0.005)
+    v = analyse(_qwin(50, alignment=0.05), _qwin(200, alignment=0.01), th)
+    assert v.result == "fail" and v.signals == ["quality.alignment"]
+    assert "quality: alignment 0.050 vs stable 0.010 (> 1.5x + 0.005)" in v.reasons
+    assert analyse(_qwin(50, alignment=0.019), _qwin(200, alignment=0.01), th).result == "pass"
+
+
+def test_quality_agreement_with_stable_below_floor_fails():
+    th = Thresholds(**QTH, min_agreement=0.2, min_agreement_pairs=20)
+    v = analyse(_qwin(50, agreements=[0.05] * 30), _qwin(200), th)
+    assert v.result == "fail" and v.signals == ["quality.agreement"]
+    assert any(r.startswith("quality: agreement with stable 0.05 < min 0.2") for r in v.reasons), v.reasons
+    assert v.measured["canary"]["agreement"] == 0.05 and v.measured["canary"]["agreement_pairs"] == 30
+    assert analyse(_qwin(50, agreements=[0.9] * 30), _qwin(200), th).result == "pass"
+    few = analyse(_qwin(50, agreements=[0.05] * 5), _qwin(200), th)
+    assert few.result == "pass" and "5 shadowed pairs < 20" in " ".join(few.reasons)
+    off = analyse(_qwin(50, agreements=[0.05] * 30), _qwin(200), Thresholds(**QTH, min_agreement=0.0))
+    assert off.result == "pass"
+    # agreement needs no stable traffic of its own: the pairs are stable's answers
+    assert analyse(_qwin(50, agreements=[0.05] * 30), _qwin(0), th).result == "fail"
+
+
+def test_windows_record_quality_and_agreement():
+    w = Windows(clock=lambda: 0.0)
+    w.add("green", True, 5.0, answer_quality(PAYLOAD, _answer(overlap=0.3)))
+    w.add("green", False, 9.0)  # a failure has no answer to judge
+    w.add_agreement("green", 0.8)
+    w.add_agreement("green", None)  # a sampled request says nothing
+    s = w.summary("green", "blue")["canary"]
+    assert (s["layouts"], s["valid_share"], s["overlap"], s["agreement"], s["agreement_pairs"]) == (
+        1, 1.0, 0.3, 0.8, 1)
+    assert w.summary("green", "blue")["stable"]["valid_share"] is None
+
+
+def test_quality_failures_roll_back_naming_the_signal(tmp_path):
+    c = RolloutController(tmp_path, "blue", "green", clock=Clock())
+    c.start(None, **start_options({"min_requests": 10, "steps": "50,100"}, ROLLOUT_SETTINGS))
+    good = c.evaluate(_qwin(20, overlap=0.2), _qwin(20, overlap=0.2))
+    assert good["decision"] == "advance" and "quality: valid_share 1.000" in good["reason"]
+    assert c.evaluate(_qwin(20, overlap=2.0), _qwin(20, overlap=0.2))["decision"] == "hold"  # at 100%: 0 stable
+    c2 = RolloutController(tmp_path / "b", "blue", "green", clock=Clock())
+    c2.start(None, **start_options({"min_requests": 10}, ROLLOUT_SETTINGS))
+    assert c2.evaluate(_qwin(20, overlap=2.0), _qwin(100, overlap=0.2))["decision"] == "hold"
+    e = c2.evaluate(_qwin(20, overlap=2.0), _qwin(100, overlap=0.2))
+    assert e["decision"] == "hold"  # ROLLOUT_SETTINGS: 3 failing windows roll back
+    e = c2.evaluate(_qwin(20, overlap=2.0), _qwin(100, overlap=0.2))
+    assert e["decision"] == "rollback" and c2.state.status == "rolled_back"
+    assert "3 consecutive failing windows: quality: overlap 2.000 vs stable 0.200 (> 1.5x + 0.05)" in e["reason"]
+    assert e["measured"]["failed_signals"] == ["quality.overlap"]
+    assert e["thresholds"]["overlap_ratio"] == 1.5 and e["thresholds"]["min_agreement"] == 0.2
+
+
+def test_quality_thresholds_from_body_settings_and_checked(tmp_path):
+    settings = dict(ROLLOUT_SETTINGS, min_agreement=0.4, overlap_slack=0.1)
+    assert check_start_body({"overlap_ratio": 2, "min_agreement_pairs": 5})
+    opts = start_options({"overlap_ratio": "2", "min_agreement_pairs": 5.0}, settings)
+    assert (opts["overlap_ratio"], opts["min_agreement_pairs"], opts["min_agreement"], opts["overlap_slack"],
+            opts["alignment_ratio"]) == (2.0, 5, 0.4, 0.1, QUALITY_DEFAULTS["alignment_ratio"])
+    with pytest.raises(RolloutError) as ei:
+        start_options({"min_valid_share": "most"}, settings)
+    assert (ei.value.status, ei.value.field) == (422, "min_valid_share")
+    for field, value in (("overlap_ratio", 0.5), ("min_agreement", 1.5), ("alignment_slack", -1),
+                         ("max_valid_drop", float("nan")), ("min_agreement_pairs", -3)):
+        c = RolloutController(tmp_path / field, "blue", "green", clock=Clock())
+        with pytest.raises(RolloutError) as ei:
+            c.start(None, **start_options({field: value}, settings))
+        assert (ei.value.status, ei.value.field) == (422, field), field
+        assert c.state.status == "idle"
+    # a state file written before the quality thresholds existed still loads, with their defaults
+    old = {k: v for k, v in Thresholds().to_dict().items() if k not in QUALITY_DEFAULTS}
+    assert Thresholds(**old).overlap_ratio == QUALITY_DEFAULTS["overlap_ratio"]

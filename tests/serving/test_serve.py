@@ -62,7 +62,8 @@ class Ctx:
         return requests.request(method, self.url + "/admin/rollout" + path, json=body, headers=h, timeout=60)
 
     def models(self):
-        return requests.get(self.url + "/v1/models", timeout=30).json()
+        # the full view (artifacts, settings, load errors) needs the admin token
+        return requests.get(self.url + "/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).json()
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ class Load:
             h = {"X-User-ID": f"u{i}-{n}"} if users else {}
             try:
                 r = self.ctx.post(headers=h, session=s)
-                rec = (r.status_code, r.headers.get("X-Layoutray-Version"), r.headers.get("X-Layoutray-Fallback"))
+                rec = (r.status_code, r.headers.get("X-Layoutray-Slot"), r.headers.get("X-Layoutray-Fallback"))
             except requests.RequestException as e:
                 rec = (0, None, repr(e))
             with self.lock:
@@ -121,7 +122,7 @@ def _versions(ctx, n, headers_fn=lambda i: {}, workers=8):
     def one(i):
         r = ctx.post(headers=headers_fn(i))
         assert r.status_code == 200, r.text
-        return r.json()["version"]
+        return r.json()["slot"]
     with ThreadPoolExecutor(workers) as ex:
         return list(ex.map(one, range(n)))
 
@@ -151,7 +152,7 @@ def test_layouts_response(served):
     r = served.post({**BODY, "samples": 2, "temperature": 0.8, "seed": 3, "canvas": {"width": 300, "height": 200}})
     assert r.status_code == 200, r.text
     d = r.json()
-    assert d["version"] == "blue" and len(d["layouts"]) == 2
+    assert d["slot"] == "blue" and len(d["layouts"]) == 2
     for lay in d["layouts"]:
         assert sorted(e["type"] for e in lay["elements"]) == ["button", "heading", "paragraph"]
         for e in lay["elements"]:

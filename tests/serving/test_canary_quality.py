@@ -1,0 +1,231 @@
+"""A canary is judged on what it answers, not only on errors and latency (real Serve on a local Ray).
+
+- A canary whose weights were damaged after export (4 KiB of model.safetensors overwritten, as in
+  the incident: NaN parameters, the file still parses) is refused by `rollout start` with a 4xx
+  naming the failed check, before any weight changes. So is one whose weights are finite but no
+  longer answer its golden set.
+- A canary that passes its own load checks but answers badly is rolled back by the live judge.
+  Its badness is real, not injected: its decoder's final norm gain is zero, so every element of a
+  layout gets the same box (a collapsed model). It was exported that way, so its golden set
+  records those answers and the load checks pass; only the comparison with stable's live answers
+  (overlap) can catch it.
+- A canary with the same weights as stable (another directory) is promoted, with shadowing, and
+  its measured agreement with stable is ~1.
+
+One Serve application for the module; the promotion runs last (it swaps the stable slot).
+"""
+
+import json
+import random
+import shutil
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import free_port, tiny_serving_artifact
+
+TOKEN = "test-admin-token-quality-51d2"
+# Greedy requests of several shapes (the tiny model places at most 8 elements): window means
+# are taken over a mix, as in production, not over one layout repeated.
+BODIES = [
+    {"section_type": "hero", "elements": ["heading", "paragraph", "button"]},
+    {"section_type": "footer", "elements": ["logo", "link", "link", "paragraph"]},
+    {"section_type": "pricing", "elements": ["heading", "card", "card", "card"]},
+    {"elements": ["image", "heading", "paragraph", "button", "icon"], "canvas": {"width": 800, "height": 600}},
+    {"section_type": "team", "elements": ["heading", "avatar", "avatar", "subheading", "subheading"]},
+]
+
+
+def poll(fn, timeout_s: float, what: str, every: float = 0.2):
+    deadline = time.time() + timeout_s
+    last = None
+    while time.time() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last={last!r}")
+
+
+class Ctx:
+    def __init__(self, url, root, args):
+        self.url, self.root, self.args = url, root, args
+        self.router = {"weights": {"blue": 100, "green": 0}, "tick_s": 0.1, "version_timeout_s": 10.0,
+                       "admin_token_file": str(root / "token")}
+
+    def deploy(self, **router):
+        from serving.deploy import app_config, deploy
+        self.router.update(router)
+        deploy([app_config("layoutray", "/", self.args, router=self.router, blue={"max_batch_size": 8},
+                           green={"max_batch_size": 8})])
+
+    def post(self, body, session=None):
+        return (session or requests).post(self.url + "/v1/layouts", json=body, timeout=60)
+
+    def admin(self, method, path, body=None):
+        return requests.request(method, self.url + "/admin/rollout" + path, json=body,
+                                headers={"Authorization": f"Bearer {TOKEN}"}, timeout=330)
+
+    def state(self):
+        return self.admin("GET", "").json()["state"]
+
+    def audit(self):
+        path = self.root / "state" / "rollout_audit.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def slot_artifact(self, slot):
+        """The artifact a slot serves (the operator's view of /v1/models shows paths)."""
+        m = requests.get(self.url + "/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).json()
+        return [v for v in m["versions"] if v.get("slot", v.get("name")) == slot][0]["artifact"]
+
+
+@pytest.fixture(scope="module")
+def served(ray_local, tmp_path_factory):
+    from ray import serve
+
+    root = tmp_path_factory.mktemp("quality")
+    stable = tiny_serving_artifact(root / "stable", seed=1)
+    (root / "token").write_text(TOKEN + "\n")
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
+    ctx = Ctx(f"http://127.0.0.1:{port}", root, {"stable_model": stable, "canary_model": stable,
+                                                 "state_dir": str(root / "state"), "model_num_cpus": 0.5})
+    ctx.stable_dir = stable
+    ctx.deploy()
+    poll(lambda: requests.get(ctx.url + "/healthz", timeout=10).status_code == 200, 60, "healthz")
+    yield ctx
+    serve.shutdown()
+
+
+class Load:
+    """Clients posting BODIES round-robin until stopped; every status code is kept."""
+
+    def __init__(self, ctx, workers=4):
+        self.ctx, self.stop_ev, self.codes, self.lock = ctx, threading.Event(), Counter(), threading.Lock()
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(workers)]
+
+    def _run(self, i):
+        s = requests.Session()
+        n = i
+        while not self.stop_ev.is_set():
+            try:
+                code = self.ctx.post(BODIES[n % len(BODIES)], session=s).status_code
+            except requests.RequestException:
+                code = 0
+            n += 1
+            with self.lock:
+                self.codes[code] += 1
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(timeout=90)
+
+
+def damage_weights(model_dir, n: int = 4096, seed: int = 0) -> None:
+    """The incident: n bytes of model.safetensors, past its header, overwritten with random bytes."""
+    path = Path(model_dir) / "model.safetensors"
+    raw = bytearray(path.read_bytes())
+    start = 8 + int.from_bytes(raw[:8], "little") + 4096
+    raw[start:start + n] = random.Random(seed).randbytes(n)
+    path.write_bytes(bytes(raw))
+
+
+def collapsed_state(model_dir):
+    """The artifact's weights with the decoder's final norm gain zeroed: the logits no longer
+    depend on the input, so every element of a layout gets the same box. Finite, and it parses."""
+    from layoutray.model.artifact import read_artifact
+
+    state, cfg, _ = read_artifact(model_dir)
+    state["dec_ln.weight"].zero_()
+    return state, cfg
+
+
+def _refused(served, canary_dir):
+    before = len(served.audit())
+    r = served.admin("POST", "/start", {"canary": str(canary_dir), "interval": 60})
+    assert r.status_code in (409, 422), r.text
+    err = r.json()["error"]
+    assert err["field"] == "canary", r.text
+    # nothing started, no weight moved, the canary slot kept its model, requests are answered
+    st = served.state()
+    assert st["status"] == "idle" and st["weights"] == {"blue": 100, "green": 0}, st
+    assert [a["decision"] for a in served.audit()[before:]] == []
+    assert served.slot_artifact("green") == served.stable_dir
+    assert served.post(BODIES[0]).status_code == 200
+    return err["message"]
+
+
+def test_damaged_canary_refused_at_start(served, tmp_path):
+    from safetensors.torch import load_file
+    import torch
+
+    nan = tmp_path / "nan"
+    shutil.copytree(served.stable_dir, nan)
+    damage_weights(nan)
+    assert not all(bool(torch.isfinite(t).all()) for t in load_file(str(nan / "model.safetensors")).values())
+    message = _refused(served, nan)
+    assert "non-finite" in message and str(nan) in message, message
+
+    # Finite damage after export: the finite check passes, the golden set does not.
+    from safetensors.torch import save_file
+    drifted = tmp_path / "drifted"
+    shutil.copytree(served.stable_dir, drifted)
+    state, _ = collapsed_state(drifted)
+    save_file(state, str(drifted / "model.safetensors"))
+    message = _refused(served, drifted)
+    assert "golden: agreement with the recorded layouts" in message, message
+
+
+@pytest.mark.slow
+def test_low_quality_canary_rolled_back(served, tmp_path):
+    from layoutray.model.artifact import export_artifact
+
+    state, cfg = collapsed_state(served.stable_dir)
+    bad = export_artifact(state, cfg, tmp_path / "collapsed", {"name": "collapsed"})  # its own golden set
+    r = served.admin("POST", "/start", {"canary": str(bad), "steps": "50,100", "interval": 2.0, "min_requests": 8,
+                                        "max_error_rate": 0.05, "max_p95_ms": 5000, "max_failed_windows": 2})
+    assert r.status_code == 200, r.text  # it passes its load checks: only live answers can tell
+    with Load(served) as load:
+        st = poll(lambda: (s := served.state())["status"] != "running" and s, 180, "automatic rollback")
+    assert st["status"] == "rolled_back" and st["weights"] == {"blue": 100, "green": 0}, served.audit()[-3:]
+    assert set(load.codes) == {200}, load.codes  # a bad answer is still an answer: no errors to see
+    last = served.audit()[-1]
+    assert last["decision"] == "rollback" and "consecutive failing windows" in last["reason"], last
+    assert "quality: overlap" in last["reason"] and "quality.overlap" in last["measured"]["failed_signals"], last
+    m = last["measured"]
+    assert m["canary"]["error_rate"] == 0.0 and m["canary"]["valid_share"] == 1.0
+    assert m["canary"]["overlap"] > 1.5 * m["stable"]["overlap"] + 0.05, m
+    assert last["thresholds"]["overlap_ratio"] == 1.5
+
+
+@pytest.mark.slow
+def test_good_canary_promoted_with_shadow_agreement(served, tmp_path):
+    good = tmp_path / "same-weights"
+    shutil.copytree(served.stable_dir, good)
+    served.deploy(shadow_share=0.5)
+    r = served.admin("POST", "/start", {"canary": str(good), "steps": "50,100", "interval": 2.0, "min_requests": 8,
+                                        "max_error_rate": 0.05, "max_p95_ms": 5000, "min_agreement_pairs": 4})
+    assert r.status_code == 200, r.text
+    with Load(served) as load:
+        st = poll(lambda: (s := served.state())["status"] != "running" and s, 180, "promotion")
+    assert st["status"] == "promoted" and st["stable"] == "green", served.audit()[-3:]
+    assert set(load.codes) == {200}, load.codes
+    mine = [a for a in served.audit() if a["rollout_id"] == st["rollout_id"]]
+    advance = [a for a in mine if a["decision"] == "advance"]
+    assert advance and "quality: valid_share 1.000" in advance[0]["reason"], mine
+    judged = [a["measured"]["canary"] for a in mine if a["measured"].get("verdict") == "pass"]
+    paired = [m for m in judged if m["agreement_pairs"]]
+    assert paired, judged  # shadowed requests were compared with stable's answers
+    assert all(m["agreement"] >= 0.9 for m in paired), paired  # same weights: same layouts
