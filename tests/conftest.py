@@ -38,15 +38,17 @@ def registered_checkpoints(run_dir) -> int:
 
 
 def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
-    """Poll a condition (a state change of another process) until it holds; fail naming it."""
+    """Poll a condition (a state change of another process) until it holds; fail naming it and
+    the last value seen."""
     import time
     deadline = time.monotonic() + timeout
+    value = None
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(poll)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last={value!r}")
 
 
 def tiny_serving_artifact(out_dir, seed: int) -> str:

@@ -19,14 +19,13 @@ import json
 import random
 import shutil
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import requests
 
-from conftest import free_port, tiny_serving_artifact
+from conftest import free_port, tiny_serving_artifact, wait_for
 
 TOKEN = "test-admin-token-quality-51d2"
 # Greedy requests of several shapes (the tiny model places at most 8 elements): window means
@@ -40,15 +39,9 @@ BODIES = [
 ]
 
 
-def poll(fn, timeout_s: float, what: str, every: float = 0.2):
-    deadline = time.time() + timeout_s
-    last = None
-    while time.time() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last={last!r}")
+def poll(fn, timeout_s: float, what: str):
+    """Call fn until it returns something truthy; fail with `what` at the deadline."""
+    return wait_for(fn, timeout_s, what, poll=0.2)
 
 
 class Ctx:

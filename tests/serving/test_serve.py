@@ -9,7 +9,6 @@ import base64
 import json
 import shutil
 import threading
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -17,23 +16,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import free_port, tiny_serving_artifact
+from conftest import free_port, tiny_serving_artifact, wait_for
 
 TOKEN = "test-admin-token-7c1f"
 BODY = {"section_type": "hero", "elements": ["heading", "paragraph", "button"],
         "canvas": {"width": 1440, "height": 800}}
 
 
-def poll(fn, timeout_s: float, what: str, every: float = 0.1):
+def poll(fn, timeout_s: float, what: str):
     """Call fn until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.time() + timeout_s
-    last = None
-    while time.time() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; last={last!r}")
+    return wait_for(fn, timeout_s, what, poll=0.1)
 
 
 class Ctx:
