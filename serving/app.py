@@ -335,12 +335,13 @@ class Router:
         return full if token_matches(self.token, request.headers.get("authorization")) else api.public_models(full)
 
     @http_app.get("/healthz", summary="Liveness of the router and its versions")
-    async def healthz(self):
+    async def healthz(self, request: Request):
         st = self.ctl.state
         stable = await self._info(st.stable)
         ok = bool(stable) and "error" not in stable
-        body = {"status": "ok" if ok else "degraded", "stable": st.stable,
-                "router": {"replica": replica_id(), "pid": os.getpid()}}
+        body = {"status": "ok" if ok else "degraded", "stable": st.stable}
+        if self.token and token_matches(self.token, request.headers.get("authorization")):
+            body["router"] = {"replica": replica_id(), "pid": os.getpid()}  # internals: operators only
         return JSONResponse(body, status_code=200 if ok else 503)
 
     # --- HTTP: admin ---------------------------------------------------------------------------

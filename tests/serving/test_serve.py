@@ -130,7 +130,7 @@ def _set_weights(ctx, blue, green):
 
 def test_health_models_docs(served):
     r = requests.get(served.url + "/healthz", timeout=10)
-    assert r.status_code == 200 and r.json()["status"] == "ok"
+    assert r.status_code == 200 and r.json() == {"status": "ok", "stable": "blue"}  # no internals anonymously
     m = served.models()
     assert [v["name"] for v in m["versions"]] == ["blue", "green"]
     assert m["stable"] == "blue" and m["versions"][0]["weight"] == 100
@@ -260,12 +260,13 @@ def _replicas():
 
 def test_weight_change_keeps_replicas(served):
     before = _replicas()
-    router_pid = requests.get(served.url + "/healthz", timeout=10).json()["router"]
+    admin = {"Authorization": f"Bearer {TOKEN}"}
+    router_pid = requests.get(served.url + "/healthz", headers=admin, timeout=10).json()["router"]
     assert len([r for r in before if "Router" in r[0]]) == 1 and len(before) == 3
     _set_weights(served, 60, 40)
     _set_weights(served, 100, 0)
     assert _replicas() == before
-    assert requests.get(served.url + "/healthz", timeout=10).json()["router"] == router_pid
+    assert requests.get(served.url + "/healthz", headers=admin, timeout=10).json()["router"] == router_pid
     assert set(_versions(served, 20)) == {"blue"}
 
 
