@@ -67,6 +67,8 @@ def start_local(num_cpus: int | None = None, dashboard: bool = True, **kwargs) -
         port = free_port()
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         kwargs["dashboard_port"] = port
+    else:  # no state API here; never leave a pointer to an earlier instance's
+        os.environ.pop("RAY_API_SERVER_ADDRESS", None)
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
              _temp_dir=private_temp_dir(), _node_ip_address="127.0.0.1", **kwargs)
 

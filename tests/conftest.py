@@ -80,6 +80,8 @@ def ray_local():
 
     from layoutray.runtime import start_local
 
+    if ray.is_initialized():  # a test that trained in-process without this fixture left its instance
+        ray.shutdown()
     start_local(num_cpus=4, log_to_driver=False, configure_logging=False)
     yield ray
     ray.shutdown()

@@ -32,7 +32,7 @@ def test_unknown_names_raise_attribute_error():
 
 
 @pytest.mark.slow
-def test_train_evaluate_load_predict(tmp_path):
+def test_train_evaluate_load_predict(ray_local, tmp_path):
     data = tmp_path / "d"
     layoutray.synth(data, examples=60, seed=1, shard_rows=20)
     summary = layoutray.train(data, phase="phase1", overrides=TINY, name="api", output=tmp_path / "runs")

@@ -13,6 +13,7 @@ Where the workers ran is checked from the actors' node ids. A fourth node declar
 where a GPU run's test-split evaluation goes.
 """
 
+import os
 import threading
 
 import pytest
@@ -35,8 +36,12 @@ def cluster():
     from ray.cluster_utils import Cluster
 
     ray.shutdown()
+    port = free_port()
+    # Ray Train's helpers find the state API through this variable (layoutray.runtime.start_local);
+    # an earlier module's value would point them at a dashboard that is gone.
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
     c = Cluster(initialize_head=True, connect=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": free_port()})
+        "num_cpus": 1, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port})
     data_node = c.add_node(num_cpus=1, resources={"data": 1})
     c.add_node(num_cpus=2, resources={"node_a": 1})
     c.add_node(num_cpus=2, resources={"node_b": 1})

@@ -67,7 +67,7 @@ def _recipe(tmp_path, stages: str):
 
 
 @pytest.mark.slow
-def test_recipe_runs_stages_in_order_and_resumes(tmp_path, capsys):
+def test_recipe_runs_stages_in_order_and_resumes(ray_local, tmp_path, capsys):
     import json
 
     from cli.main import main
