@@ -59,7 +59,7 @@ def test_functions_are_short(package):
     assert not long, "\n".join(long)
 
 
-# Numbered work periods, "tonight", and pointers to files outside the repository.
+# Numbered work periods, work-night wording, and pointers to files outside the repository.
 NARRATIVE = re.compile(r"\bsessions? \d+\b|\b(this|earlier|last|previous|next) session\b|\btonight\b|shared/notes",
                        re.IGNORECASE)
 
