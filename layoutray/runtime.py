@@ -20,6 +20,9 @@ import tempfile
 from layoutray.config import ConfigError
 
 
+API_SERVER_VAR = "RAY_API_SERVER_ADDRESS"
+
+
 def cluster_address(address: str | None = None) -> str | None:
     """The cluster this process should join: `address`, else `RAY_ADDRESS`, else None (local)."""
     return address or os.environ.get("RAY_ADDRESS") or None
@@ -59,18 +62,24 @@ def start_local(num_cpus: int | None = None, dashboard: bool = True, **kwargs) -
     cleaner, which decides whether the run's controller is alive) would otherwise guess the
     cluster from /tmp/ray or from the GCS processes on the host: with another instance on the
     host they ask the wrong one, find no controller and tear the run's workers down. So the
-    dashboard (the state API's server) gets a port chosen here, named in RAY_API_SERVER_ADDRESS,
-    which the raylet and every worker inherit from this process."""
+    dashboard (the state API's server) gets a port chosen here, named in RAY_API_SERVER_ADDRESS
+    while Ray starts, so that the raylet and every worker inherit it. This process's own
+    environment is restored afterwards: the variable overrides even an explicit address in Ray's
+    clients (`ray job`, the state API), and must not outlive this instance here."""
     import ray
 
+    saved = os.environ.pop(API_SERVER_VAR, None)
     if dashboard:
         port = free_port()
-        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+        os.environ[API_SERVER_VAR] = f"http://127.0.0.1:{port}"
         kwargs["dashboard_port"] = port
-    else:  # no state API here; never leave a pointer to an earlier instance's
-        os.environ.pop("RAY_API_SERVER_ADDRESS", None)
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
-             _temp_dir=private_temp_dir(), _node_ip_address="127.0.0.1", **kwargs)
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=dashboard, dashboard_host="127.0.0.1",
+                 _temp_dir=private_temp_dir(), _node_ip_address="127.0.0.1", **kwargs)
+    finally:
+        os.environ.pop(API_SERVER_VAR, None)
+        if saved is not None:
+            os.environ[API_SERVER_VAR] = saved
 
 
 def free_port() -> int:

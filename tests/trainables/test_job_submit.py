@@ -36,7 +36,8 @@ pytestmark = pytest.mark.slow
 
 
 def cli_env() -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN")}
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     # Token auth stays on. `ray start` turns it on by itself (and creates ~/.ray/auth_token on
     # first use), but the `ray job` CLI only sends the token when RAY_AUTH_MODE=token; it then

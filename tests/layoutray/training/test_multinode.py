@@ -39,15 +39,21 @@ def cluster():
     port = free_port()
     # Ray Train's helpers find the state API through this variable (layoutray.runtime.start_local);
     # an earlier module's value would point them at a dashboard that is gone.
+    saved = os.environ.get("RAY_API_SERVER_ADDRESS")
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-    c = Cluster(initialize_head=True, connect=True, head_node_args={
-        "num_cpus": 1, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port})
-    data_node = c.add_node(num_cpus=1, resources={"data": 1})
-    c.add_node(num_cpus=2, resources={"node_a": 1})
-    c.add_node(num_cpus=2, resources={"node_b": 1})
-    # A "GPU" node: Ray schedules on the declared GPU; nothing here runs CUDA on it.
-    gpu_node = c.add_node(num_cpus=1, num_gpus=1)
-    c.wait_for_nodes()
+    try:
+        c = Cluster(initialize_head=True, connect=True, head_node_args={
+            "num_cpus": 1, "include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port})
+        data_node = c.add_node(num_cpus=1, resources={"data": 1})
+        c.add_node(num_cpus=2, resources={"node_a": 1})
+        c.add_node(num_cpus=2, resources={"node_b": 1})
+        # A "GPU" node: Ray schedules on the declared GPU; nothing here runs CUDA on it.
+        gpu_node = c.add_node(num_cpus=1, num_gpus=1)
+        c.wait_for_nodes()
+    finally:  # the nodes have it; this process's later tests must not
+        os.environ.pop("RAY_API_SERVER_ADDRESS", None)
+        if saved is not None:
+            os.environ["RAY_API_SERVER_ADDRESS"] = saved
     c.small_node_ids = {c.head_node.node_id, data_node.node_id, gpu_node.node_id}  # too small to host a worker
     c.gpu_node_id = gpu_node.node_id
     yield c
