@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from typing import Optional
 
 from serving.rollout import ACTIVE, DEFAULT_TOKEN_FILE, TOKEN_ENV, TOKEN_FILE_ENV, load_admin_token
@@ -101,7 +100,12 @@ def _finish(args, code: int, body: dict) -> int:
 
 
 def cmd_start(args) -> int:
-    canary = str(Path(args.canary).expanduser().resolve())
+    from layoutray import storage
+
+    from layoutray.tracking import is_model_ref
+
+    # a URI (s3://...) or a registry reference (models:/NAME@ALIAS) as it is: the serving host fetches it
+    canary = args.canary if is_model_ref(args.canary) else storage.absolute(args.canary)
     body = {"canary": canary, "steps": args.steps, "interval": args.interval,
             "min_requests": args.min_requests, "max_error_rate": args.max_error_rate,
             "max_p95_ms": args.max_p95_ms}

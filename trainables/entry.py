@@ -14,8 +14,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from layoutray.config import ConfigError
     from layoutray.data.dataset import DatasetError
     from layoutray.model.request import ApiError
+    from layoutray.storage import StorageError
 
-    errors: tuple[type[BaseException], ...] = (ConfigError, DatasetError, ApiError)
+    errors: tuple[type[BaseException], ...] = (ConfigError, DatasetError, ApiError, StorageError)
     artifact = sys.modules.get("layoutray.model.artifact")  # imports torch: only if already loaded
     return errors + ((artifact.ArtifactError,) if artifact else ())
 
@@ -39,6 +40,12 @@ def module_main(prog: str, add_arguments: Callable[[argparse.ArgumentParser], No
     parser = argparse.ArgumentParser(prog=prog)
     add_arguments(parser)
     return run_command(func, parser.parse_args(sys.argv[1:] if argv is None else argv))
+
+
+def add_tracking(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tracking", metavar="tensorboard|mlflow[:URI]",
+                   help="also log to an MLflow tracking server (URI, else MLFLOW_TRACKING_URI; docs/tracking.md); "
+                        "metrics.jsonl and TensorBoard are always written")
 
 
 def add_overrides(p: argparse.ArgumentParser) -> None:

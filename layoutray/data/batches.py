@@ -22,8 +22,8 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from layoutray import storage
 from layoutray.config import RunConfig
 from layoutray.data.dataset import DatasetError, unreadable_shard
 from layoutray.data.pipeline import (COLUMNS, MAP_BATCH_ROWS, REASONS, as_config, preprocess_batch,
@@ -36,6 +36,10 @@ class DataQualityError(DatasetError):
     def __init__(self, message: str, shard: str | None, report: "BadRowReport"):
         super().__init__(message)
         self.shard, self.report = shard, report
+
+    def __reduce__(self):
+        # Rebuilt from its fields when pickled (raised in a Ray worker, read by the driver).
+        return (type(self), (self.args[0], self.shard, self.report))
 
 
 # ---------------------------------------------------------------------------- accounting
@@ -288,7 +292,7 @@ def iter_local_batches(root: str | Path, split: str, cfg: RunConfig | dict, batc
 
     def read(path: Path) -> Iterator[pa.Table]:
         try:
-            for rb in pq.ParquetFile(path).iter_batches(batch_size=read_rows, columns=list(COLUMNS)):
+            for rb in storage.parquet_file(path).iter_batches(batch_size=read_rows, columns=list(COLUMNS)):
                 table = pa.Table.from_batches([rb])
                 yield table.append_column("path", pa.array([str(path)] * table.num_rows, pa.string()))
         except (OSError, pa.ArrowException) as e:  # a page damaged behind a good footer

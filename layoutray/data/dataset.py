@@ -3,7 +3,9 @@
     DIR/manifest.json
     DIR/{train,val,test}/part-NNNNN.parquet
 
-One row per section; coordinates are normalised to [0, 1] with a top-left origin.
+One row per section; coordinates are normalised to [0, 1] with a top-left origin. DIR is a local
+directory or an object-storage URI (`s3://bucket/sections`, layoutray.storage); shard paths of a
+local directory are `Path`s, those of a URI are URI strings.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Iterable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from layoutray import storage
 from layoutray.data.vocab import ELEMENT_TYPES, SECTION_TYPES
 
 SCHEMA_VERSION = 1
@@ -50,7 +53,10 @@ def unreadable_shard(path: str | Path, e: BaseException) -> DatasetError:
     return DatasetError(f"{path}: unreadable Parquet shard ({type(e).__name__}: {first_line})")
 
 
-def shard_paths(root: str | Path, split: str) -> list[Path]:
+def shard_paths(root: str | Path, split: str) -> list[Path] | list[str]:
+    if storage.is_uri(root):
+        return [storage.join(root, split, n) for n in storage.list_dir(storage.join(root, split))
+                if n.startswith("part-") and n.endswith(".parquet")]
     return sorted((Path(root) / split).glob("part-*.parquet"))
 
 
@@ -63,15 +69,17 @@ def sha256_file(path: Path) -> str:
 
 
 def write_split(root: str | Path, split: str, rows: Iterable[dict], shard_rows: int = 500) -> list[dict]:
-    """Write rows (dicts matching SCHEMA) as numbered shards. Returns manifest shard entries."""
-    out_dir = Path(root) / split
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write rows (dicts matching SCHEMA) as numbered shards (into a local directory or a URI).
+    Returns manifest shard entries."""
     entries, buf = [], []
 
     def flush():
-        path = out_dir / f"part-{len(entries):05d}.parquet"
-        pq.write_table(pa.Table.from_pylist(buf, schema=SCHEMA), path, compression="zstd")
-        entries.append({"path": f"{split}/{path.name}", "rows": len(buf), "sha256": sha256_file(path)})
+        name = f"part-{len(entries):05d}.parquet"
+        sink = pa.BufferOutputStream()  # a shard is a few MB: hashed and written whole
+        pq.write_table(pa.Table.from_pylist(buf, schema=SCHEMA), sink, compression="zstd")
+        data = sink.getvalue().to_pybytes()
+        storage.write_bytes(storage.join(root, split, name), data)
+        entries.append({"path": f"{split}/{name}", "rows": len(buf), "sha256": hashlib.sha256(data).hexdigest()})
         buf.clear()
 
     for row in rows:
@@ -95,14 +103,14 @@ def write_manifest(root: str | Path, shards: list[dict], generator: dict | None 
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "shards": shards,
     }
-    (Path(root) / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    storage.write_json(storage.join(root, "manifest.json"), manifest)
     return manifest
 
 
 def read_manifest(root: str | Path) -> dict:
-    path = Path(root) / "manifest.json"
+    path = storage.join(root, "manifest.json")
     try:
-        return json.loads(path.read_text())
+        return json.loads(storage.read_text(path))
     except FileNotFoundError:
         raise DatasetError(f"{path}: no manifest; is {root} a layoutray dataset directory?") from None
     except json.JSONDecodeError as e:
@@ -111,15 +119,17 @@ def read_manifest(root: str | Path) -> dict:
 
 def count_examples(root: str | Path, splits: tuple[str, ...] = SPLITS) -> dict[str, int]:
     """Rows per split from Parquet footers alone: no row data is read."""
-    root = Path(root)
-    if not root.is_dir():
+    root = root if storage.is_uri(root) else Path(root)
+    if not storage.is_dir(root):
         raise DatasetError(f"{root}: no such dataset directory")
     counts = {}
     for split in splits:
         n = 0
         for path in shard_paths(root, split):
             try:
-                n += pq.ParquetFile(path).metadata.num_rows
+                n += storage.parquet_file(path).metadata.num_rows
+            except storage.StorageError:
+                raise
             except Exception as e:  # pyarrow raises several types for a damaged footer
                 raise unreadable_shard(path, e) from None
         counts[split] = n
@@ -137,10 +147,12 @@ def read_rows(root: str | Path, split: str = "train", count: int = 16) -> list[d
         raise DatasetError(f"{root}: no shards under {split}/")
     for path in paths:
         try:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=max(1, min(count, 256))):
+            for batch in storage.parquet_file(path).iter_batches(batch_size=max(1, min(count, 256))):
                 rows.extend(batch.to_pylist())
                 if len(rows) >= count:
                     return rows[:count]
+        except storage.StorageError:
+            raise
         except Exception as e:  # pyarrow raises several types for a damaged shard
             raise unreadable_shard(path, e) from None
     return rows

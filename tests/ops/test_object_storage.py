@@ -1,0 +1,166 @@
+"""Every artifact in a bucket: synth -> train -> evaluate -> serve -> rollout against a real
+S3-compatible server (moto's, started here on 127.0.0.1; credentials and endpoint through the
+standard AWS variables only), and an outage in the middle of training: the server stopped, a
+clear error naming the run's URI, the server restarted, the run resumed from its checkpoints
+in the bucket."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import requests
+
+from conftest import free_port, wait_for
+from s3server import BUCKET, s3_environment
+
+pytestmark = pytest.mark.slow
+
+ROOT = f"s3://{BUCKET}"
+DATA, RUNS = f"{ROOT}/sections", f"{ROOT}/runs"
+TOKEN = "object-storage-admin-token-51c2"
+TINY = ["model.d_model=32", "model.n_heads=2", "model.n_layers=1", "model.patch_size=32",
+        "model.image_height=64", "model.image_width=96", "training.batch_size=4", "training.epochs=3",
+        "validation.generate_examples=0", "training.max_steps_per_epoch=2", "scaling.num_workers=1",
+        "scaling.cpus_per_worker=1", "checkpoint.max_failures=0"]
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    # Before `ray_local` in every test's arguments: Ray's processes inherit the variables.
+    with s3_environment(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def dataset(s3):
+    from layoutray.data.synth import synthesize
+
+    synthesize(DATA, 48, seed=3, shard_rows=24)
+    return DATA
+
+
+def _registered(uri: str) -> int:
+    """Checkpoints Ray Train's controller has registered in the run's snapshot in the bucket."""
+    from layoutray import storage
+    try:
+        return len(storage.read_json(f"{uri}/checkpoint_manager_snapshot.json").get("checkpoint_results", []))
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
+def _history(uri: str) -> list[int]:
+    from layoutray import storage
+    rows = storage.read_text(f"{uri}/metrics.jsonl").splitlines()
+    return [json.loads(r)["epoch"] for r in rows if r.strip()]
+
+
+def test_dataset_commands_read_a_uri(s3, dataset, tmp_path):
+    from layoutray.data.dataset import count_examples, read_manifest
+
+    assert count_examples(dataset) == {"train": 38, "val": 4, "test": 6}  # split_counts(48)
+    assert read_manifest(dataset)["total"] == 48
+    p = subprocess.run([sys.executable, "-m", "cli", "data", "validate", dataset, "--json"], cwd=REPO,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(s3, ray_local, dataset):
+    """The run `obj` in the bucket, interrupted by an outage after its first checkpoint and resumed."""
+    from layoutray.config import load_config
+    from layoutray.storage import StorageError
+    from layoutray.training.driver import run_training
+
+    cfg = load_config(phase="phase1", overrides=TINY)
+    run = f"{RUNS}/obj"
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["summary"] = run_training(cfg, dataset, "obj", RUNS)
+        except BaseException as e:  # checked below
+            outcome["error"] = e
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    wait_for(lambda: _registered(run) >= 1 or "error" in outcome, 600, "the first checkpoint in the bucket", poll=0.1)
+    assert "error" not in outcome, outcome.get("error")
+    s3.stop()
+    thread.join(timeout=600)
+    s3.start()
+    assert not thread.is_alive() and "summary" not in outcome, "the run finished before the outage"
+    error = outcome["error"]
+    assert isinstance(error, StorageError), repr(error)
+    assert run in str(error) and "--resume" in str(error), str(error)
+
+    done = _history(run)
+    assert 1 <= len(done) < 3
+    summary = run_training(cfg, dataset, "obj", RUNS, resume=True)
+    return {"summary": summary, "epochs_before_outage": done, "run": run}
+
+
+def test_training_survives_an_outage_and_writes_everything_to_the_bucket(trained):
+    from layoutray import storage
+
+    run, summary = trained["run"], trained["summary"]
+    assert _history(run) == [1, 2, 3]  # each epoch once: the resumed run did not start over
+    assert summary["model"] == f"{run}/model" and summary["run_dir"] == run
+    assert {"meta.json", "config.yaml", "model.safetensors", "golden.json"} <= set(storage.list_dir(f"{run}/model"))
+    assert storage.read_json(f"{run}/metrics.json")["split"] == "test"
+    assert any(n.startswith("checkpoint_") for n in storage.list_dir(run))
+    assert storage.list_dir(f"{run}/tensorboard")
+
+
+def test_evaluate_job_reads_model_and_data_from_the_bucket(trained):
+    model = f"{trained['run']}/model"
+    p = subprocess.run([sys.executable, "-m", "trainables.evaluate", "--model", model, "--data", DATA, "--json"],
+                       cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    m = json.loads(p.stdout)
+    assert m["model"] == model and m["data"] == DATA and m["examples"] == 6
+
+
+def test_serve_and_roll_out_models_from_the_bucket(s3, trained, tmp_path):
+    from ray import serve
+
+    from layoutray import storage
+    from serving.deploy import app_config, deploy
+
+    stable = f"{trained['run']}/model"
+    canary = f"{ROOT}/models/v2"
+    storage.copy_dir(stable, canary)
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port})
+    url = f"http://127.0.0.1:{port}"
+    router = {"weights": {"blue": 100, "green": 0}, "tick_s": 0.1, "admin_token_file": str(tmp_path / "token")}
+    try:
+        deploy([app_config("layoutray", "/", {"stable_model": stable, "canary_model": stable,
+                                               "state_dir": str(tmp_path / "state"), "model_num_cpus": 0.5},
+                           router=router, blue={}, green={})])
+        r = requests.post(f"{url}/v1/layouts", json={"section_type": "hero", "elements": ["heading", "button"]},
+                          timeout=60)
+        assert r.status_code == 200, r.text
+        models = requests.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).json()
+        assert [v["artifact"] for v in models["versions"]] == [stable, stable]
+
+        env = {**os.environ, "LAYOUTRAY_ADMIN_TOKEN": TOKEN}
+        cli = [sys.executable, "-m", "cli", "rollout"]
+        bad = subprocess.run(cli + ["start", "--canary", f"{ROOT}/models/absent", "--url", url, "--json"],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert bad.returncode == 1 and f"{ROOT}/models/absent" in bad.stdout + bad.stderr, bad.stdout + bad.stderr
+        ok = subprocess.run(cli + ["start", "--canary", canary, "--url", url, "--json"],
+                            cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        assert ok.returncode == 0, ok.stdout + ok.stderr
+        promoted = subprocess.run(cli + ["promote", "--url", url, "--json"], cwd=REPO, env=env,
+                                  capture_output=True, text=True, timeout=120)
+        assert promoted.returncode == 0, promoted.stdout + promoted.stderr
+        models = requests.get(f"{url}/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).json()
+        assert models["stable"] == "green"
+        assert {v["name"]: v["artifact"] for v in models["versions"]}["green"] == canary
+    finally:
+        serve.shutdown()
