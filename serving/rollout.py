@@ -121,6 +121,9 @@ class RolloutState:
     updated_at: Optional[float] = None
     window_started_at: Optional[float] = None
     last_decision: Optional[dict] = None
+    # slot -> the MLflow registry version it serves ({"ref", "name", "version", "alias", "run_id"}),
+    # for slots whose model came as models:/NAME@ALIAS or models:/NAME/VERSION
+    registry: dict = field(default_factory=dict)
 
     @property
     def step(self) -> Optional[int]:
@@ -298,6 +301,31 @@ class RolloutController:
         self.store.save(s)
         return None
 
+    # --- the model registry ---------------------------------------------------------------
+    def set_registry(self, slot: str, ref: Optional[dict]) -> None:
+        """The registry version `slot` now serves (None: a model that did not come from the registry)."""
+        if ref:
+            self.state.registry[slot] = dict(ref)
+        else:
+            self.state.registry.pop(slot, None)
+        self.store.save(self.state)
+
+    def promotion_move(self, default_alias: str) -> Optional[tuple[str, str, str]]:
+        return promotion_alias(self.state, default_alias)
+
+    def registry_moved(self, name: str, alias: str, version: str, error: Optional[str] = None) -> dict:
+        """Record the alias move a promotion asked for (in the audit log, and on success in the state)."""
+        s = self.state
+        if error is None and s.registry.get(s.stable, {}).get("name") == name:
+            s.registry[s.stable]["alias"] = alias
+            self.store.save(s)
+        entry = {"time": _now_iso(self.clock()), "rollout_id": s.rollout_id, "decision": "registry",
+                 "reason": (f"models:/{name}@{alias} -> version {version}" if error is None else
+                            f"could not move models:/{name}@{alias} to version {version}: {error}"),
+                 "ok": error is None, "stable": s.stable, "canary": s.canary}
+        self.audit.append(entry)
+        return entry
+
     # --- the analysis loop ---------------------------------------------------------------
     def window_due(self) -> bool:
         s = self.state
@@ -328,6 +356,16 @@ class RolloutController:
         s.step_index += 1
         self._set_canary_weight(s.steps[s.step_index])
         return self._record("advance", f"window passed: {reason}; canary to {s.steps[s.step_index]}%", measured)
+
+
+def promotion_alias(state: RolloutState, default_alias: str) -> Optional[tuple[str, str, str]]:
+    """After a promotion (the slots' roles swapped): (registered model, alias, version) to point at
+    the new stable model, or None when that model did not come from the registry. The alias is the
+    one the old stable model was served under (models:/NAME@ALIAS), else `default_alias`."""
+    new, old = state.registry.get(state.stable), state.registry.get(state.canary) or {}
+    if not new:
+        return None
+    return new["name"], old.get("alias") or default_alias, str(new["version"])
 
 
 # ----------------------------------------------------------------------------- admin token
