@@ -131,7 +131,8 @@ def test_predict_returns_plain_dicts(artifact, tmp_path):
         for layout in layouts:
             assert sorted(e["type"] for e in layout["elements"]) == ["button", "heading"]
             assert all(e["x"] + e["width"] <= 1000 and e["y"] + e["height"] <= 500 for e in layout["elements"])
-            assert set(layout) == {"elements", "alignment", "overlap"}
+            assert set(layout) == {"elements", "alignment", "overlap", "aesthetic"}
+            assert 0.0 <= layout["aesthetic"] <= 1.0
 
 
 def test_export_refuses_mismatched_weights(tmp_path):
