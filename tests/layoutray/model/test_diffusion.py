@@ -1,0 +1,279 @@
+"""The diffusion decoder: noise schedule, canvas <-> tokens, known-token conditioning (fixed
+tokens never change), step skipping, constraints, the request fields, and a tiny end-to-end train
+through the real Ray Train + DeepSpeed loop into evaluate, predict and the CLI."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from layoutray.config import load_config
+from layoutray.model import diffusion as D
+from layoutray.model.generate import generate, generate_tokens
+from layoutray.model.network import build_model
+from layoutray.model.request import ApiError, Limits, validate_payload
+from layoutray.model.tokenizer import Box, LayoutTokenizer
+
+NET = ["model.d_model=32", "model.n_heads=2", "model.n_layers=1", "model.image_height=64", "model.image_width=96",
+       "model.dense_cell=0", "training.dense_weight=0"]
+TINY = NET + ["model.max_elements=8", "model.max_seq_len=42", "model.max_spec_len=16"]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    cfg = load_config(phase="phase1", overrides=TINY + ["model.decoder=diffusion", "model.diffusion_steps=40"])
+    return build_model(cfg, dropout=0.0).eval()
+
+
+@pytest.fixture(scope="module")
+def tok(model):
+    return LayoutTokenizer(bins=model.cfg.coord_bins)
+
+
+def spec_of(tok, types, section="hero"):
+    return torch.tensor([tok.encode_spec(section, types)])
+
+
+# ---------------------------------------------------------------------------- noise schedule
+
+
+def test_step_times_run_from_T_to_0_strictly_decreasing():
+    for T in (1, 7, 100, 1000):
+        for K in {k for k in (1, 2, 3, T // 3, T) if 1 <= k <= T}:
+            times = D.step_times(T, K)
+            assert len(times) == K + 1 and times[0] == T and times[-1] == 0
+            assert all(a > b for a, b in zip(times, times[1:]))
+    for bad in (0, 101):
+        with pytest.raises(ValueError, match=r"steps must be in \[1, 100\]"):
+            D.step_times(100, bad)
+
+
+def test_mask_rate_is_linear_and_corruption_follows_it():
+    T, B, L = 100, 400, 40
+    assert D.mask_rate(0, T) == 0 and D.mask_rate(T, T) == 1 and D.mask_rate(25, T) == 0.25
+    canvas = torch.randint(4, 50, (B, L))
+    known = torch.zeros(B, L, dtype=torch.bool)
+    known[:, ::5] = True
+    g = torch.Generator().manual_seed(0)
+    for t in (10, 50, 90):
+        noisy, targets = D.corrupt(canvas, known, T, 999, g, torch.full((B,), t))
+        masked = noisy == 999
+        assert not masked[known].any()  # known places are never noised
+        rate = masked[~known].float().mean().item()
+        assert abs(rate - t / T) < 0.03, (t, rate)
+        assert torch.equal(targets[masked], canvas[masked]) and (targets[~masked] == 0).all()
+        assert torch.equal(noisy[~masked], canvas[~masked])
+
+
+def test_corrupt_masks_at_least_one_unknown_place_per_row():
+    canvas = torch.randint(4, 50, (64, 10))
+    known = torch.zeros_like(canvas, dtype=torch.bool)
+    noisy, _ = D.corrupt(canvas, known, 1000, 999, torch.Generator().manual_seed(1), torch.ones(64, dtype=torch.long))
+    assert ((noisy == 999).sum(dim=1) >= 1).all()
+
+
+def test_still_masked_counts_down_to_zero():
+    m0 = torch.tensor([0, 1, 7, 80])
+    counts = [D.still_masked(m0, t, 100).tolist() for t in D.step_times(100, 100)]
+    assert counts[0] == [0, 1, 7, 80] and counts[-1] == [0, 0, 0, 0]
+    assert all(a >= b for prev, nxt in zip(counts, counts[1:]) for a, b in zip(prev, nxt))
+
+
+# ---------------------------------------------------------------------------- canvas
+
+
+def random_layout(rng, tok, n):
+    boxes = []
+    for _ in range(n):
+        x, y = rng.uniform(0, 0.8), rng.uniform(0, 0.8)
+        boxes.append(Box(rng.choice(tok.element_types), x, y, rng.uniform(0.02, 1 - x), rng.uniform(0.02, 1 - y)))
+    return boxes
+
+
+def test_canvas_round_trip_and_canonical_type_order(tok):
+    rng = random.Random(0)
+    layouts = [random_layout(rng, tok, rng.randint(1, 8)) for _ in range(20)]
+    ids = [tok.encode_layout(b) for b in layouts]
+    width = max(map(len, ids))
+    tokens = torch.tensor([r + [0] * (width - len(r)) for r in ids])
+    canvas = D.to_canvas(tokens, 8, tok)
+    for row, boxes in zip(canvas, layouts):
+        types = [t for t in row[::5].tolist() if t != D.EMPTY]
+        assert types == sorted(tok.type_id(b.type) for b in boxes)  # slots in type order
+    back = D.from_canvas(canvas, tok)
+    assert [tok.decode_layout(r) for r in back.tolist()] == [tok.decode_layout(r) for r in ids]
+
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def test_fixed_tokens_never_change(model, tok):
+    """Spec types and caller-fixed boxes are held at every step, greedy and sampled."""
+    types = ["heading", "paragraph", "button", "button"]
+    fixed = [Box("button", 0.6, 0.7, 0.2, 0.1), Box("heading", 0.1, 0.1, 0.5, 0.1)]
+    for temperature in (0.0, 1.0):
+        canvas0, known = D.initial_canvas(tok, 1, 8, 8, D.mask_id(model), [types], [fixed])
+        states = []
+        ids = D.sample_tokens(model, tok, None, torch.tensor([False]), spec_of(tok, types), max_elements=8,
+                              temperature=temperature, generator=torch.Generator().manual_seed(3),
+                              required_types=[types], fixed=[fixed], on_step=lambda t, c: states.append(c.clone()))
+        assert states, "the sampler made no network call"
+        for c in states:
+            assert torch.equal(c[known], canvas0[known])
+        assert not (states[-1] == D.mask_id(model)).any()  # everything revealed at t = 0
+        out = tok.decode_layout(ids[0].tolist())
+        assert sorted(b.type for b in out) == sorted(types)
+        q = lambda b: (b.type, *(tok.quantize(v) for v in (b.x, b.y, b.w, b.h)))  # noqa: E731
+        for b in fixed:
+            assert q(b) in [q(o) for o in out]
+
+
+def calls(model, fn) -> int:
+    n = [0]
+    hook = model.diffusion.register_forward_hook(lambda *a: n.__setitem__(0, n[0] + 1))
+    try:
+        fn()
+    finally:
+        hook.remove()
+    return n[0]
+
+
+def test_step_skipping_calls_the_network_at_most_K_times(model, tok):
+    types = ["heading", "paragraph", "button"]  # 12 unknown coordinates
+    spec = spec_of(tok, types)
+
+    def run(steps):
+        return lambda: D.sample_tokens(model, tok, None, torch.tensor([False]), spec, max_elements=8,
+                                       steps=steps, required_types=[types])
+
+    m0 = torch.tensor([4 * len(types)])
+    for K in (1, 5, 10, 40):
+        expected = len({int(D.still_masked(m0, t, 40)) for t in D.step_times(40, K)}) - 1
+        assert calls(model, run(K)) == expected <= min(K, 12)
+    assert calls(model, run(None)) == 12  # K = T = 40: steps that reveal nothing cost nothing
+    assert calls(model, run(1000)) == 12  # above T: T steps
+    with pytest.raises(ValueError, match="steps must be in"):
+        run(0)()
+
+
+def test_free_rows_stay_on_the_canvas_and_place_an_element(model, tok):
+    spec = torch.tensor([[tok.section_id("hero")]] * 6)
+    layouts = generate(model, tok, None, None, spec, max_elements=8, temperature=1.0, seed=5, steps=8)
+    for boxes in layouts:
+        assert 1 <= len(boxes) <= 8
+        for b in boxes:
+            assert b.w > 0 and b.h > 0 and b.x + b.w <= 1 + 1e-9 and b.y + b.h <= 1 + 1e-9
+
+
+def test_autoregressive_models_keep_their_decoder_and_write_fixed_boxes_first(tok):
+    cfg = load_config(phase="phase1", overrides=TINY)
+    assert cfg.model.decoder == "autoregressive"
+    ar = build_model(cfg, dropout=0.0)
+    names = [n for n, _ in ar.named_parameters()]
+    assert ar.diffusion is None and "dec_pos" in names and not any(n.startswith("diffusion.") for n in names)
+    diff = build_model(load_config(phase="phase1", overrides=TINY + ["model.decoder=diffusion"]), dropout=0.0)
+    assert not any(n.startswith("dec_") for n, _ in diff.named_parameters())
+    fixed = Box("button", 0.5, 0.1, 0.2, 0.1)
+    ids = generate_tokens(ar, tok, None, None, spec_of(tok, ["button", "heading"]), max_elements=8,
+                          required_types=[["button", "heading"]], fixed=[[fixed]])
+    out = tok.decode_layout(ids[0].tolist())
+    assert sorted(b.type for b in out) == ["button", "heading"]
+    assert tok.encode_layout([fixed])[1:6] in [tok.encode_layout([b])[1:6] for b in out]
+
+
+def test_decoder_key_is_validated():
+    with pytest.raises(ValueError, match="model.decoder"):
+        load_config(phase="phase1", overrides=["model.decoder=gan"])
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+@pytest.mark.parametrize("body,field,needle", [
+    ({"elements": ["heading"], "steps": 0}, "steps", "must be in [1, 1000]"),
+    ({"elements": ["heading"], "steps": "ten"}, "steps", "must be an integer"),
+    ({"elements": ["heading"], "fixed": {"type": "heading"}}, "fixed", "must be a list"),
+    ({"fixed": [{"type": "hero", "x": 0, "y": 0, "width": 5, "height": 5}]}, "fixed[0].type", "unknown element type"),
+    ({"fixed": [{"type": "button", "x": 0, "y": 0, "width": 5}]}, "fixed[0].height", "missing field"),
+    ({"fixed": [{"type": "button", "x": 0, "y": 0, "width": 5, "height": 5, "z": 1}]}, "fixed[0].z", "unknown field"),
+    ({"fixed": [{"type": "button", "x": 1400, "y": 0, "width": 100, "height": 5}]}, "fixed[0].width", "[1, 40]"),
+    ({"elements": ["heading"], "fixed": [{"type": "button", "x": 0, "y": 0, "width": 5, "height": 5}]},
+     "fixed[0].type", "not among `elements`"),
+])
+def test_bad_steps_and_fixed_are_422_naming_the_field(body, field, needle):
+    with pytest.raises(ApiError) as e:
+        validate_payload(body, Limits())
+    assert e.value.status == 422 and e.value.field == field and needle in e.value.message
+
+
+def test_fixed_boxes_are_normalised_to_the_canvas():
+    req = validate_payload({"elements": ["button", "heading"], "canvas": {"width": 1000, "height": 500},
+                            "fixed": [{"type": "button", "x": 100, "y": 50, "width": 200, "height": 100}],
+                            "steps": 25}, Limits())
+    assert req.fixed == [["button", 0.1, 0.1, 0.2, 0.2]] and req.steps == 25
+    alone = validate_payload({"fixed": [{"type": "button", "x": 0, "y": 0, "width": 9, "height": 9}]}, Limits())
+    assert alone.fixed and alone.elements is None  # a partial layout alone is a request
+
+
+# ---------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def trained(ray_local, tmp_path_factory):
+    """A tiny diffusion model trained through Ray Train + DeepSpeed (one worker, a few steps)."""
+    from layoutray.data.synth import synthesize
+    from layoutray.training.driver import run_training
+
+    data = tmp_path_factory.mktemp("sections")
+    synthesize(data, 40, seed=3, shard_rows=40)
+    cfg = load_config(phase="phase1", overrides=NET + [  # (the data's element cap: phase 1's 16)
+        "model.decoder=diffusion", "model.diffusion_steps=20", "training.epochs=1", "training.batch_size=4",
+        "training.max_steps_per_epoch=3", "validation.generate_examples=4", "scaling.num_workers=1"])
+    summary = run_training(cfg, str(data), "diff", str(tmp_path_factory.mktemp("runs")))
+    return summary, str(data)
+
+
+@pytest.mark.slow
+def test_tiny_diffusion_train_evaluates_predicts_and_completes(trained, tmp_path, capsys):
+    from layoutray.model.predictor import load
+    from trainables.evaluate import main as evaluate_main
+
+    summary, data = trained
+    history = [json.loads(x) for x in open(f"{summary['run_dir']}/metrics.jsonl")]
+    assert history[-1]["global_step"] == 3 and history[-1]["val_loss"] > 0 and "val_element_f1@0.5" in history[-1]
+    assert summary["test"]["decoder"] == "diffusion" and summary["test"]["steps"] == 20
+    meta = json.loads(open(f"{summary['model']}/meta.json").read())
+    assert meta["decoder"] == "diffusion"
+
+    assert evaluate_main(["--model", summary["model"], "--data", data, "--limit", "4", "--steps", "5", "--json"]) == 0
+    m = json.loads(capsys.readouterr().out)
+    assert m["decoder"] == "diffusion" and m["steps"] == 5 and 0 <= m["element_f1@0.5"] <= 1
+
+    p = load(summary["model"])
+    fixed = {"type": "button", "x": 100, "y": 600, "width": 300, "height": 100}
+    out = p.predict("hero", ["heading", "button"], steps=4, fixed=[fixed], canvas=(1270, 1270))
+    assert sorted(e["type"] for e in out[0]["elements"]) == ["button", "heading"]
+    near = [e for e in out[0]["elements"] if e["type"] == "button"][0]
+    assert all(abs(near[k] - fixed[k]) <= 10 for k in ("x", "y", "width", "height"))  # one bin: 10 px
+    with pytest.raises(ApiError, match=r"steps: must be in \[1, 20\]"):
+        p.predict("hero", ["heading"], steps=21)
+
+
+@pytest.mark.slow
+def test_cli_predict_completes_a_partial_layout(trained, tmp_path, capsys):
+    from cli.main import main as cli_main
+
+    summary, _ = trained
+    fixed = tmp_path / "fixed.json"
+    fixed.write_text(json.dumps([{"type": "image", "x": 700, "y": 100, "width": 600, "height": 500}]))
+    out = tmp_path / "layout.json"
+    assert cli_main(["predict", "--model", summary["model"], "--elements", "heading,image", "--steps", "10",
+                     "--fixed", str(fixed), "--out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["request"]["steps"] == 10
+    assert sorted(e["type"] for e in doc["layouts"][0]["elements"]) == ["heading", "image"]
+    assert cli_main(["predict", "--model", summary["model"], "--elements", "heading", "--fixed",
+                     '[{"type": "heading", "x": 0, "y": 0, "width": 5}]', "--out", str(out)]) == 2
+    assert "'--fixed[0].height': missing field" in capsys.readouterr().err
