@@ -1,97 +1,71 @@
-"""Grow a trained model into a later phase, carrying every weight that has a place to go.
+"""Grow a trained model into a later phase so that it starts where the small one ended.
 
     layoutray upgrade --model runs/p1/model --to phase2 --out models/p2-init
     layoutray train --data DIR --phase phase2 --init-from models/p2-init
 
-What goes where (old -> new):
-- Width (d_model 128 -> 192 -> 256 -> 384): slice-copy into the leading block of every wider
-  tensor. Dimensions made of attention heads (q, k, v rows; output-projection columns) are
-  copied head by head: old head h -> new head h, its head dims into the leading head dims (all
-  phases keep head size 32, so heads carry whole and the softmax scale is unchanged). MLP hidden
-  units: old unit u -> new unit u.
-- Depth (n_layers 4 -> 6 -> 8 -> 10, in each of the three stacks): old layer i -> new layer
-  round(i * (L_new - 1) / (L_old - 1)), so the first and last layers stay first and last
-  (4 -> 6: 0,2,3,5). New layers in between start fresh; with identity_new_layers=True (the
-  default) their residual outputs (attn.proj, cross.proj, mlp.fc2: weight and bias) are zero, so
-  each new block is exactly the identity x -> x at first and the deeper stack computes what the
-  old one did.
-- Patch embedding (patch 32 -> 16): the kernel [D, C, 32, 32] is resampled to [D, C, 16, 16] by
-  area averaging times (32/16)^2, i.e. 2x2 sum pooling. That is FlexiViT's pseudo-inverse resize
-  for nearest-neighbour zoom: a 16-px patch embeds exactly as the old kernel embedded that patch
-  blown up to 32 px, and a uniform patch embeds as before. Upsampling (a larger patch) uses
-  bilinear resize with the same area scale. A new phase that keeps the patch size copies it.
-- Vision positions: the row and column tables are interpolated linearly (patch-centre aligned)
-  to the new grid (6x10 -> 12x20 -> 16x28). Sequence positions (decoder, spec) are indices, not
-  coordinates: the first rows are copied and the new tail keeps its fresh init.
-- The dense head (training only) is carried when both models cut a patch into the same grid of
-  cells; otherwise (patch 32 -> 16 at the same cell size) it starts fresh.
-- Everything else new (extra rows and columns, new layers' other weights) keeps the new model's
-  initialisation (seeded with the new config's training.seed).
-
-Becoming function-preserving later. Depth already is (identity blocks). Width needs three more
-things: (1) zero the new rows of every tensor that writes into the residual stream (embeddings,
-positions, modality, patch_emb, proj, cross.proj, fc2), so the extra stream dims stay zero;
-(2) zero the new columns of proj/cross.proj over new heads and of fc2 over new hidden units, so
-new heads and units add nothing; (3) a norm that ignores zero-padded dims: LayerNorm's mean and
-variance over d_new differ from those over d_old, so the blocks would switch to RMSNorm with
-gains scaled by sqrt(d_new / d_old) (zero dims then change nothing), or keep LayerNorm and
-normalise over the carried dims. The patch resample is exact only for nearest-neighbour zoom and
-image size changes (phase 3's 256x448) change what each patch sees, so the vision path is
-"best effort" by nature. The hooks for (1) and (2) are the `_carry` calls below: they know, per
-tensor and dimension, which entries are old and which are new.
+`upgrade_state_dict` grows the weights function-preservingly (layoutray.model.growth: width,
+heads, feed-forward units, depth, positions, vocabulary; the vision patch and grid resampled), or,
+with method="copy", only copies the weights whose shapes fit into the leading block of each new
+tensor and leaves the rest at a fresh initialisation (the earlier behaviour, kept as the baseline
+of bench/upgrade.py). `upgrade_artifact` measures the teacher-forced validation loss of both
+models on the same examples and refuses to write a grown model whose loss rose beyond the
+tolerance (`tolerance_for`) unless forced; the artifact's meta.json records the parent and the
+method.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import tempfile
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-from layoutray.config import PHASES, RunConfig, load_config
+from layoutray.config import PHASES, ConfigError, RunConfig, load_config
+from layoutray.model.growth import (GrowthError, approximations, grow_state_dict, layer_map,
+                                    resample_patch_kernel)
 from layoutray.model.network import build_model
 
+__all__ = ["GrowthError", "UpgradeRefused", "layer_map", "resample_patch_kernel", "upgrade_state_dict",
+           "partial_copy_state_dict", "validation_loss", "sample_dir", "upgrade_artifact", "tolerance_for"]
+
+METHODS = ("preserve", "copy")
+EXACT_TOLERANCE = 1e-4  # relative loss rise allowed when the inputs are the same
+RESAMPLED_TOLERANCE = 0.01  # ... when the vision tokens are resampled (patch or image size)
+
+
+class UpgradeRefused(ValueError):
+    """The grown model's validation loss rose beyond the tolerance; nothing was written."""
+
+
+def tolerance_for(old: RunConfig, new: RunConfig, noise: float = 0.0) -> float:
+    """Relative loss rise an upgrade may show: EXACT_TOLERANCE when growth is exact, else
+    RESAMPLED_TOLERANCE (vision resampled or symmetry-breaking noise)."""
+    return RESAMPLED_TOLERANCE if approximations(old.model, new.model, noise) else EXACT_TOLERANCE
+
+
+# ---------------------------------------------------------------------------- the partial copy
+
 _LAYER = re.compile(r"^(vis_blocks|spec_blocks|dec_blocks)\.(\d+)\.(.+)$")
-# Per-parameter structure of each dimension: "plain" (prefix copy) or ("heads", n_chunks)
-# (n chunks of [heads, head_dim], copied head by head). Parameters not listed are all plain.
+# Dims made of ("heads", n_chunks) are copied head by head; others are a prefix copy.
 _HEAD_DIMS = {
-    "attn.qkv.weight": (("heads", 3), "plain"),
-    "attn.qkv.bias": (("heads", 3),),
-    "attn.proj.weight": ("plain", ("heads", 1)),
-    "cross.q.weight": (("heads", 1), "plain"),
-    "cross.q.bias": (("heads", 1),),
-    "cross.kv.weight": (("heads", 2), "plain"),
-    "cross.kv.bias": (("heads", 2),),
-    "cross.proj.weight": ("plain", ("heads", 1)),
+    "attn.qkv.weight": (("heads", 3), "plain"), "attn.qkv.bias": (("heads", 3),),
+    "attn.proj.weight": ("plain", ("heads", 1)), "cross.q.weight": (("heads", 1), "plain"),
+    "cross.q.bias": (("heads", 1),), "cross.kv.weight": (("heads", 2), "plain"),
+    "cross.kv.bias": (("heads", 2),), "cross.proj.weight": ("plain", ("heads", 1)),
 }
-_RESIDUAL_OUT = ("attn.proj.weight", "attn.proj.bias", "cross.proj.weight", "cross.proj.bias",
-                 "mlp.fc2.weight", "mlp.fc2.bias")
-
-
-def layer_map(l_old: int, l_new: int) -> dict[int, int]:
-    """Old layer -> new layer; first and last stay first and last, the rest spread evenly."""
-    if l_old == 1:
-        return {0: 0}
-    return {i: math.floor(i * (l_new - 1) / (l_old - 1) + 0.5) for i in range(l_old)}
 
 
 def _split(shape: tuple[int, ...], kinds, n_heads: int) -> tuple[int, ...]:
-    """Shape with each ("heads", n) dim unfolded into (n, heads, head_dim)."""
     out: list[int] = []
     for size, kind in zip(shape, kinds):
-        if kind == "plain":
-            out.append(size)
-        else:
-            n = kind[1]
-            out.extend((n, n_heads, size // n // n_heads))
+        out += [size] if kind == "plain" else [kind[1], n_heads, size // kind[1] // n_heads]
     return tuple(out)
 
 
 def _carry(old: torch.Tensor, new: torch.Tensor, kinds, h_old: int, h_new: int) -> int:
-    """Copy `old` into the leading block of `new` (in place), head by head where kinds say so.
-    Returns the number of elements carried."""
+    """Copy `old` into the leading block of `new` in place; returns the elements carried."""
     o = old.reshape(_split(tuple(old.shape), kinds, h_old))
     n = new.view(_split(tuple(new.shape), kinds, h_new))
     region = tuple(slice(0, min(a, b)) for a, b in zip(o.shape, n.shape))
@@ -99,116 +73,159 @@ def _carry(old: torch.Tensor, new: torch.Tensor, kinds, h_old: int, h_new: int) 
     return math.prod(min(a, b) for a, b in zip(o.shape, n.shape))
 
 
-def resample_patch_kernel(w: torch.Tensor, channels: int, p_old: int, p_new: int) -> torch.Tensor:
-    """patch_emb.weight [D, C*p_old^2] -> [D, C*p_new^2], keeping each patch's response to a
-    uniform patch (area resampling scaled by (p_old/p_new)^2; see the module docstring)."""
-    k = w.reshape(w.shape[0], channels, p_old, p_old)
-    mode = "area" if p_new < p_old else "bilinear"
-    kw = {} if mode == "area" else {"align_corners": False}
-    k = F.interpolate(k, size=(p_new, p_new), mode=mode, **kw) * (p_old / p_new) ** 2
-    return k.reshape(w.shape[0], channels * p_new * p_new)
-
-
-def _interp_rows(t: torch.Tensor, n: int) -> torch.Tensor:
-    """[n_old, D] -> [n, D], linear along the rows (patch-centre aligned)."""
-    if t.shape[0] == n:
-        return t
-    return F.interpolate(t.T[None], size=n, mode="linear", align_corners=False)[0].T
-
-
-def upgrade_state_dict(old_sd: dict[str, torch.Tensor], old_cfg: RunConfig, new_cfg: RunConfig,
-                       identity_new_layers: bool = True) -> tuple[dict[str, torch.Tensor], dict]:
-    """(state dict of new_cfg's model carrying old_sd's weights, report).
-
-    report: {"carried": elements copied exactly, "resampled": elements filled from resampled old
-    tensors (patch kernel, vision positions), "total": new parameter count, "carried_fraction",
-    "old_total", "layer_map": {stack: {old: new}}, "tensors": {"carried": n, "partial": n,
-    "resampled": n, "new": n}, "notes": [...]}.
-    """
+def partial_copy_state_dict(old_sd: dict[str, torch.Tensor], old_cfg: RunConfig,
+                            new_cfg: RunConfig) -> tuple[dict[str, torch.Tensor], dict]:
+    """The shape-fitting copy: old layer i -> layer_map(L, L')[i], each tensor into the leading
+    block of the new one (head by head), new layers and everything else freshly initialised."""
     om, nm = old_cfg.model, new_cfg.model
-    if om.coord_bins != nm.coord_bins:
-        raise ValueError(f"model.coord_bins differs ({om.coord_bins} -> {nm.coord_bins}): the "
-                         f"vocabularies would not line up")
-    if om.image_channels != nm.image_channels:
-        raise ValueError(f"model.image_channels differs ({om.image_channels} -> {nm.image_channels})")
     torch.manual_seed(new_cfg.training.seed)
     new_sd = {k: v.detach().clone() for k, v in build_model(new_cfg, dropout=0.0).state_dict().items()}
-    lmap = layer_map(om.n_layers, nm.n_layers)
-    inv = {j: i for i, j in lmap.items()}
-    carried = resampled = 0
-    counts = {"carried": 0, "partial": 0, "resampled": 0, "new": 0}
-    notes = []
+    inv = {j: i for i, j in layer_map(om.n_layers, nm.n_layers).items()}
+    carried = 0
     for name, new in new_sd.items():
         m = _LAYER.match(name)
+        rest, old_name = name, name
         if m:
-            stack, j, rest = m.group(1), int(m.group(2)), m.group(3)
-            if j not in inv:
-                if identity_new_layers and rest in _RESIDUAL_OUT:
-                    new.zero_()  # a fresh block starts as the identity (see the docstring)
-                counts["new"] += 1
+            if int(m.group(2)) not in inv:
                 continue
-            old_name = f"{stack}.{inv[j]}.{rest}"
-        else:
-            rest, old_name = name, name
+            rest, old_name = m.group(3), f"{m.group(1)}.{inv[int(m.group(2))]}.{m.group(3)}"
         old = old_sd.get(old_name)
-        if old is None:
-            counts["new"] += 1
+        if old is None or old.dim() != new.dim():
             continue
-        old = old.detach().float()
-        if name.startswith("dense_head.") and om.patch_size // om.dense_cell != nm.patch_size // nm.dense_cell:
-            # its outputs are cells of one patch: a different grid of cells means other outputs
-            counts["new"] += 1
-            notes.append(f"{name}: not carried ({om.patch_size // om.dense_cell}x{om.patch_size // om.dense_cell} "
-                         f"-> {nm.patch_size // nm.dense_cell}x{nm.patch_size // nm.dense_cell} cells per patch; "
-                         f"a training-only head, fresh init)")
-            continue
-        if name == "patch_emb.weight" and om.patch_size != nm.patch_size:
-            old = resample_patch_kernel(old, om.image_channels, om.patch_size, nm.patch_size)
-            resampled += _carry(old, new, ("plain", "plain"), om.n_heads, nm.n_heads)
-            counts["resampled"] += 1
-            notes.append(f"patch_emb.weight: kernel resampled {om.patch_size}px -> {nm.patch_size}px")
-            continue
-        if name in ("vis_row", "vis_col"):
-            n_new = new.shape[0]
-            if old.shape[0] != n_new:
-                resampled += _carry(_interp_rows(old, n_new), new, ("plain", "plain"), 1, 1)
-                counts["resampled"] += 1
-                notes.append(f"{name}: interpolated {old.shape[0]} -> {n_new} positions")
-                continue
-        kinds = _HEAD_DIMS.get(rest, ("plain",) * new.dim())
-        n = _carry(old, new, kinds, om.n_heads, nm.n_heads)
-        carried += n
-        counts["carried" if n == new.numel() else "partial"] += 1
+        carried += _carry(old.float(), new, _HEAD_DIMS.get(rest, ("plain",) * new.dim()), om.n_heads, nm.n_heads)
     total = sum(v.numel() for v in new_sd.values())
-    report = {
-        "from_phase": old_cfg.phase, "to_phase": new_cfg.phase,
-        "carried": carried, "resampled": resampled, "total": total,
-        "old_total": sum(v.numel() for v in old_sd.values()),
-        "carried_fraction": round((carried + resampled) / total, 4),
-        "layer_map": {"vis_blocks": lmap, "spec_blocks": lmap, "dec_blocks": lmap},
-        "identity_new_layers": identity_new_layers,
-        "tensors": counts,
-        "notes": notes,
-    }
-    return new_sd, report
+    return new_sd, {"method": "partial_copy", "carried": carried, "total": total,
+                    "carried_fraction": round(carried / total, 4)}
 
 
-def upgrade_artifact(model_dir: str | Path, to_phase: str, out_dir: str | Path) -> dict:
-    """Grow the artifact in `model_dir` into `to_phase` and export it to `out_dir`.
+# ---------------------------------------------------------------------------- growth
 
-    Returns {"out", "old_phase", "new_phase", "report"}; a phase that is not later than the
-    model's is a ConfigError naming `--to`."""
-    from layoutray.config import ConfigError
-    from layoutray.model.artifact import export_artifact, read_artifact
 
-    old_sd, old_cfg, meta = read_artifact(model_dir)
+def upgrade_state_dict(old_sd: dict[str, torch.Tensor], old_cfg: RunConfig, new_cfg: RunConfig, *,
+                       method: str = "preserve", noise: float = 0.0,
+                       units: str = "split") -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict of new_cfg's model grown from old_sd, report); method "preserve" (function-
+    preserving growth) or "copy" (the shape-fitting partial copy)."""
+    if method not in METHODS:
+        raise ValueError(f"method={method!r}; allowed: {', '.join(METHODS)}")
+    if method == "copy":
+        sd, report = partial_copy_state_dict(old_sd, old_cfg, new_cfg)
+    else:
+        sd, report = grow_state_dict(old_sd, old_cfg.model, new_cfg.model, units=units, noise=noise,
+                                     seed=new_cfg.training.seed)
+    n_new = sum(v.numel() for v in sd.values())
+    report.update(from_phase=old_cfg.phase, to_phase=new_cfg.phase,
+                  old_parameters=sum(v.numel() for v in old_sd.values()), parameters=n_new, total=n_new)
+    return sd, report
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def sample_dir(root: str | Path, examples: int = 64, seed: int = 0, max_elements: int = 16) -> Path:
+    """A seeded synthetic validation split of `examples` sections under root (the sample that
+    `upgrade` measures both models on when it is given no --data)."""
+    from layoutray.data import dataset
+    from layoutray.data.synth import GENERATOR_VERSION, iter_examples
+
+    shards = dataset.write_split(root, "val", iter_examples(range(examples), seed, max_elements))
+    dataset.write_manifest(root, shards, generator={"name": "layoutray.data.synth", "version": GENERATOR_VERSION,
+                                                    "seed": seed, "max_elements": max_elements})
+    return Path(root)
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, cfg: RunConfig, data: str | Path, split: str = "val",
+                    limit: int = 64, batch_size: int = 16) -> dict:
+    """Teacher-forced loss per token on the first `limit` examples of a split, in the three
+    modes: {"both": (the validation loss), "image": ..., "spec": ..., "examples": n}."""
+    from layoutray.data.batches import iter_local_batches
+    from layoutray.eval.evaluate import MODES, condition, teacher_forced
+
+    model.eval()
+    sums, n_tok, seen = dict.fromkeys(MODES, 0.0), 0, 0
+    for b in iter_local_batches(data, split, cfg, batch_size):
+        if seen >= limit:
+            break
+        b = {k: (v[:limit - seen] if torch.is_tensor(v) and v.dim() else v) for k, v in b.items()}
+        seen += b["tokens"].shape[0]
+        for mode in MODES:
+            spec, has_image = condition(b, mode)
+            loss, n, _ = teacher_forced(model, {**b, "spec": spec, "has_image": has_image})
+            sums[mode] += loss
+        n_tok += n
+    if not seen:
+        raise ConfigError("--data", f"{data}: no {split} examples to measure the loss on")
+    return {**{m: sums[m] / n_tok for m in MODES}, "examples": seen}
+
+
+# ---------------------------------------------------------------------------- artifacts
+
+# Model settings that choose an architecture rather than a size: the grown model keeps the
+# parent's (the phase files do not set them).
+ARCHITECTURE_KEYS = ("conv_stem", "decoder")
+
+
+def target_config(old_cfg: RunConfig, to_phase: str, overrides: list[str] | None = None) -> RunConfig:
+    """The config a model grows into: `to_phase`'s, with the parent's architecture choices, then
+    `overrides` (KEY=VALUE). A phase that is not later than the model's is a ConfigError naming --to."""
     if to_phase not in PHASES or PHASES.index(to_phase) <= PHASES.index(old_cfg.phase):
         later = ", ".join(PHASES[PHASES.index(old_cfg.phase) + 1:]) or "none left"
         raise ConfigError("--to", f"{to_phase}: the model is {old_cfg.phase}; upgrade grows a model into a "
                                   f"later phase ({later})")
-    new_cfg = load_config(phase=to_phase)
-    new_sd, report = upgrade_state_dict(old_sd, old_cfg, new_cfg)
-    out = export_artifact(new_sd, new_cfg, out_dir, metadata={
-        "upgraded_from": str(Path(model_dir).resolve()), "upgraded_from_phase": old_cfg.phase,
-        "source_metadata": meta.get("metadata", {}), "upgrade_report": report})
-    return {"out": out, "old_phase": old_cfg.phase, "new_phase": new_cfg.phase, "report": report}
+    keep = [f"model.{k}={getattr(old_cfg.model, k)}" for k in ARCHITECTURE_KEYS
+            if hasattr(old_cfg.model, k) and getattr(old_cfg.model, k) != getattr(load_config(phase=to_phase).model, k)]
+    return load_config(phase=to_phase, overrides=keep + list(overrides or []))
+
+
+def _loaded(sd: dict[str, torch.Tensor], cfg: RunConfig) -> torch.nn.Module:
+    from layoutray.model.network import load_weights
+
+    model = build_model(cfg, dropout=0.0)
+    load_weights(model, sd)
+    return model.eval()
+
+
+def measure(old_sd, old_cfg: RunConfig, new_sd, new_cfg: RunConfig, data: str | Path | None = None,
+            examples: int = 64, seed: int = 0) -> dict:
+    """Validation loss of both models on the same examples (from `data`'s val split, else a seeded
+    synthetic sample): {"old": {...}, "new": {...}, "relative_change": (new - old) / old, "data"}."""
+    with tempfile.TemporaryDirectory(prefix="layoutray-upgrade-") as tmp:
+        root = Path(data) if data else sample_dir(tmp, examples, seed, old_cfg.model.max_elements)
+        old = validation_loss(_loaded(old_sd, old_cfg), old_cfg, root, limit=examples)
+        new = validation_loss(_loaded(new_sd, new_cfg), new_cfg, root, limit=examples)
+    return {"old": old, "new": new, "relative_change": (new["both"] - old["both"]) / old["both"],
+            "data": str(data) if data else f"synthetic (seed {seed}, {examples} sections)"}
+
+
+def upgrade_artifact(model_dir: str | Path, to_phase: str, out_dir: str | Path, *, data: str | Path | None = None,
+                     force: bool = False, noise: float = 0.0, examples: int = 64,
+                     overrides: list[str] | None = None) -> dict:
+    """Grow the artifact in `model_dir` into `to_phase`, measure both models and export the grown
+    one to `out_dir` unless its validation loss rose beyond `tolerance_for` (UpgradeRefused; `force`
+    writes it anyway). Returns {"out", "old_phase", "new_phase", "report", "validation",
+    "tolerance", "written"}. `overrides` change the target phase's config (KEY=VALUE)."""
+    from layoutray.model.artifact import export_artifact, read_artifact
+    from layoutray.lineage import parent_model
+
+    old_sd, old_cfg, meta = read_artifact(model_dir)
+    new_cfg = target_config(old_cfg, to_phase, overrides)
+    new_sd, report = upgrade_state_dict(old_sd, old_cfg, new_cfg, noise=noise)
+    val = measure(old_sd, old_cfg, new_sd, new_cfg, data, examples)
+    tol = tolerance_for(old_cfg, new_cfg, noise)
+    res = {"out": out_dir, "old_phase": old_cfg.phase, "new_phase": new_cfg.phase, "report": report,
+           "validation": val, "tolerance": tol, "written": False}
+    if val["relative_change"] > tol and not force:
+        raise UpgradeRefused(f"validation loss rose {100 * val['relative_change']:.3g}% ({val['old']['both']:.5f} -> "
+                             f"{val['new']['both']:.5f}), beyond the {100 * tol:.3g}% allowed for this growth "
+                             f"({'; '.join(report['approximations']) or 'exact'}); nothing written")
+    where = str(model_dir) if "://" in str(model_dir) else str(Path(model_dir).resolve())  # a URI stays as given
+    parent = {"path": where, "phase": old_cfg.phase,
+              "parameters": report["old_parameters"], "metadata": meta.get("metadata", {})}
+    export_artifact(new_sd, new_cfg, out_dir, metadata={
+        "parent": parent, "method": report["method"], "upgrade_report": report, "upgrade_validation": val,
+        "upgrade_forced": bool(force and val["relative_change"] > tol)},
+        # grown from the parent's weights, so trained on the parent's data
+        lineage={"parent": parent_model(model_dir), "data": (meta.get("lineage") or {}).get("data")})
+    res["written"] = True
+    return res
