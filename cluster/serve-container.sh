@@ -1,22 +1,18 @@
 #!/usr/bin/env bash
-# The Docker image's default command: `serve run` of a Serve config file (default
-# configs/serve.yaml), listening on every interface of the container.
+# The Docker image's default command: nginx on every interface of the container (port 8080,
+# deploy/nginx/nginx.conf) in front of `serve run` of a Serve config file (default
+# configs/serve.yaml), whose HTTP proxy stays on 127.0.0.1 inside the container.
 #
-# configs/serve.yaml binds the HTTP proxy to 127.0.0.1, right for a laptop and unreachable from
-# outside a container; this writes a copy with http_options.host = 0.0.0.0 (port unchanged) and
-# runs that. Model artifacts: mount them and set LAYOUTRAY_STABLE_MODEL / LAYOUTRAY_CANARY_MODEL
-# (see configs/serve.yaml), e.g.
-#   docker run -p 8000:8000 -v $PWD/runs/quickstart/model:/models/v1:ro \
+# Clients reach the app only through nginx, which absorbs slow and stalled clients (timeouts,
+# connection limits; docs/serving.md, "Proxy"). Model artifacts: mount them and set
+# LAYOUTRAY_STABLE_MODEL / LAYOUTRAY_CANARY_MODEL (see configs/serve.yaml), e.g.
+#   docker run -p 8080:8080 -v $PWD/runs/quickstart/model:/models/v1:ro \
 #       -e LAYOUTRAY_STABLE_MODEL=/models/v1 -e LAYOUTRAY_CANARY_MODEL=/models/v1 layoutray:cpu
 set -euo pipefail
 CONFIG=${1:-configs/serve.yaml}
-OUT=${LAYOUTRAY_CONTAINER_SERVE_CONFIG:-/tmp/layoutray-serve.yaml}
-python - "$CONFIG" "$OUT" <<'PY'
-import sys, yaml
-src, out = sys.argv[1], sys.argv[2]
-cfg = yaml.safe_load(open(src))
-cfg.setdefault("http_options", {})["host"] = "0.0.0.0"
-with open(out, "w") as f:
-    yaml.safe_dump(cfg, f, sort_keys=False)
-PY
-exec serve run "$OUT"
+PROXY_PORT=${LAYOUTRAY_PROXY_PORT:-8080}
+SERVE_PORT=$(python -c 'import sys, yaml; print((yaml.safe_load(open(sys.argv[1])).get("http_options") or {}).get("port", 8000))' "$CONFIG")
+python -m serving.proxy --listen "$PROXY_PORT" --upstream "127.0.0.1:$SERVE_PORT" --prefix /tmp/layoutray-nginx &
+NGINX_PID=$!
+trap 'kill "$NGINX_PID" 2>/dev/null || true' EXIT
+serve run "$CONFIG"

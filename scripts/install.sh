@@ -16,15 +16,19 @@ else
     fi
     PY="$VENV/bin/python"
 fi
-# Debian's Chromium for `layoutray data from-html` and its tests (Playwright drives this binary;
-# no browser is downloaded). Installed when missing and we may: as root, or with sudo.
-if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+# Debian packages, installed when missing and we may (as root, or with sudo): Chromium for
+# `layoutray data from-html` and its tests (Playwright drives this binary; no browser is
+# downloaded), and nginx, the proxy in front of Serve (deploy/nginx/, tests/serving/test_proxy.py).
+MISSING=""
+[ -x /usr/bin/chromium ] || MISSING="$MISSING chromium"
+[ -x /usr/sbin/nginx ] || MISSING="$MISSING nginx"
+if [ -n "$MISSING" ] && command -v apt-get >/dev/null; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO=$(command -v sudo || true)
     if [ "$(id -u)" -eq 0 ] || [ -n "$SUDO" ]; then
-        $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q chromium
+        $SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $MISSING
     else
-        echo "note: /usr/bin/chromium is missing; install Debian's chromium for layoutray data from-html" >&2
+        echo "note: missing Debian packages:$MISSING (chromium for layoutray data from-html, nginx for the serving proxy)" >&2
     fi
 fi
 # torch first and by exact version: a looser request would pull a multi-GB CUDA build.

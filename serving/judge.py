@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Callable, Optional
 
@@ -78,16 +79,25 @@ def request_agreement(payload: dict, stable_result: Any, canary_result: Any) -> 
         return None
 
 
+# Samples a window keeps per signal: windows close at each rollout decision, but with no rollout
+# running nothing closes them, and the router must not grow without bound; counts stay exact.
+WINDOW_SAMPLES = 20_000
+
+
+def _samples() -> deque:
+    return deque(maxlen=WINDOW_SAMPLES)
+
+
 @dataclass
 class VersionWindow:
     n: int = 0
     errors: int = 0
-    latencies_ms: list[float] = field(default_factory=list)  # of successful requests
+    latencies_ms: deque = field(default_factory=_samples)  # of successful requests (the latest)
     layouts: int = 0  # layouts in successful answers
     valid_layouts: int = 0
-    overlaps: list[float] = field(default_factory=list)
-    alignments: list[float] = field(default_factory=list)
-    agreements: list[float] = field(default_factory=list)  # with stable, per shadowed request
+    overlaps: deque = field(default_factory=_samples)
+    alignments: deque = field(default_factory=_samples)
+    agreements: deque = field(default_factory=_samples)  # with stable, per shadowed request
 
     def add(self, ok: bool, latency_ms: float, quality: Optional[dict] = None) -> None:
         self.n += 1

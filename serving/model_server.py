@@ -24,6 +24,7 @@ from typing import Any, Optional
 from fastapi.responses import JSONResponse
 from ray import serve
 
+from layoutray.data.imaging import ImageError
 from layoutray.model.request import LayoutRequest
 from serving import api
 from serving.rollout import read_assignment
@@ -45,11 +46,19 @@ MODEL_DEFAULTS = {
     "fail_rate": 0.0,
     "extra_latency_ms": 0.0,
     "reload_poll_s": 0.5,
+    # Images decoded at once by one replica, off its event loop: a 16-megapixel PNG decodes to
+    # up to 64 MB (RGBA) plus a converted copy, so 16 at once would hold about 2 GB.
+    "decode_concurrency": 2,
 }
 
 
 def resolve_path(p: str | os.PathLike) -> str:
-    """Relative paths are relative to the repository root (replicas do not share the shell's cwd)."""
+    """Relative paths are relative to the repository root (replicas do not share the shell's cwd);
+    URIs (s3://bucket/runs/x/model) are kept as they are."""
+    from layoutray import storage
+
+    if storage.is_uri(p):
+        return str(p)
     p = Path(os.path.expanduser(str(p)))
     return str(p if p.is_absolute() else (REPO_ROOT / p).resolve())
 
@@ -86,6 +95,41 @@ def model_name(artifact_dir: str, meta: dict) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-")[:40] or "model"
 
 
+def shrink_png(png: bytes, height: int, width: int, channels: int) -> bytes:
+    """A PNG decoded, converted and resized to the model's input size, re-encoded losslessly.
+
+    `to_model_array` of the result equals `to_model_array` of the original (the same convert and
+    resize; resizing an image to the size it has copies it), so the batch decodes a few
+    kilobytes instead of megapixels. ImageError for bytes that do not decode."""
+    from PIL import Image
+
+    from layoutray.data.imaging import decode_png, encode_png
+
+    img = decode_png(png)
+    small = img.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+    del img
+    release_freed_memory()
+    return encode_png(small)
+
+
+def release_freed_memory() -> None:
+    """Give memory freed by a large decode back to the OS (glibc keeps freed heap pages, so a
+    burst of large images would otherwise raise the replica's RSS for good). No-op elsewhere."""
+    global _malloc_trim
+    if _malloc_trim is None:
+        import ctypes
+        import ctypes.util
+        try:
+            _malloc_trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _malloc_trim = False
+    if _malloc_trim:
+        _malloc_trim(0)
+
+
+_malloc_trim = None
+
+
 def model_id(artifact_dir: str, meta: dict) -> str:
     """`<name>@<sha256 of the weights, 12 hex digits>`, e.g. `tiny-1@3f2a9c0d1e2b`."""
     return f"{model_name(artifact_dir, meta)}@{weights_digest(artifact_dir)}"
@@ -112,11 +156,15 @@ class ModelCore:
         # golden.py). A damaged model still parses and answers, fast and wrong; refused here, it
         # never serves (at start-up the replica fails; on a reload the old model keeps serving
         # and load_error names the failed checks, which the router returns to `rollout start`).
+        from layoutray.model.artifact import fetch_artifact
         from layoutray.model.golden import load_checked
 
         artifact_dir = resolve_path(artifact_dir)
-        predictor = load_checked(artifact_dir)
-        self.current = Loaded(predictor, artifact_dir, model_id(artifact_dir, predictor.meta))
+        local = str(fetch_artifact(artifact_dir))  # a URI's cached copy: what is checked and loaded
+        predictor = load_checked(local)
+        predictor.path = artifact_dir
+        self.current = Loaded(predictor, artifact_dir,
+                              f"{model_name(artifact_dir, predictor.meta)}@{weights_digest(local)}")
 
     # The loaded artifact's attributes, as before `Loaded` (the benchmark and info() read them).
     predictor = property(lambda self: self.current.predictor if self.current else None)
@@ -150,6 +198,7 @@ class LayoutModel:
         self.load_error: Optional[str] = None
         self.load_failed_at: Optional[float] = None
         self._reload_task: Optional[asyncio.Task] = None
+        self._decoding = asyncio.Semaphore(int(MODEL_DEFAULTS["decode_concurrency"]))
 
     async def reconfigure(self, user_config: dict) -> None:
         unknown = set(user_config or {}) - set(MODEL_DEFAULTS)
@@ -161,6 +210,7 @@ class LayoutModel:
         if self.settings.get("torch_threads"):
             import torch
             torch.set_num_threads(int(self.settings["torch_threads"]))
+        self._decoding = asyncio.Semaphore(int(self.settings["decode_concurrency"]))
         if self._reload_task is None and self.state_dir:
             self._reload_task = asyncio.get_running_loop().create_task(self._follow_assignment())
 
@@ -191,7 +241,8 @@ class LayoutModel:
                 "loaded_at": self.core.loaded_at, "load_error": self.load_error,
                 "load_failed_at": self.load_failed_at, "replica": replica_id(),
                 "pid": os.getpid(), "settings": self.settings,
-                "max_batch_size": self._batched._get_max_batch_size()}
+                "max_batch_size": self._batched._get_max_batch_size(),
+                "lineage": (self.core.predictor.meta or {}).get("lineage")}  # admin view only (api.public_models)
 
     async def generate(self, req: dict) -> dict:
         s = self.settings
@@ -201,7 +252,20 @@ class LayoutModel:
             raise InjectedFault(f"injected fault (fail_rate={s['fail_rate']})")
         if req.get("elements") and len(req["elements"]) > self.core.max_elements:
             raise ValueError(f"{len(req['elements'])} elements > cap {self.core.max_elements}")
+        if req.get("image_png") is not None:
+            try:
+                req = {**req, "image_png": await self._shrink(req["image_png"])}
+            except ImageError as e:  # the client's pixels, not the model: a 422 the router passes on
+                return {"model": self.core.model_id,
+                        "client_error": {"status": 422, **api.ApiError(422, "image", str(e)).body()["error"]}}
         return await self._batched(req)
+
+    async def _shrink(self, png: bytes) -> bytes:
+        """The image at the model's input size, decoded on a worker thread (Pillow releases the
+        GIL while it decodes), at most `decode_concurrency` at a time."""
+        m = self.core.predictor.cfg.model
+        async with self._decoding:
+            return await asyncio.to_thread(shrink_png, png, m.image_height, m.image_width, m.image_channels)
 
     @serve.batch(max_batch_size=MODEL_DEFAULTS["max_batch_size"],
                  batch_wait_timeout_s=MODEL_DEFAULTS["batch_wait_timeout_s"])
@@ -220,13 +284,17 @@ class LayoutModel:
                 raise result
             return result
         # Direct HTTP (no router).
-        limits = api.Limits(max_elements=self.core.max_elements)
+        limits = api.Limits(max_elements=self.core.max_elements, decode_images=False)  # generate decodes
         try:
             body = await api.read_body_limited(request, limits.max_body_bytes)
             req = api.parse_layout_request(body, request.headers.get("content-type"), limits)
         except api.ApiError as e:
             return JSONResponse(e.body(), status_code=e.status)
         result = await self.generate(req.to_dict())
+        if isinstance(result, dict) and "client_error" in result:
+            err = result["client_error"]
+            return JSONResponse({"error": {"field": err["field"], "message": err["message"]}},
+                                status_code=err["status"])
         if isinstance(result, Exception):
             return JSONResponse({"error": {"field": "", "message": f"model error: {result}"}}, status_code=500)
         return JSONResponse({"version": result["model"], "slot": self.slot, "layouts": result["layouts"]},

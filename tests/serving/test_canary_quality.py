@@ -15,17 +15,14 @@
 One Serve application for the module; the promotion runs last (it swaps the stable slot).
 """
 
-import json
 import random
 import shutil
-import threading
-from collections import Counter
 from pathlib import Path
 
 import pytest
-import requests
 
-from conftest import free_port, tiny_serving_artifact, wait_for
+from conftest import tiny_serving_artifact
+from helpers import Load, poll, serve_app
 
 TOKEN = "test-admin-token-quality-51d2"
 # Greedy requests of several shapes (the tiny model places at most 8 elements): window means
@@ -39,91 +36,18 @@ BODIES = [
 ]
 
 
-def poll(fn, timeout_s: float, what: str):
-    """Call fn until it returns something truthy; fail with `what` at the deadline."""
-    return wait_for(fn, timeout_s, what, poll=0.2)
-
-
-class Ctx:
-    def __init__(self, url, root, args):
-        self.url, self.root, self.args = url, root, args
-        self.router = {"weights": {"blue": 100, "green": 0}, "tick_s": 0.1, "version_timeout_s": 10.0,
-                       "admin_token_file": str(root / "token")}
-
-    def deploy(self, **router):
-        from serving.deploy import app_config, deploy
-        self.router.update(router)
-        deploy([app_config("layoutray", "/", self.args, router=self.router, blue={"max_batch_size": 8},
-                           green={"max_batch_size": 8})])
-
-    def post(self, body, session=None):
-        return (session or requests).post(self.url + "/v1/layouts", json=body, timeout=60)
-
-    def admin(self, method, path, body=None):
-        return requests.request(method, self.url + "/admin/rollout" + path, json=body,
-                                headers={"Authorization": f"Bearer {TOKEN}"}, timeout=330)
-
-    def state(self):
-        return self.admin("GET", "").json()["state"]
-
-    def audit(self):
-        path = self.root / "state" / "rollout_audit.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-    def slot_artifact(self, slot):
-        """The artifact a slot serves (the operator's view of /v1/models shows paths)."""
-        m = requests.get(self.url + "/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).json()
-        return [v for v in m["versions"] if v.get("slot", v.get("name")) == slot][0]["artifact"]
+def slot_artifact(app, slot):
+    """The artifact a slot serves (the operator's view of /v1/models shows paths)."""
+    return [v for v in app.models()["versions"] if v.get("slot", v.get("name")) == slot][0]["artifact"]
 
 
 @pytest.fixture(scope="module")
 def served(ray_local, tmp_path_factory):
-    from ray import serve
-
     root = tmp_path_factory.mktemp("quality")
     stable = tiny_serving_artifact(root / "stable", seed=1)
-    (root / "token").write_text(TOKEN + "\n")
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
-    ctx = Ctx(f"http://127.0.0.1:{port}", root, {"stable_model": stable, "canary_model": stable,
-                                                 "state_dir": str(root / "state"), "model_num_cpus": 0.5})
-    ctx.stable_dir = stable
-    ctx.deploy()
-    poll(lambda: requests.get(ctx.url + "/healthz", timeout=10).status_code == 200, 60, "healthz")
-    yield ctx
-    serve.shutdown()
-
-
-class Load:
-    """Clients posting BODIES round-robin until stopped; every status code is kept."""
-
-    def __init__(self, ctx, workers=4):
-        self.ctx, self.stop_ev, self.codes, self.lock = ctx, threading.Event(), Counter(), threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(workers)]
-
-    def _run(self, i):
-        s = requests.Session()
-        n = i
-        while not self.stop_ev.is_set():
-            try:
-                code = self.ctx.post(BODIES[n % len(BODIES)], session=s).status_code
-            except requests.RequestException:
-                code = 0
-            n += 1
-            with self.lock:
-                self.codes[code] += 1
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_ev.set()
-        for t in self.threads:
-            t.join(timeout=90)
+    with serve_app(root, TOKEN, {"stable_model": stable, "canary_model": stable, "model_num_cpus": 0.5}) as app:
+        app.stable_dir = stable
+        yield app
 
 
 def damage_weights(model_dir, n: int = 4096, seed: int = 0) -> None:
@@ -155,7 +79,7 @@ def _refused(served, canary_dir):
     st = served.state()
     assert st["status"] == "idle" and st["weights"] == {"blue": 100, "green": 0}, st
     assert [a["decision"] for a in served.audit()[before:]] == []
-    assert served.slot_artifact("green") == served.stable_dir
+    assert slot_artifact(served, "green") == served.stable_dir
     assert served.post(BODIES[0]).status_code == 200
     return err["message"]
 
@@ -190,7 +114,7 @@ def test_low_quality_canary_rolled_back(served, tmp_path):
     r = served.admin("POST", "/start", {"canary": str(bad), "steps": "50,100", "interval": 2.0, "min_requests": 8,
                                         "max_error_rate": 0.05, "max_p95_ms": 5000, "max_failed_windows": 2})
     assert r.status_code == 200, r.text  # it passes its load checks: only live answers can tell
-    with Load(served) as load:
+    with Load(served, bodies=BODIES) as load:
         st = poll(lambda: (s := served.state())["status"] != "running" and s, 180, "automatic rollback")
     assert st["status"] == "rolled_back" and st["weights"] == {"blue": 100, "green": 0}, served.audit()[-3:]
     assert set(load.codes) == {200}, load.codes  # a bad answer is still an answer: no errors to see
@@ -207,11 +131,11 @@ def test_low_quality_canary_rolled_back(served, tmp_path):
 def test_good_canary_promoted_with_shadow_agreement(served, tmp_path):
     good = tmp_path / "same-weights"
     shutil.copytree(served.stable_dir, good)
-    served.deploy(shadow_share=0.5)
+    served.deploy(router={"shadow_share": 0.5})
     r = served.admin("POST", "/start", {"canary": str(good), "steps": "50,100", "interval": 2.0, "min_requests": 8,
                                         "max_error_rate": 0.05, "max_p95_ms": 5000, "min_agreement_pairs": 4})
     assert r.status_code == 200, r.text
-    with Load(served) as load:
+    with Load(served, bodies=BODIES) as load:
         st = poll(lambda: (s := served.state())["status"] != "running" and s, 180, "promotion")
     assert st["status"] == "promoted" and st["stable"] == "green", served.audit()[-3:]
     assert set(load.codes) == {200}, load.codes

@@ -122,7 +122,7 @@ def test_windows_per_slot_and_reset():
     for ok, ms in ((True, 10.0), (False, 500.0), (True, 30.0)):
         w.add("green", ok, ms)
     w.add("blue", True, 5.0)
-    assert (w.of("green").n, w.of("green").errors, w.of("green").latencies_ms) == (3, 1, [10.0, 30.0])
+    assert (w.of("green").n, w.of("green").errors, list(w.of("green").latencies_ms)) == (3, 1, [10.0, 30.0])
     assert w.of("blue").n == 1
     t[0] += 2.26
     s = w.summary("green", "blue")
@@ -435,3 +435,14 @@ def test_quality_thresholds_from_body_settings_and_checked(tmp_path):
     # a state file written before the quality thresholds existed still loads, with their defaults
     old = {k: v for k, v in Thresholds().to_dict().items() if k not in QUALITY_DEFAULTS}
     assert Thresholds(**old).overlap_ratio == QUALITY_DEFAULTS["overlap_ratio"]
+
+
+def test_a_window_keeps_exact_counts_but_a_bounded_number_of_samples():
+    from serving.judge import WINDOW_SAMPLES
+
+    w = VersionWindow()
+    for i in range(WINDOW_SAMPLES + 50):
+        w.add(True, float(i), {"layouts": 1, "valid": 1, "overlap": [0.1], "alignment": [0.01]})
+    assert w.n == w.layouts == WINDOW_SAMPLES + 50
+    assert len(w.latencies_ms) == len(w.overlaps) == len(w.alignments) == WINDOW_SAMPLES
+    assert w.latencies_ms[-1] == WINDOW_SAMPLES + 49  # the latest are kept

@@ -8,7 +8,6 @@ Order matters only at the end: the promotion test runs last (it swaps the stable
 import base64
 import json
 import shutil
-import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,98 +15,21 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import free_port, tiny_serving_artifact, wait_for
+from conftest import tiny_serving_artifact
+from helpers import BODY, Load, poll, serve_app
 
 TOKEN = "test-admin-token-7c1f"
-BODY = {"section_type": "hero", "elements": ["heading", "paragraph", "button"],
-        "canvas": {"width": 1440, "height": 800}}
-
-
-def poll(fn, timeout_s: float, what: str):
-    """Call fn until it returns something truthy; fail with `what` at the deadline."""
-    return wait_for(fn, timeout_s, what, poll=0.1)
-
-
-class Ctx:
-    def __init__(self, url, args):
-        self.url, self.args = url, args
-        self.router = {"weights": {"blue": 100, "green": 0}, "max_body_bytes": 65536, "tick_s": 0.1,
-                       "version_timeout_s": 10.0, "admin_token_file": args["token_file"],
-                       "grpc_max_image_bytes": 1024}
-        self.blue, self.green = {"max_batch_size": 8}, {"max_batch_size": 8}
-
-    def deploy(self, **changes):
-        from serving.deploy import app_config, deploy
-        for k, v in changes.items():
-            getattr(self, k).update(v)
-        deploy([app_config("layoutray", "/", {k: v for k, v in self.args.items() if k != "token_file"},
-                           router=self.router, blue=self.blue, green=self.green)])
-
-    def post(self, body=None, headers=None, session=None, **kw):
-        h = {"Content-Type": "application/json"}
-        h.update(headers or {})
-        data = body if isinstance(body, (bytes, str)) else json.dumps(BODY if body is None else body)
-        return (session or requests).post(self.url + "/v1/layouts", data=data, headers=h, timeout=60, **kw)
-
-    def admin(self, method, path, body=None, token=TOKEN):
-        h = {"Authorization": f"Bearer {token}"} if token else {}
-        return requests.request(method, self.url + "/admin/rollout" + path, json=body, headers=h, timeout=60)
-
-    def models(self):
-        # the full view (artifacts, settings, load errors) needs the admin token
-        return requests.get(self.url + "/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).json()
 
 
 @pytest.fixture(scope="module")
 def served(ray_local, tmp_path_factory):
-    from ray import serve
-
     root = tmp_path_factory.mktemp("serving")
     stable = tiny_serving_artifact(root / "stable", seed=1)
     canary = tiny_serving_artifact(root / "canary", seed=2)
-    (root / "token").write_text(TOKEN + "\n")
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port, "request_timeout_s": 60})
-    ctx = Ctx(f"http://127.0.0.1:{port}", {"stable_model": stable, "canary_model": canary,
-                                           "state_dir": str(root / "state"), "model_num_cpus": 0.5,
-                                           "token_file": str(root / "token")})
-    ctx.root, ctx.stable_dir, ctx.canary_dir = root, stable, canary
-    ctx.deploy()
-    poll(lambda: requests.get(ctx.url + "/healthz", timeout=10).status_code == 200, 60, "healthz")
-    yield ctx
-    serve.shutdown()
-
-
-class Load:
-    """Background clients posting continuously; every status and served version is recorded."""
-
-    def __init__(self, ctx, workers=4, users=False):
-        self.ctx, self.stop_ev, self.results, self.lock = ctx, threading.Event(), [], threading.Lock()
-        self.threads = [threading.Thread(target=self._run, args=(i, users), daemon=True) for i in range(workers)]
-
-    def _run(self, i, users):
-        s = requests.Session()
-        n = 0
-        while not self.stop_ev.is_set():
-            n += 1
-            h = {"X-User-ID": f"u{i}-{n}"} if users else {}
-            try:
-                r = self.ctx.post(headers=h, session=s)
-                rec = (r.status_code, r.headers.get("X-Layoutray-Slot"), r.headers.get("X-Layoutray-Fallback"))
-            except requests.RequestException as e:
-                rec = (0, None, repr(e))
-            with self.lock:
-                self.results.append(rec)
-
-    def __enter__(self):
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop_ev.set()
-        for t in self.threads:
-            t.join(timeout=90)
+    with serve_app(root, TOKEN, {"stable_model": stable, "canary_model": canary, "model_num_cpus": 0.5},
+                   router={"max_body_bytes": 65536, "grpc_max_image_bytes": 1024}) as app:
+        app.stable_dir, app.canary_dir = stable, canary
+        yield app
 
 
 def _versions(ctx, n, headers_fn=lambda i: {}, workers=8):
@@ -273,13 +195,6 @@ def test_weight_change_keeps_replicas(served):
 # ----------------------------------------------------------------------------- rollout
 
 
-def _audit(ctx):
-    """The whole audit log, from disk: the admin endpoint shows only its last 20 entries, and on a
-    slow machine a rollout writes more than that (one `hold` per window short of min_requests)."""
-    path = ctx.root / "state" / "rollout_audit.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def test_bad_canary_refused_and_nothing_lost(served):
     r = served.admin("POST", "/start", {"canary": str(served.root / "token")})
     assert r.status_code == 422 and r.json()["error"]["field"] == "canary", r.text
@@ -315,10 +230,10 @@ def test_inconclusive_window_holds(served):
                                         "min_requests": 100000, "max_error_rate": 0.05, "max_p95_ms": 5000})
     assert r.status_code == 200, r.text
     with Load(served, workers=2):
-        poll(lambda: sum(1 for a in _audit(served) if a["decision"] == "hold") >= 3, 60, "three held windows")
+        poll(lambda: sum(1 for a in served.audit() if a["decision"] == "hold") >= 3, 60, "three held windows")
     st = served.admin("GET", "").json()["state"]
     assert st["status"] == "running" and st["step"] == 10 and st["weights"]["green"] == 10
-    holds = [a for a in _audit(served) if a["decision"] == "hold"]
+    holds = [a for a in served.audit() if a["decision"] == "hold"]
     assert all("min_requests" in a["reason"] and a["measured"]["verdict"] == "inconclusive" for a in holds)
     assert served.admin("POST", "/start", {}).status_code == 409  # one rollout at a time
     assert served.admin("POST", "/rollback", {}).status_code == 200
@@ -337,11 +252,11 @@ def test_failing_canary_rolled_back_with_fallback(served):
         st = poll(lambda: (s := served.admin("GET", "").json()["state"])["status"] != "running" and s,
                   120, "automatic rollback")
     assert st["status"] == "rolled_back" and st["weights"] == {"blue": 100, "green": 0}
-    codes = Counter(r[0] for r in load.results)
+    codes = load.codes
     assert codes and set(codes) == {200}, codes  # every client request answered
-    fallbacks = [r for r in load.results if r[2] == "green"]
-    assert fallbacks and all(r[1] == "blue" for r in fallbacks)
-    audit = _audit(served)
+    fallbacks = [r for r in load.results if r.fallback == "green"]
+    assert fallbacks and all(r.slot == "blue" for r in fallbacks)
+    audit = served.audit()
     last = audit[-1]
     assert last["decision"] == "rollback" and "consecutive failing windows" in last["reason"]
     assert last["measured"]["canary"]["error_rate"] > 0.05 and last["thresholds"]["max_error_rate"] == 0.05
@@ -357,13 +272,13 @@ def test_healthy_canary_promoted(served):
     with Load(served, workers=4) as load:
         st = poll(lambda: (s := served.admin("GET", "").json()["state"])["status"] != "running" and s,
                   180, "promotion")
-    assert st["status"] == "promoted", _audit(served)
+    assert st["status"] == "promoted", served.audit()
     assert st["stable"] == "green" and st["weights"] == {"green": 100, "blue": 0}
-    assert set(r[0] for r in load.results) == {200}
-    steps = [(a["decision"], a["step"]) for a in _audit(served) if a["rollout_id"] == st["rollout_id"]
+    assert set(load.codes) == {200}
+    steps = [(a["decision"], a["step"]) for a in served.audit() if a["rollout_id"] == st["rollout_id"]
              and a["decision"] in ("start", "advance", "promote")]
     assert [d for d, _ in steps] == ["start", "advance", "advance", "advance", "promote"]
-    weights_seen = [a["weights"]["green"] for a in _audit(served) if a["rollout_id"] == st["rollout_id"]
+    weights_seen = [a["weights"]["green"] for a in served.audit() if a["rollout_id"] == st["rollout_id"]
                     and a["decision"] in ("start", "advance")]
     assert weights_seen == [10, 25, 50, 100]
     m = served.models()
