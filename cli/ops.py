@@ -14,7 +14,8 @@ def add_parser(top, add_overrides) -> None:
     p.set_defaults(func=cmd_config_show)
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--phase", choices=PHASES)
-    g.add_argument("--dataset", metavar="DIR", help="choose the phase from this dataset's size")
+    g.add_argument("--dataset", metavar="DIR|URI",
+                   help="choose the phase from this dataset's size (a directory or an s3://, gs:// URI)")
     g.add_argument("--config", metavar="YAML", help="a config file of your own")
     add_overrides(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
@@ -41,6 +42,7 @@ def add_parser(top, add_overrides) -> None:
     p.add_argument("--gpu", default="a100-80gb", choices=["a100-40gb", "a100-80gb", "h100-80gb"])
     p.add_argument("--price-per-gpu-hour", type=float, default=None)
     p.add_argument("--examples", type=int, default=15000)
+    add_overrides(p)  # --set key=value: plan a modified config (e.g. training.activation_checkpointing=false)
     p.add_argument("--json", action="store_true")
 
 
@@ -113,7 +115,8 @@ def cmd_plan(args) -> int:
 
     try:
         plan = make_plan(phase=args.phase, gpus=args.gpus, gpu=args.gpu,
-                         price_per_gpu_hour=args.price_per_gpu_hour, examples=args.examples)
+                         price_per_gpu_hour=args.price_per_gpu_hour, examples=args.examples,
+                         overrides=args.overrides)
     except ValueError as e:
         if isinstance(e, ConfigError):
             raise

@@ -29,6 +29,10 @@ Activations per GPU (bf16, fused SDPA attention so no [s x s] score matrix is st
   with the worst-case shapes of the phase: P = (H/p) * (W/p) patches, S = 1 + max_elements spec
   tokens, T = 1 + 5 * max_elements decoder input tokens (batches are padded to their longest row,
   which the tokenizer caps there; model.max_seq_len is positional capacity), M = P + S.
+  With training.activation_checkpointing (phase 4): per layer only the blocks' 16-bit inputs
+  2 * (P + S + T) * b * d and the decoder's memory K, V 4 * M * b * d are kept, plus one block's
+  full activations (the largest of the three) while it is recomputed; compute is 4/3 of the
+  plain step (each forward runs twice).
 
 Per-GPU total = model states + activations + communication buffers (2 x min(5e8, P) x 2 bytes:
   DeepSpeed's default reduce / all-gather bucket sizes, capped by the model size)
@@ -243,6 +247,12 @@ def activation_bytes(cfg: RunConfig, micro_batch: int) -> int:
     enc = lambda n: (18 + 4 * f) * n * b * d  # noqa: E731
     dec = (27 + 4 * f) * T * b * d + 6 * M * b * d
     inputs = b * P * m.image_channels * m.patch_size ** 2 * 2
+    if cfg.training.activation_checkpointing:
+        # Only each block's 16-bit input is kept (2 s b d bytes), plus the decoder layers' memory
+        # K and V (computed outside the block, 2 x 2 M b d); one block at a time is recomputed
+        # in the backward pass with its full activations.
+        kept = L * (2 * b * d * (P + S + T) + 4 * M * b * d)
+        return kept + max(enc(P), enc(S), dec) + b * T * V * 10 + inputs
     return L * (enc(P) + enc(S) + dec) + b * T * V * 10 + inputs
 
 
@@ -383,11 +393,14 @@ def _step(cfg: RunConfig, g: GPU, utilisation: float, typical_elements: int, mb:
     """Time of one optimizer step: compute at `utilisation` of the peak, plus communication."""
     fpe, fpe_source = flops_per_example(cfg, typical_elements)
     peak = g.bf16_dense_tflops * 1e12
-    compute_s = mb * accum * fpe / (utilisation * peak)
+    # Activation checkpointing runs each forward twice: 4 forward-equivalents instead of 3. The
+    # model's FLOPs (what MFU counts) stay fpe; the time pays for the recomputation.
+    recompute = 4 / 3 if cfg.training.activation_checkpointing else 1.0
+    compute_s = mb * accum * fpe * recompute / (utilisation * peak)
     return {"flops_per_example": fpe, "flops_source": fpe_source,
             "flops_6nd_per_example": analytic_flops(cfg, typical_elements),
             "micro_batch": mb, "grad_accumulation": accum, "global_batch": mb * accum * gpus,
-            "flops_per_step_per_gpu": mb * accum * fpe,
+            "flops_per_step_per_gpu": mb * accum * fpe, "recompute_factor": recompute,
             "compute_time_s": compute_s, "comm_time_s": comm_s, "step_time_s": compute_s + comm_s,
             "zero_stage": stage}
 
@@ -416,7 +429,9 @@ def _shapes_summary(cfg: RunConfig, typical_elements: int, cfg_micro: int) -> di
             "max_elements": cfg.model.max_elements, "max_seq_len": cfg.model.max_seq_len,
             "d_model": cfg.model.d_model, "n_layers": cfg.model.n_layers,
             "config_micro_batch": cfg_micro, "config_global_batch": cfg.training.batch_size,
-            "precision": "bf16"}
+            # 16-bit activations and DeepSpeed's mixed-precision states: bf16 and fp16 alike
+            "precision": cfg.deepspeed.precision,
+            "activation_checkpointing": cfg.training.activation_checkpointing}
 
 
 def _assumptions(utilisation: float, busbw: float) -> dict:
@@ -433,12 +448,14 @@ def _assumptions(utilisation: float, busbw: float) -> dict:
 
 def make_plan(phase: str = "phase4", gpus: int = 8, gpu: str = "a100-80gb",
               price_per_gpu_hour: float | None = None, examples: int = 15000,
-              utilisation: float = DEFAULT_UTILISATION, cfg: RunConfig | None = None) -> dict:
-    """The plan as a dict (keys: JSON_KEYS; each stage row: STAGE_KEYS). See the module doc."""
+              utilisation: float = DEFAULT_UTILISATION, cfg: RunConfig | None = None,
+              overrides: list[str] | tuple[str, ...] = ()) -> dict:
+    """The plan as a dict (keys: JSON_KEYS; each stage row: STAGE_KEYS). See the module doc.
+    `overrides` (--set key=value) modify the phase's config before it is planned."""
     _check_arguments(gpu, gpus, examples, utilisation)
     g = GPUS[gpu]
     price = _price(g, price_per_gpu_hour)
-    cfg = cfg or load_config(phase=phase)
+    cfg = cfg or load_config(phase=phase, overrides=list(overrides))
     nodes = math.ceil(gpus / GPUS_PER_NODE)
     busbw = (g.busbw_inter_gbs if nodes > 1 else g.busbw_intra_gbs) * 1e9
 
@@ -499,7 +516,8 @@ def format_plan(p: dict) -> str:
         f"largest layer {prm['largest_layer']:,}",
         f"shapes (worst case): patches {sh['patches']}, spec {sh['spec_tokens_max']}, layout "
         f"{sh['layout_tokens_max']} tokens (max_elements {sh['max_elements']}), memory "
-        f"{sh['memory_tokens_max']}; d_model {sh['d_model']}, {sh['n_layers']} layers per stack, bf16",
+        f"{sh['memory_tokens_max']}; d_model {sh['d_model']}, {sh['n_layers']} layers per stack, "
+        f"{sh['precision']}" + (", activation checkpointing" if sh["activation_checkpointing"] else ""),
         f"micro-batch from the config: {sh['config_micro_batch']} per GPU (global "
         f"{sh['config_global_batch']})",
         "",

@@ -130,18 +130,31 @@ def step(t, T, base, warmup=0, milestones: tuple[float, ...] = (0.5, 0.75), gamm
     return base * gamma ** drops
 
 
+def one_cycle(t, T, base, warmup=0, div_factor: float = 25.0, final_div_factor: float = 1e4, **_):
+    """The shape of torch's OneCycleLR (anneal_strategy "cos", two phases, pct_start = W / T; torch
+    puts the peak at step pct_start * (T + 1) - 1, here it is at W exactly): cosine
+    from base/div_factor up to base over W steps, then cosine down to base/(div_factor *
+    final_div_factor) at T. With W = 0 it starts at base."""
+    start, end = base / div_factor, base / (div_factor * final_div_factor)
+    if t < warmup:
+        return start + (base - start) * (1 - math.cos(math.pi * t / warmup)) / 2
+    p = (t - warmup) / max(1, T - warmup)
+    return end + (base - end) * (1 + math.cos(math.pi * p)) / 2
+
+
 LR_SCHEDULES: dict[str, Callable[..., float]] = {
     "constant": constant,
     "warmup_cosine": warmup_cosine,
     "warmup_linear": warmup_linear,
     "step": step,
+    "one_cycle": one_cycle,
     "phi_decay": phi_decay,
     "phi_warmup": phi_warmup,
     "phi_warmup_normalized": phi_warmup_normalized,
     "phi_cosine": phi_cosine,
     "phi_cosine_cycles": phi_cosine_cycles,
 }
-BASELINES = ("constant", "warmup_cosine", "warmup_linear", "step")
+BASELINES = ("constant", "warmup_cosine", "warmup_linear", "step", "one_cycle")
 PHI_SCHEDULES = tuple(n for n in LR_SCHEDULES if n.startswith("phi_"))
 
 

@@ -20,7 +20,7 @@ from typing import Literal
 
 from layoutray.config import (REPO_ROOT, ConfigError, PhaseName, RunConfig, check, from_dict, in_range,
                               load_config, read_yaml)
-from layoutray.schedules import check_lr_schedule
+from layoutray.schedules import BASELINES, check_lr_schedule
 
 
 @dataclass
@@ -31,6 +31,7 @@ class ArmSpec:
     name: str
     overrides: list[str] = field(default_factory=list)
     kind: Literal["phi", "baseline"] | None = None  # derived from the resolved schedule when left out
+    family: str = ""  # what the arm tests (lr, batch, regularization, phases, full): the report groups by it
 
     def __post_init__(self):
         # The name ends up in Tune's trial names and in the report's labels (arm@lr=...).
@@ -44,6 +45,9 @@ class DataSpec:
     synthesize_if_missing: bool = True
     examples: int = 400  # when synthesized
     seed: int = 0
+    # Train on the synthetic stream instead (`--data synth:SEED`): fresh sections every epoch
+    # (data.synth_per_epoch), validation and test sets fixed by the seed, the same in every trial.
+    stream: bool = False
 
     def __post_init__(self):
         check("data.dir", bool(self.dir), "a path")
@@ -90,6 +94,42 @@ class AshaSpec:
 
 
 @dataclass
+class BaselineSearchSpec:
+    """A Tune grid over baseline LR schedules, learning rates and warmups, each trial with the arms'
+    budget, run before the arms: its best setting (by the sweep's metric) becomes the baseline arm
+    `name`, so that PHI faces a tuned opponent, not a default."""
+
+    name: str = "tuned_baseline"
+    lr_schedules: list[str] = field(default_factory=lambda: ["warmup_cosine", "one_cycle"])
+    learning_rates: list[float] = field(default_factory=list)  # empty: the base config's
+    warmup_fractions: list[float] = field(default_factory=lambda: [0.05])
+    seeds: list[int] = field(default_factory=lambda: [0])
+
+    def __post_init__(self):
+        check("baseline_search.name", bool(self.name.strip()) and "/" not in self.name,
+              f"a non-empty string without '/'; got {self.name!r}")
+        for i, s in enumerate(self.lr_schedules):
+            check(f"baseline_search.lr_schedules[{i}]", s in BASELINES, f"one of {', '.join(BASELINES)}; got {s!r}")
+        check("baseline_search.lr_schedules", bool(self.lr_schedules), "a non-empty list")
+        check("baseline_search.seeds", bool(self.seeds), "a non-empty list")
+        for i, lr in enumerate(self.learning_rates):
+            in_range(f"baseline_search.learning_rates[{i}]", lr, 0.0, 1.0, lo_open=True)
+        for i, w in enumerate(self.warmup_fractions):
+            in_range(f"baseline_search.warmup_fractions[{i}]", w, 0.0, 1.0)
+
+    def arms(self) -> list[ArmSpec]:
+        """One arm per (schedule, learning rate, warmup): the search's grid."""
+        out = []
+        for s in self.lr_schedules:
+            for lr in self.learning_rates or [None]:
+                for w in self.warmup_fractions:
+                    sets = [f"schedule.lr={s}", f"schedule.warmup_fraction={w}"]
+                    sets += [f"training.learning_rate={lr}"] if lr is not None else []
+                    out.append(ArmSpec(f"{s}_w{w:g}" + (f"_lr{lr:g}" if lr is not None else ""), sets, "baseline"))
+        return out
+
+
+@dataclass
 class SweepConfig:
     name: str
     arms: list[ArmSpec]
@@ -105,6 +145,10 @@ class SweepConfig:
     asha: AshaSpec = field(default_factory=AshaSpec)
     storage_path: str = "runs/sweeps"
     min_seeds: int = 3  # refuse fewer seeds (tests set 1)
+    # What the report compares arms on (the best baseline, the tests, the conclusion): the final
+    # validation loss, or the element F1@0.5 of generated layouts (needs validation.generate_examples).
+    metric: Literal["val_loss", "val_element_f1@0.5"] = "val_loss"
+    baseline_search: BaselineSearchSpec | None = None
 
     def __post_init__(self):
         # The name is the experiment's directory under storage_path.

@@ -21,11 +21,13 @@ import os
 import time
 from pathlib import Path
 
+from layoutray import storage
 from layoutray.config import ConfigError
 from layoutray.data.dataset import count_examples
 from layoutray.runtime import check_gpus, init_ray, local_cpus
 from layoutray.sweep_config import SweepConfig, load_sweep, sweep_from_dict
 from layoutray.training.driver import steps_per_epoch
+from trainables.entry import add_tracking
 
 DONE_FILE = "sweep_trial.json"  # written into a trial's directory when its training finished
 SPEC_FILE = "sweep_spec.json"  # the sweep config as run, in the experiment directory
@@ -63,13 +65,16 @@ def sweep_trial(config: dict) -> None:
         final = json.loads(done.read_text())
         ray.tune.report(final["final_metrics"])
         return
-    cfg = spec.run_config(arm, seed, lr)
+    cfg, tags = spec.run_config(arm, seed, lr), None
+    if config.get("tracking"):  # a child run of the sweep's MLflow run
+        from layoutray.tracking import trial_tracking
+        cfg, tags = trial_tracking(config["tracking"], cfg, arm, seed, lr)
     name = f"train_{ctx.get_trial_id()}"
     run_dir = trial_dir / name
     resume = run_dir.is_dir() and any(run_dir.glob("checkpoint_*"))
     t0 = time.time()
     summary = run_training(cfg, config["data_dir"], name, str(trial_dir), resume=resume,
-                           callbacks=[TuneReportCallback()], evaluate_test=False)
+                           callbacks=[TuneReportCallback()], evaluate_test=False, tracking_tags=tags)
     history = _read_history(run_dir)
     done.write_text(json.dumps({"arm": arm, "seed": seed, "lr": lr, "run_dir": str(run_dir),
                                 "wall_seconds_last_attempt": time.time() - t0, "resumed": resume,
@@ -81,8 +86,10 @@ def sweep_trial(config: dict) -> None:
 
 
 def _ensure_data(spec: SweepConfig) -> str:
-    d = Path(spec.data.dir).resolve()
-    if not (d.is_dir() and any(d.iterdir())):
+    if spec.data.stream:  # fresh synthetic sections every epoch; val/test fixed by the seed
+        return f"synth:{spec.data.seed}"
+    d = storage.absolute(spec.data.dir)  # a directory or a URI (s3://bucket/sections)
+    if not (storage.is_dir(d) and storage.list_dir(d)):
         if not spec.data.synthesize_if_missing:
             raise ConfigError("data.dir", f"{d} does not exist (set data.synthesize_if_missing: true to make it)")
         from layoutray.data.synth import synthesize
@@ -107,11 +114,13 @@ def schedule_rows_per_arm(spec: SweepConfig, data_dir: str) -> dict[str, list[di
     """Learning rate and batch size over each arm's (and learning rate's) run, for schedules.png."""
     from layoutray.schedules import schedule_rows
     out = {}
-    train_examples = count_examples(data_dir)["train"]
+    from layoutray.data.stream import stream_size
+    train_examples = None if spec.data.stream else count_examples(data_dir)["train"]
     for arm in spec.arms:
         for lr in spec.learning_rates or [None]:
             cfg = spec.run_config(arm.name, spec.seeds[0], lr)
-            steps = max(1, steps_per_epoch(cfg, train_examples) * cfg.training.epochs)
+            rows = stream_size(cfg.data.synth_per_epoch) if train_examples is None else train_examples
+            steps = max(1, steps_per_epoch(cfg, rows) * cfg.training.epochs)
             s = cfg.schedule
             kw = {"min_lr_ratio": s.min_lr_ratio} if s.lr == "warmup_cosine" else {}
             out[_label(arm.name, lr, spec)] = schedule_rows(
@@ -179,7 +188,7 @@ def _resumed_settings(spec: SweepConfig, full_budget: bool) -> tuple[SweepConfig
     return spec, saved.get("full_budget", full_budget), saved.get("data_dir") or _ensure_data(spec)
 
 
-def _new_tuner(spec: SweepConfig, trainable, asha: bool, data_dir: str):
+def _new_tuner(spec: SweepConfig, trainable, asha: bool, data_dir: str, tracking: dict | None = None):
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -191,7 +200,7 @@ def _new_tuner(spec: SweepConfig, trainable, asha: bool, data_dir: str):
     param_space = {"arm": tune.grid_search([a.name for a in spec.arms]),
                    "seed": tune.grid_search(spec.seeds),
                    "lr": tune.grid_search(spec.learning_rates) if spec.learning_rates else None,
-                   "sweep": spec.to_dict(), "data_dir": data_dir}
+                   "sweep": spec.to_dict(), "data_dir": data_dir, "tracking": tracking}
     return tune.Tuner(
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(metric=spec.asha.metric, mode="min", scheduler=scheduler,
@@ -210,14 +219,44 @@ def _write_sweep_report(spec: SweepConfig, records: list[dict], report_dir: Path
                                   for a in spec.arms)]
     return write_report(records, report_dir, target_val_loss=spec.target_val_loss,
                         schedules=schedule_rows_per_arm(spec, data_dir), title=f"Sweep {spec.name}",
-                        asha=asha, command=cmd, notes=notes)
+                        asha=asha, command=cmd, notes=notes, metric=spec.metric,
+                        families={a.name: a.family for a in spec.arms},
+                        asha_rungs=(spec.asha.grace_period, spec.asha.reduction_factor))
+
+
+def _sweep_run(spec: SweepConfig, tracking: str | None, resume: bool):
+    """With --tracking mlflow: the sweep's parent MLflow run (resumed with the sweep) and what
+    each trial needs to open its child run; else (None, None)."""
+    from layoutray.tracking import TrackedRun, tracking_from_flag
+
+    cfg = tracking_from_flag(tracking)
+    if cfg.backend != "mlflow":
+        return None, None
+    run = TrackedRun.open(cfg, f"sweep {spec.name}", f"sweep:{spec.experiment_dir}", {"layoutray.kind": "sweep"},
+                          resume)
+    return run, {"uri": run.uri, "experiment": cfg.experiment, "parent_run_id": run.run_id}
+
+
+def _finish_sweep_run(run, report_dir: Path, records: list[dict]) -> None:
+    if run is None:
+        return
+    run.log_path(report_dir, "report")
+    statuses = [r["status"] for r in records]
+    run.log_metrics({f"trials_{s}": statuses.count(s) for s in ("completed", "stopped", "error")})
+    run.end(ok="error" not in statuses)
 
 
 def run_sweep(spec: SweepConfig, *, resume: bool = False, full_budget: bool = False,
-              config_path: str | None = None) -> dict:
+              config_path: str | None = None, tracking: str | None = None) -> dict:
     """Run (or resume) the sweep and write its report. Returns {experiment_dir, report_dir, summary, records}."""
     from ray import tune
 
+    if storage.is_uri(spec.storage_path):
+        return _run_sweep_staged(spec, resume=resume, full_budget=full_budget, config_path=config_path,
+                                 tracking=tracking)
+    if spec.baseline_search is not None:  # first the search whose winner is the tuned baseline arm
+        from trainables.baseline_search import with_tuned_baseline
+        spec, resume = with_tuned_baseline(spec, resume=resume, config_path=config_path)
     exp_dir = spec.experiment_dir
     if resume:
         spec, full_budget, data_dir = _resumed_settings(spec, full_budget)
@@ -228,6 +267,7 @@ def run_sweep(spec: SweepConfig, *, resume: bool = False, full_budget: bool = Fa
         data_dir = _ensure_data(spec)
     asha = spec.asha.enabled and not full_budget
 
+    parent, trial_tracking = _sweep_run(spec, tracking, resume)
     _start_ray(spec, config_path)  # before the experiment directory exists: a refused sweep leaves none
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "5")  # keep the experiment state fresh for --resume
     # The trial reserves only its driver; TorchTrainer reserves the Train workers itself.
@@ -240,24 +280,52 @@ def run_sweep(spec: SweepConfig, *, resume: bool = False, full_budget: bool = Fa
         (exp_dir / SPEC_FILE).write_text(json.dumps({"sweep": spec.to_dict(), "full_budget": full_budget,
                                                      "data_dir": data_dir, "config_path": config_path},
                                                     indent=2) + "\n")
-        tuner = _new_tuner(spec, trainable, asha, data_dir)
+        tuner = _new_tuner(spec, trainable, asha, data_dir, trial_tracking)
     records = trial_records(tuner.fit(), spec)
     report_dir = exp_dir / "report"
     summary = _write_sweep_report(spec, records, report_dir, data_dir, asha=asha, full_budget=full_budget,
                                   config_path=config_path)
+    _finish_sweep_run(parent, report_dir, records)
     return {"experiment_dir": str(exp_dir), "report_dir": str(report_dir), "summary": summary,
             "records": records}
+
+
+def _run_sweep_staged(spec: SweepConfig, *, resume: bool, **kw) -> dict:
+    """A sweep whose storage_path is a URI (s3://bucket/sweeps): it runs in a local staging copy of
+    the experiment (fetched from `<storage_path>/<name>` first when resuming), uploaded there when
+    it ends, also when it fails, so that --resume continues from what the bucket holds. Trials
+    must run on this node's filesystem (one node, or Tune's own limits for a local storage_path)."""
+    import dataclasses
+    import shutil
+
+    uri = storage.join(spec.storage_path, spec.name)
+    staging = storage.cache_dir(uri, "sweeps")
+    shutil.rmtree(staging, ignore_errors=True)
+    local = dataclasses.replace(spec, storage_path=str(staging))
+    if resume:
+        storage.copy_dir(uri, local.experiment_dir)
+    elif storage.list_dir(uri):
+        raise ConfigError("name", f"sweep '{spec.name}' already exists in {spec.storage_path}; "
+                                  f"pass --resume to continue it or change name")
+    try:
+        out = run_sweep(local, resume=resume, **kw)
+    finally:
+        if local.experiment_dir.is_dir():
+            storage.copy_dir(local.experiment_dir, uri)
+    return {**out, "experiment_dir": uri, "report_dir": storage.join(uri, "report")}
 
 
 def add_arguments(p) -> None:
     p.add_argument("--config", required=True, metavar="YAML")
     p.add_argument("--resume", action="store_true")
     p.add_argument("--full-budget", action="store_true", help="no early stopping: every trial runs to the end")
+    add_tracking(p)
 
 
 def cmd_sweep(args) -> int:
     spec = load_sweep(args.config)
-    out = run_sweep(spec, resume=args.resume, full_budget=args.full_budget, config_path=args.config)
+    out = run_sweep(spec, resume=args.resume, full_budget=args.full_budget, config_path=args.config,
+                    tracking=args.tracking)
     print(f"[layoutray] report: {out['report_dir']}/report.md", flush=True)
     statuses = [r["status"] for r in out["records"]]
     print(f"[layoutray] trials: {len(statuses)} ({statuses.count('completed')} completed, "

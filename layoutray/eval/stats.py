@@ -1,7 +1,8 @@
 """The project's statistics, in one place.
 
 For comparing training arms over seeds: t confidence intervals, Welch's t-test, Mann-Whitney U,
-Cohen's d / Hedges' g. For the canary judge (serving/judge.py): the nearest-rank percentile and
+Cohen's d / Hedges' g / rank-biserial r, Holm's correction over many comparisons, and the power
+of a study (the smallest difference it could detect). For the canary judge (serving/judge.py): the nearest-rank percentile and
 the one-sided two-proportion z-test, in plain Python.
 
 With the few seeds a sweep affords, read the numbers with care: Mann-Whitney's two-sided exact
@@ -114,7 +115,7 @@ def compare_arms(a: Sequence[float], b: Sequence[float], confidence: float = 0.9
     """Everything a report row needs to compare arm a with arm b (differences are a - b).
 
     Keys: n_a, n_b, mean_a, ci_a, mean_b, ci_b (ci as [low, high]), diff, diff_ci, welch_t,
-    welch_p, mannwhitney_u, mannwhitney_p, cohens_d, hedges_g, confidence.
+    welch_p, mannwhitney_u, mannwhitney_p, cohens_d, hedges_g, rank_biserial, confidence.
     """
     x, y = _arr(a, "a"), _arr(b, "b")
     ma, la, ha = mean_ci(x, confidence)
@@ -127,8 +128,80 @@ def compare_arms(a: Sequence[float], b: Sequence[float], confidence: float = 0.9
         "mean_a": ma, "ci_a": [la, ha], "mean_b": mb, "ci_b": [lb, hb],
         "diff": diff, "diff_ci": [dl, dh],
         "welch_t": t, "welch_p": p_t, "mannwhitney_u": u, "mannwhitney_p": p_u,
-        "cohens_d": cohens_d(x, y), "hedges_g": hedges_g(x, y), "confidence": confidence,
+        "cohens_d": cohens_d(x, y), "hedges_g": hedges_g(x, y), "rank_biserial": rank_biserial(x, y),
+        "confidence": confidence,
     }
+
+
+def rank_biserial(a: Sequence[float], b: Sequence[float]) -> float:
+    """The Mann-Whitney effect size r = 2 U_a / (n_a n_b) - 1, in [-1, 1]: the probability that a
+    value of a exceeds one of b, minus the reverse (ties count half). 0: no shift."""
+    u, _ = mann_whitney(a, b)
+    return 2.0 * u / (len(list(a)) * len(list(b))) - 1.0
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values, in the input order.
+
+    The k-th smallest of the m p-values is multiplied by (m - k + 1); the running maximum keeps
+    the adjusted values in the order of the raw ones, and they are capped at 1. Rejecting where
+    the adjusted p < alpha controls the family-wise error rate at alpha across all m comparisons.
+    NaN (a comparison that could not be run) stays NaN and does not count in m.
+    """
+    ps = [float(p) for p in pvalues]
+    idx = sorted((i for i, p in enumerate(ps) if math.isfinite(p)), key=lambda i: ps[i])
+    m, out, running = len(idx), [math.nan] * len(ps), 0.0
+    for k, i in enumerate(idx):
+        running = max(running, min(1.0, (m - k) * ps[i]))
+        out[i] = running
+    return out
+
+
+def t_test_power(effect: float, n_a: int, n_b: int, alpha: float = 0.05) -> float:
+    """Power of the two-sided two-sample t-test (pooled, df = n_a + n_b - 2) at a true difference
+    of `effect` standard deviations: P(|T| > t_crit) with T non-central t, nc = effect / sqrt(1/n_a + 1/n_b)."""
+    if n_a < 2 or n_b < 2:
+        raise ValueError(f"power needs at least 2 values per sample; got {n_a} and {n_b}")
+    st = _sps()
+    df = n_a + n_b - 2
+    nc = abs(effect) / math.sqrt(1 / n_a + 1 / n_b)
+    crit = st.t.ppf(1 - alpha / 2, df)
+    upper, lower = float(st.nct.sf(crit, df, nc)), float(st.nct.cdf(-crit, df, nc))
+    # scipy's non-central t returns NaN far in its tails, where the true values are 1 and 0.
+    upper = upper if math.isfinite(upper) else 1.0
+    lower = lower if math.isfinite(lower) else 0.0
+    return min(1.0, upper + lower)
+
+
+def min_detectable_effect(n_a: int, n_b: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true difference, in standard deviations (Cohen's d), that the two-sided
+    two-sample t-test at `alpha` detects with probability `power` given n_a and n_b values
+    (5 vs 5 at 0.05 / 0.8: d = 2.02; 64 vs 64: d = 0.50). Multiply by the SD for the absolute
+    difference (`min_detectable_difference`); with Holm over m comparisons pass alpha / m for the
+    most strictly judged one."""
+    if not 0 < alpha < 1 or not alpha < power < 1:
+        raise ValueError(f"need 0 < alpha < power < 1; got alpha {alpha}, power {power}")
+    t_test_power(0.0, n_a, n_b, alpha)  # checks the sizes
+    return float(_sps_optimize().brentq(lambda d: t_test_power(d, n_a, n_b, alpha) - power, 1e-9, 50.0))
+
+
+def min_detectable_difference(sd: float, n_a: int, n_b: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """`min_detectable_effect` in the metric's own units: times the (pooled) standard deviation."""
+    return float(sd) * min_detectable_effect(n_a, n_b, alpha, power)
+
+
+def pooled_sd(a: Sequence[float], b: Sequence[float]) -> float:
+    """sqrt(((n_a-1) s_a^2 + (n_b-1) s_b^2) / (n_a + n_b - 2)), the denominator of Cohen's d."""
+    x, y = _arr(a, "a"), _arr(b, "b")
+    if x.size + y.size < 3:
+        raise ValueError("a pooled SD needs at least 3 values in all")
+    ss = (x.size - 1) * (x.var(ddof=1) if x.size > 1 else 0.0) + (y.size - 1) * (y.var(ddof=1) if y.size > 1 else 0.0)
+    return math.sqrt(ss / (x.size + y.size - 2))
+
+
+def _sps_optimize():
+    from scipy import optimize
+    return optimize
 
 
 # ----------------------------------------------------------------------------- canary judge

@@ -104,8 +104,8 @@ BAD = {
     "out of range": (lambda t: t["training"].update(dropout=0.95), "training.dropout", ["0.95", "[0.0, 0.9]"]),
     "lr open range": (lambda t: t["training"].update(learning_rate=0.0), "training.learning_rate", ["(0.0, 1.0]"]),
     "bad literal": (lambda t: t["deepspeed"].update(zero_stage=4), "deepspeed.zero_stage", ["4", "0, 1, 2, 3"]),
-    "bad literal str": (lambda t: t["deepspeed"].update(precision="fp16"), "deepspeed.precision",
-                        ["'fp16'", "'fp32'", "'bf16'"]),
+    "bad literal str": (lambda t: t["deepspeed"].update(precision="fp8"), "deepspeed.precision",
+                        ["'fp8'", "'fp32'", "'bf16'", "'fp16'"]),
     "bad phase": (lambda t: t.update(phase="phase9"), "phase", ["'phase9'", "'phase1'", "'phase4'"]),
     "d_model vs heads": (lambda t: t["model"].update(d_model=130), "model.d_model",
                          ["multiple of model.n_heads (4)", "130"]),
@@ -295,7 +295,7 @@ BAD_SWEEPS = {
     "bool is not a number": (lambda t: t["resources"].update(trial_cpus=True), "resources.trial_cpus",
                              ["a number", "True"]),
     "section not a mapping": (lambda t: t.update(asha=True), "asha", ["a mapping of enabled", "grace_period"]),
-    "arms not a list": (lambda t: t.update(arms={"name": "x"}), "arms", ["a list of {name, overrides, kind}"]),
+    "arms not a list": (lambda t: t.update(arms={"name": "x"}), "arms", ["a list of {name, overrides, kind, family}"]),
     "override not a string": (lambda t: t["arms"][0].update(overrides=[1]), "arms[0].overrides[0]", ["a string"]),
     "bad arm kind": (lambda t: t["arms"][0].update(kind="fancy"), "arms[0].kind", ["'fancy'", "'phi', 'baseline'"]),
     "bad arm name": (lambda t: t["arms"][1].update(name="a/b"), "arms[1].name", ["without '/'", "'a/b'"]),
@@ -421,3 +421,14 @@ def test_config_show_phase_parameters_in_seed_ranges(capsys, phase):
     lo, hi = PARAM_RANGES[phase]
     assert out["phase"] == phase and lo <= out["parameters"] <= hi, out["parameters"]
     assert out["config"] == load_config(phase=phase).to_dict()
+
+
+def test_config_error_survives_pickling():
+    """A Ray worker's ConfigError reaches the driver pickled: it must arrive with its message, not
+    as "ConfigError.__init__() missing 1 required positional argument"."""
+    import pickle
+    e = pickle.loads(pickle.dumps(C.ConfigError("schedule.warmup_fraction", "needs warmup steps > 0", "x.yaml")))
+    assert isinstance(e, C.ConfigError) and (e.key, e.problem, e.source) == ("schedule.warmup_fraction",
+                                                                             "needs warmup steps > 0", "x.yaml")
+    assert str(e) == "x.yaml: key 'schedule.warmup_fraction': needs warmup steps > 0"
+

@@ -132,3 +132,57 @@ def test_judge_statistics_do_not_import_scipy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "False", out.stderr
     assert St.mean_ci([1.0, 2.0, 3.0])[1] < 2.0  # scipy is still there when needed
+
+
+def test_holm_by_hand():
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04; the running maximum
+    # keeps the order of the raw p-values, so the last becomes 0.06 (as statsmodels' "holm")
+    assert St.holm([0.01, 0.04, 0.03, 0.005]) == approx([0.03, 0.06, 0.06, 0.02])
+    assert St.holm([0.2, 0.9]) == approx([0.4, 0.9])  # capped by the running max, not raised to 1
+    assert St.holm([0.6, 0.7]) == approx([1.0, 1.0])  # capped at 1
+    assert St.holm([0.03]) == approx([0.03])  # one comparison: nothing to correct
+    out = St.holm([0.5, math.nan, 0.01])  # NaN stays NaN and does not count in m
+    assert out[0] == approx(0.5) and math.isnan(out[1]) and out[2] == approx(0.02)
+    assert St.holm([]) == []
+    # Holm rejects everything Bonferroni rejects, and never more than uncorrected testing
+    rng = np.random.default_rng(1)
+    ps = rng.uniform(0, 0.1, 12)
+    adj = np.array(St.holm(ps))
+    assert np.all(adj >= ps - 1e-15) and np.all(adj <= np.minimum(1, ps * 12) + 1e-15)
+
+
+def test_power_and_minimum_detectable_effect_known_cases():
+    # G*Power / Cohen (1988), two-sided two-sample t-test at alpha 0.05, power 0.8:
+    # n = 5 per group -> d = 2.0244; n = 20 -> d = 0.9091; n = 64 -> d ~ 0.50
+    assert St.min_detectable_effect(5, 5) == approx(2.0244, abs=1e-3)
+    assert St.min_detectable_effect(20, 20) == approx(0.9091, abs=1e-3)
+    assert St.min_detectable_effect(64, 64) == approx(0.4991, abs=1e-3)
+    # power at d = 0.5 with 64 per group is 0.80; at d = 0 it is alpha
+    assert St.t_test_power(0.5, 64, 64) == approx(0.8015, abs=1e-3)
+    assert St.t_test_power(0.0, 5, 5, alpha=0.05) == approx(0.05)
+    assert St.t_test_power(-1.0, 10, 10) == approx(St.t_test_power(1.0, 10, 10))
+    assert St.t_test_power(30.0, 5, 5) == approx(1.0)  # scipy's NaN tail is handled
+    # stricter alpha (Holm's first step over 8 comparisons) or more power -> larger effect
+    assert St.min_detectable_effect(5, 5, alpha=0.05 / 8) > St.min_detectable_effect(5, 5)
+    assert St.min_detectable_effect(5, 5, power=0.9) > St.min_detectable_effect(5, 5)
+    # a simulation agrees: at the MDE, about 80% of studies reject
+    d = St.min_detectable_effect(6, 6)
+    rng = np.random.default_rng(0)
+    p = sps.ttest_ind(rng.normal(d, 1, (4000, 6)), rng.normal(0, 1, (4000, 6)), axis=1).pvalue
+    assert float((p < 0.05).mean()) == approx(0.8, abs=0.025)
+    assert St.min_detectable_difference(0.05, 5, 5) == approx(0.05 * 2.0244, abs=1e-4)
+    with pytest.raises(ValueError):
+        St.min_detectable_effect(1, 5)
+    with pytest.raises(ValueError):
+        St.min_detectable_effect(5, 5, alpha=0.9, power=0.8)
+
+
+def test_effect_sizes_pooled_sd_and_rank_biserial():
+    # A, B: SDs 1 and 1 -> pooled 1; diff -3 -> d = -3; no overlap -> r = -1
+    assert St.pooled_sd(A, B) == approx(1.0)
+    assert St.cohens_d(A, B) == approx(-3.0)
+    assert St.rank_biserial(A, B) == approx(-1.0) and St.rank_biserial(B, A) == approx(1.0)
+    # half the pairs each way: r = 0
+    assert St.rank_biserial([1, 4], [2, 3]) == approx(0.0)
+    c = St.compare_arms(A, B)
+    assert c["rank_biserial"] == approx(-1.0)
