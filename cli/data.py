@@ -18,17 +18,17 @@ def add_parser(top) -> None:
     _add_from_html(data)
     _add_import(data)
     p = _add(data, "validate", cmd_validate, "check schema, value ranges, images, element cap and checksums")
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR|URI", help="a dataset directory or a URI (s3://bucket/sections)")
     _add_cap(p, "element cap: a phase's model.max_elements (default: the largest phase's)")
     p.add_argument("--max-bad", type=float, default=0.0,
                    help="bad rows allowed before a non-zero exit: a count (>= 1) or a fraction (< 1)")
     p.add_argument("--json", action="store_true")
     p = _add(data, "export-jsonl", cmd_export_jsonl, "write one JSON object per example")
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR|URI", help="a dataset directory or a URI (s3://bucket/sections)")
     p.add_argument("--out", required=True, metavar="FILE")
     p.add_argument("--no-images", action="store_true", help="leave out the base64 PNG")
     p = _add(data, "preview", cmd_preview, "draw a contact sheet of examples with their boxes")
-    p.add_argument("dir", metavar="DIR")
+    p.add_argument("dir", metavar="DIR|URI", help="a dataset directory or a URI (s3://bucket/sections)")
     p.add_argument("--out", required=True, metavar="PNG")
     p.add_argument("--split", default=None, choices=SPLIT_CHOICES,
                    help="default: the first non-empty of train, val, test")
@@ -53,11 +53,15 @@ def _add_cap(p: argparse.ArgumentParser, help: str) -> None:
 
 def _add_synth(data) -> None:
     p = _add(data, "synth", cmd_synth, "generate realistic synthetic web sections")
-    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--out", required=True, metavar="DIR|URI", help="a directory or a URI (s3://bucket/sections)")
     p.add_argument("--examples", type=int, required=True, metavar="N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--shard-rows", type=int, default=500, metavar="R")
     p.add_argument("--max-elements", type=int, default=16, help="element cap per section (Phase 1's is 16)")
+    p.add_argument("--appearance", choices=("wireframe", "screenshot", "mixed"), default="wireframe",
+                   help="images as wireframes, screenshot-like renderings, or either per example")
+    p.add_argument("--variety", choices=("base", "wide"), default="base",
+                   help="wide: also the narrower text and smaller logos/avatars/inputs/badges of real pages")
 
 
 def _add_writer_args(p: argparse.ArgumentParser) -> None:
@@ -127,7 +131,7 @@ def cmd_synth(args) -> int:
             raise ConfigError(name, f"must be at least {low}; got {value}")
     t0 = time.perf_counter()
     manifest = synthesize(args.out, args.examples, seed=args.seed, shard_rows=args.shard_rows,
-                          max_elements=args.max_elements)
+                          max_elements=args.max_elements, appearance=args.appearance, variety=args.variety)
     dt = time.perf_counter() - t0
     c = manifest["counts"]
     print(f"wrote {manifest['total']:,} examples to {args.out} "
@@ -204,10 +208,18 @@ def cmd_import(args) -> int:
     return 0
 
 
+def local_dataset(path: str) -> str:
+    """A dataset URI's cached local copy (validation and export read every byte anyway); a
+    directory as it is."""
+    from layoutray import storage
+
+    return str(storage.local_copy(path, "datasets")) if storage.is_uri(path) else path
+
+
 def cmd_validate(args) -> int:
     from layoutray.data.validate import format_report, validate_dataset
 
-    rep = validate_dataset(args.dir, max_elements=element_cap(args), max_bad=args.max_bad)
+    rep = validate_dataset(local_dataset(args.dir), max_elements=element_cap(args), max_bad=args.max_bad)
     print(json.dumps(rep, indent=2) if args.json else format_report(rep))
     return 0 if rep["ok"] else 1
 
@@ -215,7 +227,7 @@ def cmd_validate(args) -> int:
 def cmd_export_jsonl(args) -> int:
     from layoutray.data.validate import export_jsonl
 
-    counts = export_jsonl(args.dir, args.out, include_images=not args.no_images)
+    counts = export_jsonl(local_dataset(args.dir), args.out, include_images=not args.no_images)
     print(f"wrote {sum(counts.values()):,} examples to {args.out} "
           f"(train {counts['train']:,} / val {counts['val']:,} / test {counts['test']:,})")
     return 0
@@ -236,14 +248,13 @@ def preview_split(root: str, split: str | None) -> str:
 
 def select_rows(root: str, split: str, count: int, offset: int = 0, section_type: str | None = None) -> list[dict]:
     """`count` rows of a split after skipping `offset` (of the given section type, if one)."""
-    import pyarrow.parquet as pq
-
     from layoutray.data.dataset import shard_paths, unreadable_shard
+    from layoutray.storage import parquet_file
 
     rows, seen = [], 0
     for path in shard_paths(root, split):
         try:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+            for batch in parquet_file(path).iter_batches(batch_size=256):
                 for row in batch.to_pylist():
                     if section_type and row["section_type"] != section_type:
                         continue

@@ -7,6 +7,7 @@ pixels prepared one way in training and another way in production.
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 from PIL import Image
@@ -17,6 +18,13 @@ MAX_PIXELS = 40_000_000
 
 class ImageError(ValueError):
     """The bytes are not a PNG we can use."""
+
+
+_REPR = re.compile(r"<[^<>]* at 0x[0-9a-fA-F]+>")
+
+
+def _public(message: str) -> str:
+    return _REPR.sub("<file>", message.splitlines()[0] if message else "")[:200]
 
 
 def decode_png(data: bytes) -> Image.Image:
@@ -30,7 +38,9 @@ def decode_png(data: bytes) -> Image.Image:
     except ImageError:
         raise
     except Exception as e:  # PIL raises many types for damaged files
-        raise ImageError(f"undecodable PNG ({type(e).__name__}: {e})") from None
+        # PIL's messages may carry object reprs (memory addresses): internals a caller must not see,
+        # and text that differs on every call. The type and the first words without reprs are enough.
+        raise ImageError(f"undecodable PNG ({type(e).__name__}: {_public(str(e))})") from None
     return img
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from layoutray.data import dataset
 from layoutray.data.imaging import encode_png
 from layoutray.data.page_grid import Page, bottom
+from layoutray.render.screenshot import render_screenshot
 from layoutray.render.wireframe import _as_random, render_wireframe
 from layoutray.data.sections import GENERATORS
 from layoutray.data.vocab import SECTION_TYPES
@@ -37,6 +38,49 @@ def example_rng(seed: int, index: int) -> random.Random:
     # A str seed is hashed with SHA-512 by random.Random: stable across processes and
     # Python versions, unlike hash() of a tuple.
     return random.Random(f"layoutray.data.synth:{seed}:{index}")
+
+
+# How the generator draws (data.synth_appearance): the wireframe renderer, the screenshot-like
+# renderer, or either per example (an even draw of its own, so wireframe datasets stay as they were).
+APPEARANCES = ("wireframe", "screenshot", "mixed")
+# How wide its distributions are (data.synth_variety): "base" is the generator as designed; "wide"
+# also draws the sizes real pages show more often (text blocks narrower than their column, smaller
+# logos, avatars, inputs and badges), from an rng of its own so "base" datasets stay as they were.
+VARIETIES = ("base", "wide")
+
+
+def look_rng(kind: str, seed: int, index: int) -> random.Random:
+    return random.Random(f"layoutray.data.synth.{kind}:{seed}:{index}")
+
+
+def _shrink(e: dict, fx: float, fy: float, anchor: str) -> None:
+    w, h = e["w"] * fx, e["h"] * fy
+    if anchor == "center":
+        e["x"] += (e["w"] - w) / 2
+    e["y"] += (e["h"] - h) / 2
+    e["w"], e["h"] = w, h
+
+
+def _widen_text(e: dict, r: random.Random) -> None:
+    if (e.get("lines") or 1) <= 2 and r.random() < 0.5:  # a short heading rarely fills its column
+        _shrink(e, r.uniform(0.4, 0.9), 1.0, e.get("align", "left"))
+
+
+def _widen_small(e: dict, r: random.Random) -> None:
+    if r.random() < 0.5:
+        f = r.uniform(0.55, 0.9)
+        _shrink(e, f, f if e["type"] in ("avatar", "logo") else max(f, 0.8), "center")
+
+
+_WIDEN = {"heading": _widen_text, "subheading": _widen_text, "logo": _widen_small, "avatar": _widen_small,
+          "input": _widen_small, "badge": _widen_small}
+
+
+def widen(els: list[dict], r: random.Random) -> None:
+    """Variety "wide": resize some elements within their own boxes (so nothing new overlaps)."""
+    for e in els:
+        if e.get("style") != "bleed" and e["type"] in _WIDEN:
+            _WIDEN[e["type"]](e, r)
 
 
 def split_counts(n: int) -> dict[str, int]:
@@ -80,8 +124,10 @@ def _normalise(els: list[dict], W: int, H: int) -> list[dict]:
 
 
 def generate_layout(rng: random.Random, section_type: str | None = None,
-                    max_elements: int = DEFAULT_MAX_ELEMENTS) -> tuple[str, int, int, list[dict]]:
-    """(section_type, canvas_w, canvas_h, elements with render hints), boxes normalised."""
+                    max_elements: int = DEFAULT_MAX_ELEMENTS,
+                    variety_rng: random.Random | None = None) -> tuple[str, int, int, list[dict]]:
+    """(section_type, canvas_w, canvas_h, elements with render hints), boxes normalised;
+    `variety_rng` given: variety "wide" (see `widen`)."""
     if max_elements < 2:
         raise ValueError(f"max_elements must be at least 2; got {max_elements}")
     rng = _as_random(rng)
@@ -89,15 +135,25 @@ def generate_layout(rng: random.Random, section_type: str | None = None,
     W = rng.choices((1440, 1280, 1920), weights=(70, 15, 15))[0]
     p = Page(rng, W, max_elements)
     H = _place(p, GENERATORS[section_type](p))
+    if variety_rng is not None:
+        widen(p.els, variety_rng)
     return section_type, W, H, _normalise(p.els, W, H)
 
 
+def _render(appearance: str, seed: int, index: int):
+    if appearance == "mixed":
+        appearance = "screenshot" if look_rng("appearance", seed, index).random() < 0.5 else "wireframe"
+    return render_screenshot if appearance == "screenshot" else render_wireframe
+
+
 def generate_example(rng: random.Random, index: int, section_type: str | None = None,
-                     max_elements: int = DEFAULT_MAX_ELEMENTS, seed: int = 0) -> dict:
-    """One dataset row (dataset.SCHEMA) with its wireframe PNG."""
+                     max_elements: int = DEFAULT_MAX_ELEMENTS, seed: int = 0, appearance: str = "wireframe",
+                     variety: str = "base") -> dict:
+    """One dataset row (dataset.SCHEMA) with its image PNG (a wireframe unless `appearance` says)."""
     rng = _as_random(rng)
-    section_type, W, H, els = generate_layout(rng, section_type, max_elements)
-    img = render_wireframe(section_type, els, W, H, rng)
+    vr = look_rng("variety", seed, index) if variety == "wide" else None
+    section_type, W, H, els = generate_layout(rng, section_type, max_elements, vr)
+    img = _render(appearance, seed, index)(section_type, els, W, H, rng)
     return {
         "id": f"synth-{seed}-{index:07d}",
         "section_type": section_type,
@@ -108,13 +164,16 @@ def generate_example(rng: random.Random, index: int, section_type: str | None = 
     }
 
 
-def iter_examples(indices, seed: int = 0, max_elements: int = DEFAULT_MAX_ELEMENTS):
+def iter_examples(indices, seed: int = 0, max_elements: int = DEFAULT_MAX_ELEMENTS, appearance: str = "wireframe",
+                  variety: str = "base"):
     for i in indices:
-        yield generate_example(example_rng(seed, i), i, max_elements=max_elements, seed=seed)
+        yield generate_example(example_rng(seed, i), i, max_elements=max_elements, seed=seed,
+                               appearance=appearance, variety=variety)
 
 
 def synthesize(out_dir: str | Path, examples: int, seed: int = 0, shard_rows: int = 500,
-               max_elements: int = DEFAULT_MAX_ELEMENTS) -> dict:
+               max_elements: int = DEFAULT_MAX_ELEMENTS, appearance: str = "wireframe",
+               variety: str = "base") -> dict:
     """Generate `examples` sections into out_dir as train/val/test shards plus a manifest.
 
     Indices 0..n-1 are split in order: the first floor(0.8 n) go to train, the next
@@ -127,6 +186,8 @@ def synthesize(out_dir: str | Path, examples: int, seed: int = 0, shard_rows: in
     for split in dataset.SPLITS:
         idx = range(start, start + counts[split])
         start += counts[split]
-        shards += dataset.write_split(out_dir, split, iter_examples(idx, seed, max_elements), shard_rows)
-    gen = {"name": "layoutray.data.synth", "version": GENERATOR_VERSION, "seed": seed, "max_elements": max_elements}
+        shards += dataset.write_split(out_dir, split, iter_examples(idx, seed, max_elements, appearance, variety),
+                                      shard_rows)
+    gen = {"name": "layoutray.data.synth", "version": GENERATOR_VERSION, "seed": seed, "max_elements": max_elements,
+           "appearance": appearance, "variety": variety}
     return dataset.write_manifest(out_dir, shards, generator=gen)

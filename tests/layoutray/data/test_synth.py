@@ -156,3 +156,26 @@ def test_generate_example_accepts_a_numpy_generator_or_seed():
     b = generate_example(np.random.default_rng(3), 0)
     assert a == b
     assert generate_example(5, 1) == generate_example(5, 1)
+
+
+def test_undecodable_png_message_carries_no_object_address():
+    import struct
+
+    from layoutray.data.imaging import ImageError, decode_png
+
+    data = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDX" + b"\0" * 17
+    messages = set()
+    for _ in range(2):
+        with pytest.raises(ImageError) as e:
+            decode_png(data)
+        messages.add(str(e.value))
+    assert len(messages) == 1 and " at 0x" not in messages.pop()
+
+
+def test_data_quality_error_survives_pickling():
+    import pickle
+
+    from layoutray.data.batches import BadRowReport, DataQualityError
+
+    e = pickle.loads(pickle.dumps(DataQualityError("too many bad rows in s.parquet", "s.parquet", BadRowReport())))
+    assert str(e) == "too many bad rows in s.parquet" and e.shard == "s.parquet"
