@@ -18,8 +18,16 @@ commit of each run, so that no figure in the docs is typed by hand. Keys (RENDER
     quality          docs/quality.md: from bench/results/quality.json (figures.models: a list of
                      {"model", "train_time", "metrics"}, metrics as `layoutray evaluate --json`
                      prints them, one dict per mode: both, image, spec)
+    phi_study        docs/phi.md: the PHI study, from docs/phi/study/records.json (trainables/report.py)
     phi              docs/phi.md: from the sweep report in docs/phi/ (trials.csv; summary.json for
                      the target loss, else the sweep's config)
+    slow_clients     docs/serving.md: stalled-client probes (Serve alone and through nginx) and
+                     the huge-image memory figures, from bench/results/slow_clients.json
+
+    aesthetic        docs/aesthetics.md: per constraint level and test set, F1, mIoU, overlap, alignment,
+                     aesthetic score and latency, the score's validation and the goals (bench/aesthetic.py)
+    upgrade          docs/upgrade.md: bench/upgrade.py's arms (scratch, partial copy, growth), the
+                     preserved error per growth and the noise levels
 
 A key with no results file gets "no result recorded yet". A block with an unknown key is left as
 it is, with a warning.
@@ -38,9 +46,12 @@ from typing import Callable
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
-BENCHES = ("quality", "html_ingest", "data_throughput", "train_throughput", "infer_latency", "serve_latency",
-           "localize_probe", "idle_actors", "ray_presence")
-DOC_OF = {"quality": "docs/quality.md#results", "html_ingest": "docs/data.md"}  # else docs/benchmarks.md
+BENCHES = ("quality", "recipe_curve", "realweb", "html_ingest", "data_throughput", "train_throughput", "infer_latency", "serve_latency",
+           "localize_probe", "idle_actors", "ray_presence", "decoders", "slow_clients", "aesthetic", "upgrade")
+DOC_OF = {"quality": "docs/quality.md#results", "recipe_curve": "docs/quality.md#the-quality-recipe",
+          "realweb": "docs/quality.md#real-web-sections", "html_ingest": "docs/data.md",
+          "decoders": "docs/decoders.md#results", "aesthetic": "docs/aesthetics.md#results",
+          "slow_clients": "docs/serving.md#proxy-limits-and-timeouts", "upgrade": "docs/upgrade.md"}  # else docs/benchmarks.md
 PHI_SWEEP_CONFIG = REPO / "configs" / "sweeps" / "phi_vs_baseline_small.yaml"
 NO_RESULT = "no result recorded yet"
 BLOCK = re.compile(r"(<!-- BEGIN RESULTS (\S+) -->\n)(.*?)(<!-- END RESULTS \2 -->)", re.DOTALL)
@@ -244,6 +255,24 @@ def render_serve_latency(src: Sources) -> str:
     return per_doc_blocks(src.of("serve_latency"), serve_latency_table)
 
 
+def slow_clients_tables(d: dict) -> list[str]:
+    f, c = d["figures"], d["config"]
+    probes = [[s.get("target"), s.get("stalled"), kind, f"{s[kind]['ok']}/{s[kind]['probes']}",
+               f"{s[kind]['within_goal']}/{s[kind]['probes']}", num(s[kind]["p50_s"]), num(s[kind]["max_s"])]
+              for s in f.get("slow_clients", []) for kind in ("healthz", "layout") if kind in s]
+    images = [[i.get("decode_concurrency"), f"{i.get('ok')}/{c.get('images')}", num(i.get("seconds")),
+               num(i.get("rss_before_mib")), num(i.get("rss_peak_mib")), num(i.get("rss_after_mib")),
+               num(i.get("healthz_max_s"))] for i in f.get("huge_images", [])]
+    return (table(["through", "stalled connections", "probe", "answered 200", f"within {num(c.get('goal_s'))} s",
+                   "P50 s", "max s"], probes) + [""]
+            + table(["decode_concurrency", f"{c.get('images')} concurrent 16-Mpx images: 200s", "seconds",
+                     "replica RSS before MiB", "peak MiB", "after MiB", "/healthz max s"], images))
+
+
+def render_slow_clients(src: Sources) -> str:
+    return per_doc_blocks(src.of("slow_clients"), slow_clients_tables)
+
+
 def localize_probe_row(d: dict) -> list:
     f, c = d["figures"], d["config"]
     fin, prior = f.get("final", {}), f.get("prior_baseline", {})
@@ -312,6 +341,67 @@ def quality_rows(model: dict) -> list[list]:
     return rows
 
 
+def decoders_row(v: dict) -> list:
+    q, lat = v.get("quality", {}), v.get("latency", {})
+    both, spec = q.get("both", {}), q.get("spec", {})
+    return [v.get("decoder", "?"), v.get("steps") or "-", num(both.get("element_f1@0.5")), num(both.get("mean_iou")),
+            num(spec.get("element_f1@0.5")), num(spec.get("max_iou")), num(spec.get("fid")), num(spec.get("overlap")),
+            num(spec.get("alignment"), 2), f"{num(lat.get('p50_ms'))} / {num(lat.get('p95_ms'))}",
+            num(v.get("diversity_pairwise_iou"))]
+
+
+def decoders_goal_lines(g: dict) -> list[str]:
+    names = {"spec_max_iou": "spec-only maxIoU", "spec_fid": "spec-only FID", "spec_overlap": "spec-only overlap",
+             "spec_alignment": "spec-only alignment", "both_f1@0.5": "image+spec F1@0.5 (within 0.03)"}
+    lines = [wrap(f"- {label}: AR {num(g[k]['ar'])}, diffusion {num(g[k]['diffusion'])}; diffusion ahead by "
+                  f"{num(g[k]['ahead_by'])}: {met(g[k]['met'])}", "  ") for k, label in names.items() if k in g]
+    if "latency_k25_vs_ar" in g:
+        lines.append(f"- K = 25 latency: {num(g['latency_k25_vs_ar']['ratio_p50'])}x AR's P50 (goal <= 2x): "
+                     f"{met(g['latency_k25_vs_ar']['met'])}")
+    return lines + [f"- default decoder: {g.get('default_decoder', '?')}"]
+
+
+def render_decoders(src: Sources) -> str:
+    def one(d: dict) -> list[str]:
+        f = d["figures"]
+        rows = [decoders_row(f["autoregressive"])] + [decoders_row(v) for v in f.get("diffusion", [])]
+        lines = table(["decoder", "K", "F1@0.5 image+spec", "mIoU image+spec", "F1@0.5 spec", "maxIoU spec",
+                       "FID spec", "overlap spec", "alignment spec", "latency P50 / P95 ms",
+                       "diversity (pairwise IoU)"], rows)
+        tr = f.get("training", {})
+        lines += ["", wrap("Training, each decoder: " + "; ".join(
+            f"{k} {t.get('optimizer_steps')} steps in {num(t.get('train_seconds'))} s "
+            f"({num(t.get('samples_per_s'))} samples/s)" for k, t in tr.items()) + ".")]
+        g = f.get("goals", {})
+        return lines + ["", f"Goals, best diffusion K <= 50 (K = {g.get('best_k')}) against AR:"] + \
+            decoders_goal_lines(g)
+    return per_doc_blocks(src.of("decoders"), one)
+
+
+def upgrade_tables(d: dict) -> list[str]:
+    f = d["figures"]
+    arms = [[name, num(a.get("start_val_loss"), 4), num(a.get("final_val_loss"), 4),
+             num(a["to_scratch_final"].get("steps")), pct(a.get("steps_fraction")),
+             num(a["to_scratch_final"].get("seconds")), num(a.get("seconds_total"))]
+            for name, a in f.get("arms", {}).items()]
+    errs = [[k.replace("_", " "), num(e.get("old"), 5), num(e.get("new"), 5), f"{100 * e['relative_change']:+.4g}%",
+             "; ".join(e.get("approximations", [])) or "exact"] for k, e in f.get("preserved_error", {}).items()]
+    base = f.get("noise_start_val_loss", {}).get("0.0")
+    noise = [[k, num(v, 7), "n/a" if not base else f"{100 * (v - base) / base:+.3g}%"]
+             for k, v in f.get("noise_start_val_loss", {}).items()]
+    goal = f"<= {pct(f.get('goal_steps_fraction_max'))} of the steps: {met(f.get('goal_met'))}"
+    return (table(["start", "val loss at step 0", "final val loss", "steps to scratch's final",
+                   "share of steps", "seconds to it", "seconds in all"], arms)
+            + ["", f"Phase 1 parent's validation loss {num(f.get('parent', {}).get('val_loss'), 4)}; scratch's "
+                   f"final {num(f.get('target_val_loss'), 4)}; goal (preserve reaches it in {goal})", ""]
+            + table(["growth", "parent's val loss", "grown model's val loss", "change", "what is approximate"], errs)
+            + [""] + table(["noise (x tensor std)", "val loss right after growth", "vs no noise"], noise))
+
+
+def render_upgrade(src: Sources) -> str:
+    return per_doc_blocks(src.of("upgrade"), upgrade_tables)
+
+
 def render_html_ingest(src: Sources) -> str:
     def one(d: dict) -> list[str]:
         f = d["figures"]
@@ -335,6 +425,86 @@ def render_quality(src: Sources) -> str:
                           f"overlap {num(ref.get('overlap_reference'))}."]
         return lines
     return per_doc_blocks(src.of("quality"), one)
+
+
+def render_recipe_curve(src: Sources) -> str:
+    def one(d: dict) -> list[str]:
+        f = d["figures"]
+        rows = [[s["stage"], s["epochs"], num(s["end_minutes"]), "yes" if s["finished"] else "no",
+                 *[num(s.get("test", {}).get(m, {}).get("element_f1@0.5")) for m in QUALITY_MODES],
+                 num(s.get("test", {}).get("image", {}).get("mean_iou"))] for s in f.get("stages", [])]
+        lines = table(["stage", "epochs", "ends at (min)", "finished", "test F1@0.5 image+spec", "image", "spec",
+                       "image mIoU"], rows)
+        return lines + ["", f"Best validation F1@0.5 (image+spec) {num(f.get('best_val_f1'))} at "
+                            f"{num(f.get('best_at_minutes'))} training minutes; curve: `{f.get('plot', '')}`."]
+    return per_doc_blocks(src.of("recipe_curve"), one)
+
+
+def realweb_rows(model: dict) -> list[list]:
+    sets = (("synthetic test", "synthetic"), ("real, wireframes of the real boxes", "real_wireframe"),
+            ("real, screenshots", "real_screenshot"))
+    return [[model.get("model", "?") if i == 0 else "", name,
+             *[num(model.get(key, {}).get(m, {}).get("element_f1@0.5")) for m in QUALITY_MODES],
+             num(model.get(key, {}).get("both", {}).get("mean_iou"))] for i, (name, key) in enumerate(sets)]
+
+
+AESTHETIC_SETS = (("synthetic", "synthetic test"), ("real", "real-browser pages"))
+
+
+def aesthetic_rows(f: dict) -> list[list]:
+    rows = []
+    for key, name in AESTHETIC_SETS:
+        s = f.get("sets", {}).get(key)
+        for i, (level, r) in enumerate((s or {}).get("levels", {}).items()):
+            both, spec = r.get("both", {}), r.get("spec", {})
+            lat = s.get("latency", {}).get(level, {})
+            rows.append([name if i == 0 else "", level, num(both.get("element_f1@0.5")), num(both.get("mean_iou")),
+                         f"{num(spec.get('overlap'))} ({num(spec.get('overlap_reference'))})",
+                         f"{num(spec.get('alignment'), 2)} ({num(spec.get('alignment_reference'), 2)})",
+                         f"{num(spec.get('aesthetic'))} ({num(spec.get('aesthetic_reference'))})",
+                         f"{num(lat.get('p50_ms'))} ({num(lat.get('vs_off'))}x)"])
+    return rows
+
+
+def aesthetic_goal_lines(f: dict) -> list[str]:
+    lines = []
+    for key, name in AESTHETIC_SETS:
+        g, s = f.get("goals", {}).get(key), f.get("sets", {}).get(key, {})
+        if not g:
+            continue
+        v = s.get("validation", {})
+        by = ", ".join(f"{k.replace('_', ' ')} {pct(r.get('win_rate'))}" for k, r in v.get("by_perturbation", {}).items())
+        lines.append(f"- {name} ({s.get('sections', '?')} sections): the true layout outscores a perturbed copy in "
+                     f"{pct(v.get('win_rate'))} of {v.get('pairs', '?')} pairs ({by}); goals: "
+                     + "; ".join(f"{k.replace('_', ' ')} {met(ok)}" for k, ok in g.get("met", {}).items()))
+    return lines
+
+
+def render_aesthetic(src: Sources) -> str:
+    def one(d: dict) -> list[str]:
+        f = d["figures"]
+        lines = [f"Model: `{f.get('model', '?')}` ({f.get('model_note') or f.get('phase', '?')}; trained at level "
+                 f"`{f.get('model_trained_at', '?')}`).", ""]
+        lines += table(["test set", "level", "F1@0.5 image+spec", "mIoU image+spec", "overlap spec (data)",
+                        "alignment spec (data)", "aesthetic spec (data)", "latency ms per layout (x off)"],
+                       aesthetic_rows(f))
+        return lines + [""] + aesthetic_goal_lines(f)
+    return per_doc_blocks(src.of("aesthetic"), one)
+
+
+def render_realweb(src: Sources) -> str:
+    def one(d: dict) -> list[str]:
+        models = d["figures"].get("models", [])
+        lines = table(["model", "test set", "F1@0.5 image+spec", "image", "spec", "mIoU image+spec"],
+                      [r for m in models for r in realweb_rows(m)])
+        for m in models:
+            g, n = m.get("gaps", {}), m.get("sections", {})
+            lines += ["", f"{m.get('model')}: {n.get('sections', '?')} real sections; synthetic minus real-wireframe "
+                          f"F1 (image+spec) {num(g.get('both_synthetic_minus_real_wireframe'))} (goal <= 0.10), "
+                          f"image-only wireframe minus screenshot {num(g.get('image_wireframe_minus_screenshot'))} "
+                          f"(goal <= 0.05)."]
+        return lines
+    return per_doc_blocks(src.of("realweb"), one)
 
 
 def phi_target(phi_dir: Path) -> float | None:
@@ -376,6 +546,15 @@ def phi_tables(summary: dict) -> list[str]:
                         "with small-sample correction):"), ""]
             + table(["PHI arm", "diff", "95% CI of diff", "Welch p", "Mann-Whitney U", "Mann-Whitney p",
                      "Hedges' g", "F1 diff (Welch p)"], comps))
+
+
+def render_phi_study(src: Sources) -> str:
+    """docs/phi.md's study block, from the stored study report (docs/phi/study/records.json)."""
+    records = src.phi_dir / "study" / "records.json"
+    if not records.exists():
+        return NO_RESULT
+    from trainables.report import study_markdown
+    return study_markdown(records)
 
 
 def render_phi(src: Sources) -> str:
@@ -454,6 +633,29 @@ def headline_quality(f: dict) -> tuple[str, str]:
             f"{num(both.get('overlap_reference'))}, {num(both.get('alignment_reference'), 2)}")
 
 
+def headline_recipe_curve(f: dict) -> tuple[str, str]:
+    last = (f.get("stages") or [{}])[-1]
+    image = last.get("test", {}).get("image", {})
+    return (f"quality recipe: image F1@0.5 {num(image.get('element_f1@0.5'))}, mIoU {num(image.get('mean_iou'))} "
+            f"after {num(f.get('minutes'))} min", "goal: 0.95 / 0.85 within 120 min")
+
+
+def headline_realweb(f: dict) -> tuple[str, str]:
+    m = (f.get("models") or [{}])[0]
+    real = m.get("real_screenshot", {}).get("both", {}).get("element_f1@0.5")
+    return (f"{m.get('model', '?')} model on real sections: F1@0.5 {num(real)} (screenshots, image+spec)",
+            f"synthetic test {num(m.get('synthetic', {}).get('both', {}).get('element_f1@0.5'))}")
+
+
+def headline_upgrade(f: dict) -> tuple[str, str]:
+    same = f.get("preserved_error", {}).get("phase1_to_phase2_same_inputs", {})
+    arms = f.get("arms", {})
+    best = min((a for a in arms if a != "scratch"), key=lambda a: arms[a].get("final_val_loss") or math.inf, default="")
+    return (f"phase1 -> phase2 growth changes the loss by {num(same.get('relative_change'))} (relative); "
+            f"best upgraded arm `{best}` ends at val loss {num(arms.get(best, {}).get('final_val_loss'))}",
+            f"from scratch, same steps: {num(arms.get('scratch', {}).get('final_val_loss'))}")
+
+
 def headline_html_ingest(f: dict) -> tuple[str, str]:
     return (f"from-html labels {num(f.get('element_accuracy'))} of the test pages' elements, "
             f"{num(f.get('sections_per_s'))} sections/s",
@@ -466,12 +668,46 @@ def headline_ray_presence(f: dict) -> tuple[str, str]:
             f"the instance SIGSTOPped: {num(median(f.get('stopped', {}).get('samples_per_s', [])))} samples/s")
 
 
+def headline_decoders(f: dict) -> tuple[str, str]:
+    g = f.get("goals", {})
+    best = next((v for v in f.get("diffusion", []) if v.get("steps") == g.get("best_k")), {})
+    spec = best.get("quality", {}).get("spec", {})
+    ar = f.get("autoregressive", {})
+    return (f"diffusion K = {g.get('best_k')}: spec-only maxIoU {num(spec.get('max_iou'))}, P50 "
+            f"{num(best.get('latency', {}).get('p50_ms'))} ms; default decoder: {g.get('default_decoder', '?')}",
+            f"autoregressive at the same training budget: maxIoU "
+            f"{num(ar.get('quality', {}).get('spec', {}).get('max_iou'))}, P50 {num(ar.get('latency', {}).get('p50_ms'))} ms")
+
+
+def headline_aesthetic(f: dict) -> tuple[str, str]:
+    s = f.get("sets", {}).get("synthetic", {})
+    lv, lat = s.get("levels", {}), s.get("latency", {})
+    spec = lambda level: lv.get(level, {}).get("spec", {})  # noqa: E731
+    return (f"aesthetic score (spec-only) off {num(spec('off').get('aesthetic'))}, basic "
+            f"{num(spec('basic').get('aesthetic'))}, advanced {num(spec('advanced').get('aesthetic'))}; "
+            f"latency x{num(lat.get('basic', {}).get('vs_off'))} / x{num(lat.get('advanced', {}).get('vs_off'))}",
+            f"the data's own {num(spec('off').get('aesthetic_reference'))}")
+
+
+def headline_slow_clients(f: dict) -> tuple[str, str]:
+    by = {s.get("target"): s for s in f.get("slow_clients", [])}
+    ng, sv = by.get("nginx", {}).get("healthz", {}), by.get("serve", {}).get("healthz", {})
+    img = {str(i.get("decode_concurrency")): i for i in f.get("huge_images", [])}
+    d, u = img.get("default", {}), img.get("16", {})
+    return (f"300 stalled clients, through nginx: /healthz max {num(ng.get('max_s'))} s; 16 huge images: replica "
+            f"RSS +{num((d.get('rss_peak_mib') or 0) - (d.get('rss_before_mib') or 0))} MiB at peak",
+            f"Serve alone: /healthz max {num(sv.get('max_s'))} s ({sv.get('ok')}/{sv.get('probes')} answered); "
+            f"no decode bound: +{num((u.get('rss_peak_mib') or 0) - (u.get('rss_before_mib') or 0))} MiB")
+
+
 HEADLINES: dict[str, Callable[[dict], tuple[str, str]]] = {
     "quality": headline_quality, "html_ingest": headline_html_ingest,
+    "recipe_curve": headline_recipe_curve, "realweb": headline_realweb,
     "data_throughput": headline_data_throughput, "train_throughput": headline_train_throughput,
     "infer_latency": headline_infer_latency, "serve_latency": headline_serve_latency,
     "localize_probe": headline_localize_probe, "idle_actors": headline_idle_actors,
-    "ray_presence": headline_ray_presence,
+    "ray_presence": headline_ray_presence, "decoders": headline_decoders,
+    "slow_clients": headline_slow_clients, "aesthetic": headline_aesthetic, "upgrade": headline_upgrade,
 }
 
 
@@ -507,8 +743,15 @@ RENDERERS: dict[str, Callable[[Sources], str]] = {
     "idle_actors": render_idle_actors,
     "ray_presence": render_ray_presence,
     "quality": render_quality,
+    "decoders": render_decoders,
+    "slow_clients": render_slow_clients,
     "html_ingest": render_html_ingest,
+    "recipe_curve": render_recipe_curve,
+    "realweb": render_realweb,
     "phi": render_phi,
+    "phi_study": render_phi_study,
+    "upgrade": render_upgrade,
+    "aesthetic": render_aesthetic,
 }
 
 

@@ -10,7 +10,10 @@ def add_parser(top) -> None:
         dest="sub", metavar="SUB", required=True)
     p = ro.add_parser("start", help="start a canary rollout")
     p.set_defaults(func=client.cmd_start)
-    p.add_argument("--canary", required=True, metavar="MODEL_DIR")
+    p.add_argument("--canary", required=True, metavar="MODEL_DIR|URI|models:/NAME@ALIAS",
+                   help="the new model: a directory on the serving host, a URI (s3://bucket/models/v2) or an MLflow "
+                        "registry version (models:/NAME@ALIAS, models:/NAME/VERSION; a promotion moves the alias "
+                        "of the stable model to it)")
     p.add_argument("--steps", default="10,25,50,100")
     p.add_argument("--interval", type=float, default=60.0, metavar="SECONDS")
     p.add_argument("--min-requests", type=int, default=50)

@@ -40,6 +40,11 @@ class ConfigError(ValueError):
         where = f"{source}: " if source else ""
         super().__init__(f"{where}key '{key}': {problem}")
 
+    def __reduce__(self):
+        # Rebuilt from its fields when pickled (a Ray worker's error reaching the driver); the
+        # default would call ConfigError(message) and fail, hiding the message.
+        return (type(self), (self.key, self.problem, self.source))
+
 
 def check(key: str, ok: bool, allowed: str) -> None:
     """For `__post_init__`: refuse `key` unless `ok`; `allowed` completes "must be ..."."""
@@ -61,6 +66,48 @@ def in_range(key: str, value: float, lo: float | None = None, hi: float | None =
 
 
 @dataclass
+class AestheticConfig:
+    """The aesthetic score's weights and scales and the constraint levels' settings (docs/aesthetics.md)."""
+
+    # Chosen so that true layouts outscore perturbed copies most often (docs/aesthetics.md).
+    weight_alignment: float = 2.0
+    weight_overlap: float = 2.0
+    weight_spacing: float = 0.5
+    weight_margins: float = 2.0
+    weight_reading_order: float = 1.0
+    weight_balance: float = 0.25
+    alignment_scale: float = 0.01  # LayoutGAN++ alignment a scores exp(-a / scale)
+    overlap_scale: float = 0.05  # forbidden overlap o scores exp(-o / scale)
+    spacing_tolerance: float = 0.008  # gaps closer than this count as the same spacing (about 1 bin)
+    container_types: list[str] = field(default_factory=lambda: ["card", "image"])
+    contain_fraction: float = 0.9  # a child inside a container: this share of its area inside
+    snap_tolerance: int = 2  # basic: snap a coordinate to a placed element's line this many bins away
+    loss_alignment: float = 0.1  # full: weight of the soft alignment loss in training
+    loss_overlap: float = 0.1  # full: weight of the soft forbidden-overlap loss in training
+    refine_steps: int = 20  # advanced: optimisation steps per batch of layouts
+    refine_lr: float = 0.002  # advanced: the most a coordinate moves in one step
+    refine_min_iou: float = 0.7  # advanced: a refined box keeps at least this IoU with the generated one
+
+    def __post_init__(self):
+        from layoutray.data.vocab import ELEMENT_TYPES
+
+        weights = [getattr(self, f.name) for f in dataclasses.fields(self) if f.name.startswith("weight_")]
+        for f in dataclasses.fields(self):
+            if f.name.startswith(("weight_", "loss_")):
+                in_range(f"model.aesthetics.{f.name}", getattr(self, f.name), 0.0, 100.0)
+        check("model.aesthetics", sum(weights) > 0, "given at least one positive weight_*")
+        for k in ("alignment_scale", "overlap_scale", "spacing_tolerance", "refine_lr"):
+            in_range(f"model.aesthetics.{k}", getattr(self, k), 0.0, 1.0, lo_open=True)
+        in_range("model.aesthetics.contain_fraction", self.contain_fraction, 0.0, 1.0, lo_open=True)
+        in_range("model.aesthetics.refine_min_iou", self.refine_min_iou, 0.0, 1.0)
+        in_range("model.aesthetics.snap_tolerance", self.snap_tolerance, 0, 64)
+        in_range("model.aesthetics.refine_steps", self.refine_steps, 0, 10000)
+        bad = [t for t in self.container_types if t not in ELEMENT_TYPES]
+        check("model.aesthetics.container_types", not bad,
+              f"element types ({', '.join(ELEMENT_TYPES)}); got {', '.join(map(repr, bad))}")
+
+
+@dataclass
 class ModelConfig:
     d_model: int = 128
     n_heads: int = 4
@@ -78,10 +125,12 @@ class ModelConfig:
     # Channels of a convolutional stem before the patch embedding (0 = none): two stride-2 3x3
     # convolutions give each patch token local edge and corner features instead of raw pixels.
     conv_stem: int = 0
-    # Reserved for a diffusion decoder and aesthetic constraints: validated and carried in the
-    # phase files so that configs stay stable when a model reads them; nothing reads them yet.
+    # The layout decoder: autoregressive (network.py) or discrete diffusion (diffusion.py), whose
+    # number of noise steps T is diffusion_steps (100/200/500/1000 in phases 1-4).
+    decoder: Literal["autoregressive", "diffusion"] = "autoregressive"
     diffusion_steps: int = 100
     aesthetic_constraints: Literal["off", "basic", "full", "advanced"] = "off"
+    aesthetics: AestheticConfig = field(default_factory=AestheticConfig)
 
     def __post_init__(self):
         for k in ("d_model", "n_heads", "n_layers", "ff_mult", "patch_size", "image_height",
@@ -139,6 +188,9 @@ class TrainingConfig:
     dense_weight: float = 0.0  # weight of the dense head's loss (needs model.dense_cell > 0)
     task_mix: TaskMix = field(default_factory=TaskMix)
     max_steps_per_epoch: int = 0  # 0: a full pass over the train split
+    # Recompute each transformer block's activations in the backward pass instead of keeping
+    # them: per-layer activation memory drops to the block inputs, for about 1/3 more compute.
+    activation_checkpointing: bool = False
 
     def __post_init__(self):
         in_range("training.batch_size", self.batch_size, 1)
@@ -203,6 +255,11 @@ class DataConfig:
     synth_mix: float = 0.0
     synth_val: int = 200  # the fixed validation set of a synthetic-stream run
     synth_test: int = 200  # and its fixed test set
+    # How the generator draws its images: wireframe, screenshot (themes, glyphs, photographs,
+    # shadows) or mixed (either, per example); and how wide its size distributions are: base or
+    # wide (narrower text blocks, smaller logos/avatars/inputs/badges, as real pages have them).
+    synth_appearance: str = "wireframe"
+    synth_variety: str = "base"
 
     def __post_init__(self):
         in_range("data.strength", self.strength, 0.0, 4.0)
@@ -210,6 +267,9 @@ class DataConfig:
         in_range("data.synth_mix", self.synth_mix, 0.0, 0.95)
         in_range("data.synth_val", self.synth_val, 1)
         in_range("data.synth_test", self.synth_test, 1)
+        check("data.synth_appearance", self.synth_appearance in ("wireframe", "screenshot", "mixed"),
+              "one of wireframe, screenshot, mixed")
+        check("data.synth_variety", self.synth_variety in ("base", "wide"), "one of base, wide")
         in_range("data.clean_epochs", self.clean_epochs, 0)
         in_range("data.max_bad_fraction", self.max_bad_fraction, 0.0, 1.0)
         in_range("data.preprocess_concurrency", self.preprocess_concurrency, 1)
@@ -235,10 +295,16 @@ class ScalingConfig:
 @dataclass
 class DeepSpeedConfig:
     zero_stage: Literal[0, 1, 2, 3] = 0
-    precision: Literal["fp32", "bf16"] = "fp32"  # bf16 only pays on GPUs with bf16 units
+    # bf16 only pays on GPUs with bf16 units; fp16 (V100, T4 and other GPUs without them) trains
+    # with DeepSpeed's loss scaling: dynamic when loss_scale is 0, starting at 2^initial_scale_power.
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     offload_optimizer: bool = False
+    loss_scale: float = 0.0  # fp16 only: 0 = dynamic loss scaling, else this fixed scale
+    initial_scale_power: int = 16  # fp16 dynamic scaling starts at 2^this
 
     def __post_init__(self):
+        in_range("deepspeed.loss_scale", self.loss_scale, 0.0)
+        in_range("deepspeed.initial_scale_power", self.initial_scale_power, 0, 32)
         # At stage 0 DeepSpeed has no ZeRO optimizer to offload and silently keeps it in place.
         check("deepspeed.offload_optimizer", not self.offload_optimizer or self.zero_stage >= 1,
                "false at deepspeed.zero_stage 0 (DeepSpeed offloads ZeRO's optimizer partitions only)")
@@ -288,6 +354,23 @@ class CheckpointConfig:
 
 
 @dataclass
+class TrackingConfig:
+    """Where a run's params, metrics and model go besides metrics.jsonl and TensorBoard (docs/tracking.md)."""
+
+    backend: Literal["tensorboard", "mlflow"] = "tensorboard"
+    uri: str = ""  # the MLflow tracking server; "" = the MLFLOW_TRACKING_URI environment variable
+    experiment: str = "layoutray"
+    registered_model: str = "layoutray"  # a finished model becomes a version of it; "" = not registered
+
+    def __post_init__(self):
+        # The URI is written into config.yaml and every model artifact: no secrets in it.
+        check("tracking.uri", "@" not in self.uri.split("://", 1)[-1].split("/", 1)[0],
+              "a URI without credentials (MLflow reads MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD "
+              "or MLFLOW_TRACKING_TOKEN from the environment)")
+        check("tracking.experiment", bool(self.experiment.strip()), "a non-empty experiment name")
+
+
+@dataclass
 class RunConfig:
     phase: PhaseName = "phase1"
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -298,6 +381,7 @@ class RunConfig:
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
     def __post_init__(self):
         check("training.dense_weight", self.training.dense_weight == 0 or self.model.dense_cell > 0,

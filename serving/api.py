@@ -161,7 +161,12 @@ def _numeric_start_defaults() -> dict:
 
 
 def safe_is_dir(path: str) -> bool:
-    """Path.is_dir that answers False instead of raising (EACCES, ENAMETOOLONG, ...)."""
+    """Path.is_dir that answers False instead of raising (EACCES, ENAMETOOLONG, ...). A URI
+    (s3://...) passes: the model slot that loads it names what is wrong with it."""
+    from layoutray import storage
+
+    if storage.is_uri(path):
+        return True
     try:
         return Path(path).is_dir()
     except (OSError, ValueError):
@@ -199,6 +204,15 @@ class Canvas(BaseModel):
     height: int = Field(800, ge=16, le=16384, description="canvas height in pixels")
 
 
+class FixedBox(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: ElementType
+    x: int = Field(ge=0, le=Limits.max_canvas, description="left edge in canvas pixels (< canvas width)")
+    y: int = Field(ge=0, le=Limits.max_canvas, description="top edge in canvas pixels (< canvas height)")
+    width: int = Field(ge=1, le=Limits.max_canvas, description="x + width <= canvas width")
+    height: int = Field(ge=1, le=Limits.max_canvas, description="y + height <= canvas height")
+
+
 class LayoutRequestModel(BaseModel):
     """Body of POST /v1/layouts. Every field is optional, but give at least one of `section_type`,
     `elements` and `image` (a section type alone lets the model choose the elements)."""
@@ -218,6 +232,15 @@ class LayoutRequestModel(BaseModel):
                          f"{Limits.max_temperature}]")
     top_p: float = Field(1.0, ge=Limits.min_top_p, le=1.0, description="nucleus sampling mass")
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    steps: Optional[int] = Field(None, ge=1, le=Limits.max_steps,
+                                 description="diffusion models: sampling steps K (default and above the model's "
+                                             "T: T); autoregressive models have no steps and ignore it")
+    fixed: Optional[list[FixedBox]] = Field(
+        None, max_length=Limits.max_elements,
+        description="boxes of a partial layout in canvas pixels, held as given while the rest is generated "
+                    "(each one of `elements` when those are given)")
+    constraints: Optional[Literal["off", "basic", "full", "advanced"]] = Field(
+        None, description="aesthetic constraint level (docs/aesthetics.md); default: the model's own")
 
 
 def layout_request_schema() -> dict:
@@ -238,8 +261,9 @@ class StartBody(BaseModel):
     """Body of POST /admin/rollout/start (all optional)."""
 
     model_config = ConfigDict(extra="forbid")
-    canary: Optional[str] = Field(None, description="model directory on the serving host to load into the "
-                                  "canary slot; omitted: the slot's current model")
+    canary: Optional[str] = Field(None, description="model directory on the serving host, object-storage URI "
+                                  "or MLflow registry reference (models:/NAME@ALIAS, models:/NAME/VERSION) to load "
+                                  "into the canary slot; omitted: the slot's current model")
     steps: Union[str, list[float]] = Field("10,25,50,100", description="increasing canary percentages ending at 100")
     interval: float = Field(60.0, gt=0, le=7 * 86400, description="seconds per analysis window")
     min_requests: int = Field(50, ge=1, le=10**9)
@@ -269,6 +293,7 @@ class Layout(BaseModel):
     elements: list[LayoutElement]
     alignment: Optional[float] = Field(None, description="alignment score of this layout")
     overlap: Optional[float] = Field(None, description="overlap score of this layout")
+    aesthetic: Optional[float] = Field(None, description="aesthetic score of this layout in [0, 1] (docs/aesthetics.md)")
 
 
 class LayoutResponse(BaseModel):

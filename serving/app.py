@@ -29,7 +29,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from ray import serve
 
-from serving import api
+from layoutray.config import ConfigError
+from layoutray.tracking import is_model_ref, move_alias, resolve_model_ref
+from serving import api, web
 from serving.judge import Windows, answer_quality, measured_by_slot, request_agreement
 from serving.model_server import LayoutModel, replica_id, resolve_path
 from serving.rollout import (ACTIVE, RolloutController, RolloutError, check_start_body, load_admin_token,
@@ -64,6 +66,10 @@ ROUTER_DEFAULTS = {
     "admin_token_file": None,  # else env LAYOUTRAY_ADMIN_TOKEN / LAYOUTRAY_ADMIN_TOKEN_FILE
     "tick_s": 0.2,  # how often the controller checks whether a window is due
     "model_load_timeout_s": 300.0,
+    # The MLflow server of models:/NAME@ALIAS references (None: env MLFLOW_TRACKING_URI), and the
+    # alias a promotion points at the new stable version when the old one had none (docs/tracking.md).
+    "tracking_uri": None,
+    "promote_alias": "champion",
     # Rollout analysis settings not on the CLI.
     "rollout": {"alpha": 0.05, "latency_ratio": 1.5, "latency_slack_ms": 50.0, "max_failed_windows": 2},
 }
@@ -88,6 +94,11 @@ def _error(status: int, field: str, message: str, headers: Optional[dict] = None
 # ============================================================================ metrics
 
 
+def candidate_slot(entry: dict) -> str:
+    """The slot a rollout decision is about: the canary's, which a promotion has just made stable."""
+    return entry.get("stable" if entry.get("decision") == "promote" else "canary") or "unknown"
+
+
 class RouterMetrics:
     """The router's metrics (exported by Ray's metrics agent). Created inside the replica: Ray's
     metric objects belong to the process that records them."""
@@ -107,8 +118,8 @@ class RouterMetrics:
                                      tag_keys=("status", "field"))
         # Per-slot state (a slot changes models during a rollout): labelled by slot only.
         self.weight = Gauge("layoutray_version_weight_percent", "traffic weight", tag_keys=("slot",))
-        self.decisions = Counter("layoutray_rollout_decisions_total", "rollout decisions",
-                                 tag_keys=("decision",))
+        self.decisions = Counter("layoutray_rollout_decisions_total", "rollout decisions by the model and "
+                                 "slot they judged (the rollout's candidate)", tag_keys=("decision", "version", "slot"))
         self.step = Gauge("layoutray_rollout_canary_percent", "canary weight of the rollout",
                           tag_keys=("slot",))
         self.win_err = Gauge("layoutray_rollout_window_error_rate", "error rate in the last analysis window",
@@ -125,9 +136,9 @@ class RouterMetrics:
         for slot in SLOTS:
             self.weight.set(float(weights.get(slot, 0)), tags={"slot": slot})
 
-    def decision(self, entry: dict, state) -> None:
-        """A rollout decision (its audit entry) and the state it left (`state`)."""
-        self.decisions.inc(tags={"decision": entry["decision"]})
+    def decision(self, entry: dict, state, model: str) -> None:
+        """A rollout decision (its audit entry) about `model`, and the state it left (`state`)."""
+        self.decisions.inc(tags={"decision": entry["decision"], "version": model, "slot": candidate_slot(entry)})
         self.step.set(float(state.weights.get(state.canary, 0)), tags={"slot": state.canary})
         for slot, m in measured_by_slot(entry).items():
             if m.get("error_rate") is not None:
@@ -144,6 +155,7 @@ http_app = FastAPI(
     description="Generate web section layouts. POST /v1/layouts; versions and weights at /v1/models. "
                 "Admin endpoints (/admin/...) need `Authorization: Bearer <token>`.",
 )
+web.add_routes(http_app)  # the playground (/) and the rollout console (/console): serving/web.py
 
 
 @serve.deployment(num_replicas=1, max_ongoing_requests=256, ray_actor_options={"num_cpus": 0},
@@ -155,7 +167,7 @@ class Router:
     One replica on purpose: the analysis windows see every request, and the weights never
     disagree between replicas."""
 
-    def __init__(self, blue, green, state_dir: str):
+    def __init__(self, blue, green, state_dir: str, registry: Optional[dict] = None):
         self.handles = {"blue": blue, "green": green}
         # Requests without a large image go straight to the replica over gRPC instead of through
         # Ray's object store: about 2 ms less per request on a 2-core machine
@@ -170,6 +182,7 @@ class Router:
         self._infos: dict[str, dict] = {}
         self._bg: set = set()  # shadow calls in flight: the loop keeps only weak references to tasks
         self.metrics = RouterMetrics()
+        self._registry_at_build = {slot: ref for slot, ref in (registry or {}).items() if ref}
 
     # --- configuration and the controller ----------------------------------------------------
     async def reconfigure(self, user_config: dict) -> None:
@@ -179,6 +192,9 @@ class Router:
         if self.ctl is None:
             # First configuration: a saved state (a rollout in progress, a promotion) wins.
             self.ctl = RolloutController(self.state_dir, stable, canary, weights)
+            if not self.ctl.state.registry:  # a saved state's versions win; so do its assigned artifacts
+                self.ctl.state.registry = {slot: ref for slot, ref in self._registry_at_build.items()
+                                           if slot not in self.ctl.state.artifacts}
             if not self.ctl.restored:
                 self.ctl.store.save(self.ctl.state)
             self.traffic = TrafficPolicy(self.ctl.state)
@@ -205,10 +221,35 @@ class Router:
     def _on_decision(self, entry: Optional[dict]) -> None:
         if not entry:
             return
-        self.metrics.decision(entry, self.ctl.state)
+        model = (self._infos.get(candidate_slot(entry)) or {}).get("model") or "unknown"
+        self.metrics.decision(entry, self.ctl.state, model)
         self.windows.reset()  # a decision closes the window: the next one judges the new weights
         self.metrics.weights(self.ctl.state.weights)
         logger.info("rollout %s: %s", entry["decision"], entry["reason"])
+        move = self.ctl.promotion_move(self.cfg["promote_alias"]) if entry["decision"] == "promote" else None
+        if move:  # the registry follows the promotion; traffic does not wait for it
+            t = asyncio.get_running_loop().create_task(self._move_alias(*move))
+            self._bg.add(t)
+            t.add_done_callback(self._bg.discard)
+
+    async def _move_alias(self, name: str, alias: str, version: str) -> None:
+        try:
+            await asyncio.to_thread(move_alias, self.cfg.get("tracking_uri") or "", name, alias, version)
+            error = None
+        except Exception as e:  # noqa: BLE001 - recorded in the audit log; the promotion stands
+            error = f"{type(e).__name__}: {e}"[:300]
+        entry = self.ctl.registry_moved(name, alias, version, error)
+        (logger.info if error is None else logger.error)("registry: %s", entry["reason"])
+
+    async def _fetch_ref(self, ref: str) -> tuple[str, dict]:
+        """A models:/ reference's artifact, fetched under the state dir (a 422 naming it when it cannot be)."""
+        try:
+            return await asyncio.to_thread(resolve_model_ref, ref, os.path.join(self.state_dir, "registry"),
+                                           self.cfg.get("tracking_uri") or "")
+        except ConfigError as e:  # TrackingError: unreachable server, unknown name, alias or version
+            raise RolloutError(e.problem, 422, "canary") from None
+        except Exception as e:  # noqa: BLE001 - the download itself failed
+            raise RolloutError(f"{ref}: could not fetch it: {type(e).__name__}: {e}"[:300], 503, "canary") from None
 
     # --- calling the model slots ----------------------------------------------------------
     async def _attempt(self, slot: str, payload: dict, timeout: float, role: str) -> tuple[bool, Any]:
@@ -224,6 +265,10 @@ class Router:
             ok, outcome, result = False, "timeout", f"{slot} timed out after {timeout:.1f} s"
         except Exception as e:  # noqa: BLE001 - any replica/model error
             ok, outcome, result = False, "error", f"{slot} failed: {type(e).__name__}"
+        if ok and "client_error" in result:  # pixels that do not decode: the client's fault, not the model's
+            self.metrics.requests.inc(tags={"version": result.get("model") or "unknown", "slot": slot,
+                                            "role": role, "outcome": "client_error"})
+            return ok, result
         latency_ms = (time.perf_counter() - t0) * 1000.0
         # The model that answered says who it is; a failure is charged to the slot's last known model.
         model = (result.get("model") if ok else None) or (self._infos.get(slot) or {}).get("model") or "unknown"
@@ -246,7 +291,7 @@ class Router:
             if t.cancelled() or t.exception() is not None:
                 return
             shadow_ok, shadow_result = t.result()
-            if shadow_ok:
+            if shadow_ok and "client_error" not in shadow_result:
                 self.windows.add_agreement(slot, request_agreement(payload, primary_result, shadow_result))
         shadow_task.add_done_callback(done)
 
@@ -258,6 +303,10 @@ class Router:
         shadow_task = self._shadow(shadow, payload) if shadow else None
         ok, result = await self._attempt(chosen, payload, min(float(cfg["version_timeout_s"]),
                                                                 deadline - time.perf_counter()), "primary")
+        if ok and "client_error" in result:
+            err = result["client_error"]
+            self.metrics.client_errors.inc(tags={"status": str(err["status"]), "field": api.metric_field(err["field"])})
+            return _error(err["status"], err["field"], err["message"])
         if shadow_task is not None and ok:
             self._agree_later(shadow, shadow_task, payload, result)
         served = chosen
@@ -282,7 +331,9 @@ class Router:
             info = await self._info(slot, max_age_s=30.0)
             if info and info.get("max_elements"):
                 caps.append(int(info["max_elements"]))
-        return api.Limits.from_config(self.cfg, min(caps) if caps else 16)
+        limits = api.Limits.from_config(self.cfg, min(caps) if caps else 16)
+        limits.decode_images = False  # the model replica decodes, off its event loop: not this loop
+        return limits
 
     async def _info(self, slot: str, max_age_s: float = 0.0) -> Optional[dict]:
         cached = self._infos.get(slot)
@@ -326,6 +377,7 @@ class Router:
             role = "stable" if slot == st.stable else "canary"
             model = (info or {}).get("model") or (self._infos.get(slot) or {}).get("model")
             versions.append({"name": slot, "role": role, "weight": st.weights.get(slot, 0),
+                             "registry": st.registry.get(slot),
                              **{k: v for k, v in (info or {}).items() if k != "_at"}, "id": model, "slot": slot})
         full = {"versions": versions, "stable": st.stable, "canary": st.canary,
                 "weights_source": st.weights_source, "shadow_share": self.cfg["shadow_share"],
@@ -375,6 +427,15 @@ class Router:
         denied = self._auth(request)
         return denied or JSONResponse(self._status_body())
 
+    @http_app.get("/admin/stats", summary="Per-version numbers of the open analysis window (bearer token)")
+    async def admin_stats(self, request: Request):
+        denied = self._auth(request)
+        if denied:
+            return denied
+        models = {slot: ((await self._info(slot, max_age_s=5.0)) or {}).get("model")
+                  or (self._infos.get(slot) or {}).get("model") for slot in SLOTS}
+        return JSONResponse(web.version_stats(self.windows, self.ctl.state, models, self.windows.clock()))
+
     @http_app.post("/admin/rollout/start", summary="Start a canary rollout (bearer token)",
                    responses=api.ERROR_RESPONSES, openapi_extra={"requestBody": {"content": {
                        "application/json": {"schema": api.start_body_schema()}}}})
@@ -391,7 +452,9 @@ class Router:
             st = self.ctl.state
             if st.status in ACTIVE:
                 raise RolloutError(f"a rollout is already {st.status}", 409)
-            canary_dir = body.get("canary")
+            canary_dir, canary_ref = body.get("canary"), None
+            if is_model_ref(canary_dir):
+                canary_dir, canary_ref = await self._fetch_ref(canary_dir)
             if canary_dir is not None and not api.safe_is_dir(canary_dir):
                 raise RolloutError(f"not a directory on the serving host: {str(canary_dir)[:200]!r}", 422, "canary")
             options = start_options(body, self.cfg["rollout"])
@@ -404,7 +467,9 @@ class Router:
                 return err
 
         async def act():
-            return self.ctl.start(canary_dir, **options)
+            entry = self.ctl.start(canary_dir, **options)
+            self.ctl.set_registry(self.ctl.state.canary, canary_ref)
+            return entry
         return await self._admin(request, act)
 
     async def _load_canary(self, canary_dir: str) -> Optional[JSONResponse]:
@@ -467,13 +532,18 @@ def build_app(args: Optional[dict] = None):
     """The bound application. args (all optional): stable_model, canary_model, state_dir,
     router (Router user_config), blue / green (LayoutModel user_config per slot),
     model_num_cpus. Artifact dirs default to env LAYOUTRAY_STABLE_MODEL / LAYOUTRAY_CANARY_MODEL,
-    then runs/quickstart/model; the state dir to env LAYOUTRAY_SERVE_STATE_DIR, then runs/serving."""
+    then runs/quickstart/model; the state dir to env LAYOUTRAY_SERVE_STATE_DIR, then runs/serving.
+    A model given as models:/NAME@ALIAS (or /VERSION) is fetched from the MLflow registry here
+    (args tracking_uri, else the router's, else env MLFLOW_TRACKING_URI)."""
     args = dict(args or {})
-    stable = resolve_path(args.get("stable_model") or os.environ.get("LAYOUTRAY_STABLE_MODEL") or DEFAULT_MODEL)
-    canary = resolve_path(args.get("canary_model") or os.environ.get("LAYOUTRAY_CANARY_MODEL") or DEFAULT_MODEL)
     state_dir = resolve_path(args.get("state_dir") or os.environ.get("LAYOUTRAY_SERVE_STATE_DIR")
                              or DEFAULT_STATE_DIR)
     router_cfg = dict(args.get("router") or {})
+    uri = args.get("tracking_uri") or router_cfg.get("tracking_uri") or ""
+    stable, stable_ref = _model_arg(args.get("stable_model") or os.environ.get("LAYOUTRAY_STABLE_MODEL")
+                                    or DEFAULT_MODEL, state_dir, uri)
+    canary, canary_ref = _model_arg(args.get("canary_model") or os.environ.get("LAYOUTRAY_CANARY_MODEL")
+                                    or DEFAULT_MODEL, state_dir, uri)
     ncpu = float(args.get("model_num_cpus", 1))
     models = {}
     for slot, path in (("blue", stable), ("green", canary)):
@@ -482,7 +552,14 @@ def build_app(args: Optional[dict] = None):
             user_config=dict(args.get(slot) or {}), ray_actor_options={"num_cpus": ncpu},
         ).bind(slot, path, state_dir)
     return Router.options(user_config=router_cfg).bind(
-        models["blue"], models["green"], state_dir)
+        models["blue"], models["green"], state_dir, {"blue": stable_ref, "green": canary_ref})
+
+
+def _model_arg(model: str, state_dir: str, tracking_uri: str) -> tuple[str, Optional[dict]]:
+    """(artifact path, registry version or None) of a slot's model argument."""
+    if is_model_ref(model):
+        return resolve_model_ref(model, os.path.join(state_dir, "registry"), tracking_uri)
+    return resolve_path(model), None
 
 
 def build_model_app(artifact_dir: str, user_config: Optional[dict] = None, name: str = "direct",

@@ -68,10 +68,10 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from layoutray.data.augment import AugmentParams, augment
 from layoutray.config import RunConfig, config_from_dict
+from layoutray import storage
 from layoutray.data.dataset import DatasetError, shard_paths, unreadable_shard
 from layoutray.data.imaging import ImageError, decode_png, to_model_array
 from layoutray.schedules import (DEFAULT_DIFFICULTY_EDGES, difficulty_bucket, phase_settings_at,
@@ -401,9 +401,11 @@ def check_shards(paths: list[Path]) -> int:
     rows = 0
     for path in paths:
         try:
-            f = pq.ParquetFile(path)
+            f = storage.parquet_file(path)
             names = set(f.schema_arrow.names)
             rows += f.metadata.num_rows
+        except storage.StorageError:
+            raise
         except Exception as e:  # pyarrow raises several types for a damaged footer
             raise unreadable_shard(path, e) from None
         missing = [c for c in COLUMNS if c not in names]
@@ -417,7 +419,7 @@ def _find_unreadable_shard(paths: list[Path], error: Exception) -> DatasetError:
     whole, locally, until one fails (only on this failure path)."""
     for path in paths:
         try:
-            pq.read_table(path)
+            storage.parquet_file(path).read()
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types
             return unreadable_shard(path, e)
     from layoutray.data.batches import _as_dataset_error  # batches imports this module
@@ -434,7 +436,7 @@ def difficulty_counts(paths: Iterable[Path], edges: tuple[int, ...] = DEFAULT_DI
     counts = np.zeros(len(edges) + 1, np.int64)
     for path in paths:
         try:
-            f = pq.ParquetFile(path)
+            f = storage.parquet_file(path)
             leaf = next((f.schema.column(i).path for i in range(f.metadata.num_columns)
                          if f.schema.column(i).path.startswith("elements.")), "elements")
             for rb in f.iter_batches(batch_size=65536, columns=[leaf]):
@@ -457,7 +459,7 @@ def sampling_rates(cfg: RunConfig, paths: Iterable[Path], train: bool) -> list[f
 def split_shards(root: str | Path, split: str) -> tuple[list[Path], int]:
     paths = shard_paths(root, split)
     if not paths:
-        raise DatasetError(f"{Path(root) / split}: no part-*.parquet shards")
+        raise DatasetError(f"{storage.join(root, split)}: no part-*.parquet shards")
     return paths, check_shards(paths)
 
 
@@ -488,8 +490,10 @@ def _read_parquet(paths: list[Path], train: bool, seed: int):
     context = DataContext.get_current()
     use_v2, context.use_datasource_v2 = context.use_datasource_v2, False
     try:
+        # URIs are read by the workers themselves, with the filesystem (and its endpoint) given here.
+        fs = storage.resolve(paths[0])[0] if storage.is_uri(paths[0]) else None
         return ray.data.read_parquet(
-            [str(p) for p in paths], include_paths=True,
+            [str(p) for p in paths], include_paths=True, filesystem=fs,
             # A fixed integer seed would replay one order; this reseeds per execution.
             shuffle=FileShuffleConfig(seed=seed, reseed_after_execution=True) if train else None)
     except Exception as e:  # V1 samples rows of the shards here: a damaged page fails now
@@ -526,7 +530,8 @@ def build_training_stream(cfg: RunConfig, *, stream_seed: int, rows: int, seed: 
 
     cfg = as_config(cfg)
     fresh = preprocess(synth_rows(stream_seed, rows, max_elements=cfg.model.max_elements,
-                                  epoch_offset=epoch_offset), cfg, train=True, seed=seed,
+                                  epoch_offset=epoch_offset, appearance=cfg.data.synth_appearance,
+                                  variety=cfg.data.synth_variety), cfg, train=True, seed=seed,
                        epoch_offset=epoch_offset)
     if parquet_root is None:
         return fresh

@@ -46,8 +46,8 @@ class Source:
 
 
 def parse_source(text: str) -> Source:
-    """`synth`, `synth:SEED` or a dataset directory. A directory literally named `synth` must be
-    written `./synth`."""
+    """`synth`, `synth:SEED` or a dataset directory (a local path or a URI such as
+    `s3://bucket/sections`). A directory literally named `synth` must be written `./synth`."""
     head, _, seed = str(text).partition(":")
     if head != SYNTH_PREFIX:
         return Source("dir", path=str(text))
@@ -66,7 +66,7 @@ def stream_rng(seed: int, epoch: int, index: int) -> random.Random:
 
 
 def generate_block(batch: dict[str, np.ndarray], seed: int, rows_per_block: int, max_elements: int,
-                   epoch_offset: int = 0) -> pa.Table:
+                   epoch_offset: int = 0, appearance: str = "wireframe", variety: str = "base") -> pa.Table:
     """`map_batches` function: block indices in, rows of the dataset schema out."""
     from layoutray.data.pipeline import _execution_index
 
@@ -75,7 +75,8 @@ def generate_block(batch: dict[str, np.ndarray], seed: int, rows_per_block: int,
     for block in batch["id"].tolist():
         for r in range(rows_per_block):
             index = int(block) * rows_per_block + r
-            row = generate_example(stream_rng(seed, epoch, index), index, max_elements=max_elements)
+            row = generate_example(stream_rng(seed, epoch, index), index, max_elements=max_elements,
+                                   seed=seed * 1_000_003 + epoch, appearance=appearance, variety=variety)
             row["id"] = f"stream-{seed}-e{epoch}-{index:07d}"
             rows.append(row)
     table = pa.Table.from_pylist(rows, schema=dataset.SCHEMA)
@@ -84,7 +85,7 @@ def generate_block(batch: dict[str, np.ndarray], seed: int, rows_per_block: int,
 
 
 def synth_rows(seed: int, rows: int, *, max_elements: int = DEFAULT_MAX_ELEMENTS, epoch_offset: int = 0,
-               num_cpus: float = 1.0):
+               num_cpus: float = 1.0, appearance: str = "wireframe", variety: str = "base"):
     """A Ray Dataset of about `rows` fresh rows per execution (whole blocks: rounded up)."""
     import ray.data
 
@@ -92,7 +93,8 @@ def synth_rows(seed: int, rows: int, *, max_elements: int = DEFAULT_MAX_ELEMENTS
     ds = ray.data.range(blocks, override_num_blocks=blocks)
     return ds.map_batches(generate_block, batch_size=1, batch_format="numpy", num_cpus=num_cpus,
                           fn_kwargs={"seed": seed, "rows_per_block": ROWS_PER_BLOCK,
-                                     "max_elements": max_elements, "epoch_offset": epoch_offset})
+                                     "max_elements": max_elements, "epoch_offset": epoch_offset,
+                                     "appearance": appearance, "variety": variety})
 
 
 def stream_size(rows: int) -> int:
@@ -101,16 +103,20 @@ def stream_size(rows: int) -> int:
 
 
 def write_eval_splits(out_dir: str | Path, seed: int, val: int, test: int,
-                      max_elements: int = DEFAULT_MAX_ELEMENTS, shard_rows: int = 500) -> dict:
+                      max_elements: int = DEFAULT_MAX_ELEMENTS, shard_rows: int = 500,
+                      appearance: str = "wireframe", variety: str = "base") -> dict:
     """Fixed validation and test sets for a synthetic-stream run, drawn once from `seed` by the
     ordinary generator, as a dataset directory with no train split. Reused when it exists with
-    the same sizes."""
-    out = Path(out_dir)
+    the same sizes. `out_dir` is a local directory or a URI."""
+    out = out_dir
     want = {"val": val, "test": test}
+    gen = {"name": "layoutray.data.stream.write_eval_splits", "seed": seed, "max_elements": max_elements,
+           "appearance": appearance, "variety": variety}
     try:
         m = dataset.read_manifest(out)
+        old = {"appearance": "wireframe", "variety": "base", **(m.get("generator") or {})}
         if m.get("counts", {}).get("val") == val and m.get("counts", {}).get("test") == test \
-                and (m.get("generator") or {}).get("seed") == seed:
+                and all(old.get(k) == v for k, v in gen.items() if k != "name"):
             return m
     except Exception:  # noqa: BLE001 - absent or unreadable: made anew below
         pass
@@ -118,6 +124,6 @@ def write_eval_splits(out_dir: str | Path, seed: int, val: int, test: int,
     for split, n in want.items():
         idx = range(start, start + n)
         start += n
-        shards += dataset.write_split(out, split, iter_examples(idx, seed, max_elements), shard_rows)
-    gen = {"name": "layoutray.data.stream.write_eval_splits", "seed": seed, "max_elements": max_elements}
+        shards += dataset.write_split(out, split, iter_examples(idx, seed, max_elements, appearance, variety),
+                                      shard_rows)
     return dataset.write_manifest(out, shards, generator=gen)

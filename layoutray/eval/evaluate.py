@@ -18,6 +18,8 @@ from layoutray.eval.fid import layout_features
 from layoutray.eval.generative import generative_metrics
 from layoutray.eval.metrics import element_prf_by_type, layout_metrics, miss_analysis, token_accuracy_counts
 from layoutray.model.tokenizer import NULL, PAD, Box, LayoutTokenizer
+from layoutray.model.constraints import REFINE_LEVELS, check_level
+from layoutray.model.refine import refine_layouts
 
 MODES = ("both", "image", "spec")
 AUGMENT_SEED = 1234  # the augmented test is the same draw for every model  # what conditions the generation
@@ -30,7 +32,11 @@ def ground_truth(tokenizer: LayoutTokenizer, tokens: torch.Tensor) -> list[list[
 
 @torch.no_grad()
 def teacher_forced(model, batch: dict) -> tuple[float, int, int]:
-    """(summed loss, counted tokens, correct tokens) for one batch."""
+    """(summed loss, counted tokens, correct tokens) for one batch (a diffusion model: on its
+    masked places at a fixed draw of the noise, diffusion.teacher_forced)."""
+    if getattr(model, "diffusion", None) is not None:
+        from layoutray.model.diffusion import teacher_forced as diffusion_teacher_forced
+        return diffusion_teacher_forced(model, batch)
     tokens = batch["tokens"]
     logits = model(batch["image"], batch["has_image"], batch["spec"], tokens[:, :-1])
     targets = tokens[:, 1:]
@@ -57,12 +63,15 @@ def condition(batch: dict, mode: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 @torch.no_grad()
 def generate_for_mode(model, tokenizer: LayoutTokenizer, batch: dict, mode: str,
-                      max_elements: int) -> tuple[list[list[Box]], list[bool]]:
-    """Greedy layouts for a batch conditioned as `mode`; (layouts, parsed_ok)."""
+                      max_elements: int, steps: int | None = None, constraints: str = "off",
+                      aesthetics=None) -> tuple[list[list[Box]], list[bool]]:
+    """Greedy layouts for a batch conditioned as `mode`; (layouts, parsed_ok). `steps`: a diffusion
+    model's sampling steps (None: its T). `constraints`: the aesthetic level (model/constraints.py),
+    `aesthetics` its settings (config.AestheticConfig; None: the defaults)."""
     spec, has_image = condition(batch, mode)
     required = None if mode == "image" else [tokenizer.spec_types(row) or None for row in spec.tolist()]
     ids = generate_tokens(model, tokenizer, batch["image"], has_image, spec, max_elements=max_elements,
-                          required_types=required)
+                          required_types=required, steps=steps, constraints=constraints, aesthetics=aesthetics)
     layouts, ok = [], []
     for row in ids.tolist():
         try:
@@ -71,12 +80,16 @@ def generate_for_mode(model, tokenizer: LayoutTokenizer, batch: dict, mode: str,
         except ValueError:
             layouts.append([])  # an unparseable sequence counts against recall
             ok.append(False)
+    if constraints in REFINE_LEVELS:
+        layouts = refine_layouts(layouts, aesthetics)
     return layouts, ok
 
 
 def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict], *, max_elements: int,
-                     modes: tuple[str, ...] = MODES, generate_limit: int | None = None) -> dict:
-    """Metrics over batches. Generation runs on the first `generate_limit` examples (None: all)."""
+                     modes: tuple[str, ...] = MODES, generate_limit: int | None = None,
+                     steps: int | None = None, constraints: str = "off", aesthetics=None) -> dict:
+    """Metrics over batches. Generation runs on the first `generate_limit` examples (None: all),
+    at aesthetic level `constraints` with settings `aesthetics` (see generate_for_mode)."""
     was_training = model.training
     model.eval()
     loss_sum, n_tok, n_correct, seen = 0.0, 0, 0, 0
@@ -106,7 +119,8 @@ def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict],
                 sub = {k: v[:take] for k, v in batch.items() if torch.is_tensor(v) and v.dim() > 0}
                 gts.extend(ground_truth(tokenizer, sub["tokens"]))
                 for m in modes:
-                    layouts, ok = generate_for_mode(model, tokenizer, sub, m, max_elements)
+                    layouts, ok = generate_for_mode(model, tokenizer, sub, m, max_elements, steps,
+                                                    constraints, aesthetics)
                     preds[m].extend(layouts)
                     oks[m].extend(ok)
             seen += batch["tokens"].shape[0]
@@ -125,6 +139,7 @@ def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict],
             out[m]["per_type@0.5"] = element_prf_by_type(preds[m], gts, 0.5)
             out[m]["misses"] = miss_analysis(preds[m], gts)
             out[m].update(generative_metrics(preds[m], gts, real_features=real_features))
+            out[m].update(aesthetic_metrics(preds[m], gts, aesthetics))
         headline = HEADLINE_MODE if HEADLINE_MODE in modes else modes[0]
         out.update(out[headline])
         out["headline_mode"] = headline
@@ -135,14 +150,31 @@ def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict],
     return out
 
 
+def aesthetic_metrics(preds: list[list[Box]], gts: list[list[Box]], aesthetics=None) -> dict:
+    """`aesthetic` (mean score of the generated layouts, eval/aesthetic.py), `aesthetic_reference`
+    (the same for the true layouts) and both scores' parts."""
+    from layoutray.eval.aesthetic import aesthetic_summary
+
+    gen, ref = aesthetic_summary(preds, aesthetics), aesthetic_summary(gts, aesthetics)
+    return {"aesthetic": gen["score"], "aesthetic_reference": ref["score"],
+            "aesthetic_parts": gen["parts"], "aesthetic_reference_parts": ref["parts"]}
+
+
 def evaluate_artifact(model_dir: str, data_dir: str, split: str = "test", limit: int = 0,
-                      batch_size: int = 32, device: str = "auto", augmented: bool = False) -> dict:
+                      batch_size: int = 32, device: str = "auto", augmented: bool = False,
+                      steps: int | None = None, constraints: str | None = None) -> dict:
     """device "auto": the GPU when this process has one (generating a test split of a Phase 4
     model on the CPU takes minutes), else the CPU.
 
     augmented=True scores the split with the training augmentations applied (mirror, jitter, noise,
     blur, element dropout at the model config's data.strength; fixed seed): how robust the model is
-    to wireframes drawn less exactly than the synthetic test's."""
+    to wireframes drawn less exactly than the synthetic test's.
+
+    steps: a diffusion model's sampling steps K (None: model.diffusion_steps). The result names
+    the `decoder` and the `steps` used (None for an autoregressive model).
+
+    constraints: the aesthetic level to generate at (off, basic, full, advanced; None: the model's
+    model.aesthetic_constraints); the result names it as `constraints`."""
     from layoutray.model.predictor import load as load_predictor
     from layoutray.data.batches import BadRowReport, iter_local_batches, on_device
 
@@ -150,6 +182,10 @@ def evaluate_artifact(model_dir: str, data_dir: str, split: str = "test", limit:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     predictor = load_predictor(model_dir, device=device)
     cfg = predictor.cfg
+    T = cfg.model.diffusion_steps
+    if steps is not None and cfg.model.decoder == "diffusion" and not 1 <= steps <= T:
+        from layoutray.config import ConfigError
+        raise ConfigError("steps", f"must be in [1, {T}] (the model's diffusion_steps); got {steps}")
     report = BadRowReport()
     if augmented:  # every epoch augmented, whatever clean epochs the model trained with
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, clean_epochs=0))
@@ -157,8 +193,14 @@ def evaluate_artifact(model_dir: str, data_dir: str, split: str = "test", limit:
                                  report=report)
     if limit:
         batches = _limit(batches, limit)
+    level = check_level(constraints or cfg.model.aesthetic_constraints, "--constraints")
     out = evaluate_batches(predictor.model, predictor.tokenizer, on_device(batches, device),
-                           max_elements=cfg.model.max_elements)
+                           max_elements=cfg.model.max_elements, steps=steps, constraints=level,
+                           aesthetics=cfg.model.aesthetics)
+    out["constraints"] = level
+    diffusion = cfg.model.decoder == "diffusion"
+    out.update(decoder=cfg.model.decoder,
+               steps=min(steps or cfg.model.diffusion_steps, cfg.model.diffusion_steps) if diffusion else None)
     out.update(model=str(model_dir), data=str(data_dir), split=split, phase=cfg.phase, device=str(device),
                bad_rows=report.to_dict(), augmented=augmented)
     return out
@@ -185,6 +227,8 @@ def format_metrics(m: dict) -> str:
                 parts.append(f"F1@0.5 {r['element_f1@0.5']:.3f}  F1@0.75 {r['element_f1@0.75']:.3f}  "
                              f"mIoU {r['mean_iou']:.3f}  align {r['alignment']:.4f} (data {r['alignment_reference']:.4f})  "
                              f"overlap {r['overlap']:.4f} (data {r['overlap_reference']:.4f})  validity {r['validity']:.3f}")
+            if "aesthetic" in r:
+                parts.append(f"aesthetic {r['aesthetic']:.3f} (data {r['aesthetic_reference']:.3f})")
             if "max_iou" in r:
                 fid = "n/a" if r.get("fid") is None else f"{r['fid']:.3f}"
                 parts.append(f"maxIoU {r['max_iou']:.3f}  FID {fid}")

@@ -5,9 +5,11 @@
                            tied to the token embedding in the model itself, so nothing is shared)
     DIR/golden.json        the golden set: a few requests with the layouts this model gave at export
                            (layoutray.model.golden; what a server checks the model against on load)
-    DIR/meta.json          format version, layoutray version, tokenizer (bins + type vocabularies),
-                           parameter count, the golden set's size, and caller metadata (run name,
-                           metrics, upgrade report)
+    DIR/meta.json          format version, layoutray version, decoder (autoregressive | diffusion),
+                           tokenizer (bins + type vocabularies), parameter count, the golden set's
+                           size, caller metadata (run name, metrics, upgrade report) and the
+                           lineage: data fingerprint, config hash, commit, parent model, tracking
+                           run (layoutray.lineage)
 
 Artifacts written before golden.json existed have none; they still load (and a server checks
 only that their weights are finite).
@@ -17,6 +19,10 @@ come from safetensors; nothing here calls torch.load).
 
     export_artifact(model, cfg, "runs/x/model", metadata={"run": "x"})
     state, cfg, meta = read_artifact("runs/x/model")     # layoutray.model.predictor.load() builds a Predictor
+
+DIR may be an object-storage URI (`s3://bucket/runs/x/model`, layoutray.storage): reading fetches
+it into a local cache first (again only when the remote files changed); exporting writes a local
+copy and uploads it.
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from layoutray import __version__
+from layoutray import __version__, storage
 from layoutray.config import RunConfig, dump_yaml, load_config
+from layoutray.lineage import complete as lineage_complete
 from layoutray.model.network import LayoutModel, build_model, count_parameters
 from layoutray.model.tokenizer import LayoutTokenizer
 
@@ -69,10 +76,18 @@ def _atomic_write(path: Path, text: str) -> None:
 
 
 def export_artifact(model_or_state: torch.nn.Module | dict[str, torch.Tensor], cfg: RunConfig,
-                    out_dir: str | Path, metadata: dict[str, Any] | None = None, golden: bool = True) -> Path:
+                    out_dir: str | Path, metadata: dict[str, Any] | None = None, golden: bool = True,
+                    lineage: dict[str, Any] | None = None) -> Path:
     """Write a serving artifact. The weights must match cfg's model exactly and be finite (checked
     here, so a bad export fails in the training run rather than in the server). With `golden`
-    (the default) the model answers the golden set now and golden.json records its answers."""
+    (the default) the model answers the golden set now and golden.json records its answers.
+    `lineage` (layoutray.lineage) is completed with the config hash and the code's commit."""
+    if storage.is_uri(out_dir):
+        with tempfile.TemporaryDirectory() as d:
+            export_artifact(model_or_state, cfg, d, metadata, golden, lineage)
+            storage.remove_dir(out_dir)  # no file of an earlier export may survive beside these
+            storage.copy_dir(d, out_dir)
+        return out_dir
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     state = clean_state_dict(model_or_state)
@@ -82,11 +97,13 @@ def export_artifact(model_or_state: torch.nn.Module | dict[str, torch.Tensor], c
         "format_version": FORMAT_VERSION,
         "layoutray_version": __version__,
         "phase": cfg.phase,
+        "decoder": cfg.model.decoder,  # autoregressive | diffusion (then model.diffusion_steps is T)
         "parameters": count_parameters(cfg),
         "tokenizer": {"bins": tok.bins, "element_types": list(tok.element_types),
                       "section_types": list(tok.section_types), "vocab_size": tok.vocab_size},
         "golden": None,
         "metadata": metadata or {},
+        "lineage": lineage_complete(lineage, cfg),
     }
     # weights first and meta.json last: a directory with meta.json is complete
     tmp = out / (WEIGHTS_FILE + ".tmp")
@@ -146,10 +163,22 @@ def build_model_meta(cfg: RunConfig) -> LayoutModel:
         return build_model(cfg, dropout=0.0)
 
 
+def fetch_artifact(model_dir: str | Path) -> Path:
+    """The local directory of an artifact: `model_dir` itself, or for a URI its cached download
+    (the three files checked there first, so a wrong URI is named as such)."""
+    if not storage.is_uri(model_dir):
+        return Path(model_dir)
+    for name in (META_FILE, CONFIG_FILE, WEIGHTS_FILE):
+        if not storage.is_file(storage.join(model_dir, name)):
+            raise ArtifactError(f"{storage.join(model_dir, name)}: missing (is {model_dir} a model directory "
+                                f"written by export_artifact?)")
+    return storage.local_copy(model_dir, "models")
+
+
 def read_artifact(model_dir: str | Path) -> tuple[dict[str, torch.Tensor], RunConfig, dict]:
-    """(state_dict, config, meta) of an artifact, checked against this code's vocabularies.
-    What `train --init-from` and `upgrade` use."""
-    d = Path(model_dir)
+    """(state_dict, config, meta) of an artifact (a directory or a URI), checked against this
+    code's vocabularies. What `train --init-from` and `upgrade` use."""
+    d = fetch_artifact(model_dir)
     for name in (META_FILE, CONFIG_FILE, WEIGHTS_FILE):
         if not (d / name).is_file():
             raise ArtifactError(f"{d / name}: missing (is {d} a model directory written by "

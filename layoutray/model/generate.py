@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from layoutray.config import AestheticConfig
+from layoutray.model.constraints import DECODE_LEVELS, REFINE_LEVELS, DecodeConstraints, check_level
 from layoutray.model.network import LayoutModel
 from layoutray.model.tokenizer import BOS, EOS, NULL, PAD, TOKENS_PER_ELEMENT, Box, LayoutTokenizer
 
@@ -113,13 +115,43 @@ class _Grammar:
             self.y = ids - self.tok.coord_offset
 
 
+def _diffusion_tokens(model, tokenizer, image, has_image, spec, max_elements, steps, temperature, top_p,
+                      generator, required_types, fixed) -> torch.Tensor:
+    from layoutray.model.diffusion import sample_tokens  # (it imports this module)
+    return sample_tokens(model, tokenizer, image, has_image, spec, max_elements=max_elements, steps=steps,
+                         temperature=temperature, top_p=top_p, generator=generator,
+                         required_types=required_types, fixed=fixed)
+
+
+def forced_prefix(tok: LayoutTokenizer, fixed, B: int, max_len: int, max_elements: int, device) -> torch.Tensor:
+    """[B, max_len] ids an autoregressive generation must emit (-1: free): row i's fixed boxes, in
+    reading order, right after BOS. The grammar then counts them like generated elements, so with
+    required types the rest of the layout is the types not yet placed."""
+    forced = torch.full((B, max_len), -1, dtype=torch.long)
+    for i, boxes in enumerate(fixed):
+        boxes = tok.reading_order(list(boxes or []))
+        if len(boxes) > max_elements:
+            raise ValueError(f"fixed[{i}]: {len(boxes)} boxes is more than max_elements ({max_elements})")
+        ids = [t for b in boxes for t in _box_ids(tok, b)]
+        forced[i, 1:1 + len(ids)] = torch.tensor(ids, dtype=torch.long)
+    return forced.to(device)
+
+
+def _box_ids(tok: LayoutTokenizer, b: Box) -> list[int]:
+    """type x y w h of a box, its size cut so that it stays on the canvas, as the grammar allows."""
+    x, y = min(tok.quantize(b.x), tok.bins - 2), min(tok.quantize(b.y), tok.bins - 2)
+    w = min(max(tok.quantize(b.w), 1), tok.bins - 1 - x)
+    h = min(max(tok.quantize(b.h), 1), tok.bins - 1 - y)
+    return [tok.type_id(b.type)] + [tok.coord_offset + v for v in (x, y, w, h)]
+
+
 @torch.inference_mode()
 def generate_tokens(model: LayoutModel, tokenizer: LayoutTokenizer, image: torch.Tensor | None,
                     has_image: torch.Tensor | None, spec: torch.Tensor | None, *, max_elements: int,
-                    temperature: float = 0.0, top_p: float = 1.0,
-                    generator: torch.Generator | None = None, seed: int | None = None,
-                    required_types: list[list[str] | None] | None = None,
-                    use_cache: bool = True) -> torch.Tensor:
+                    temperature: float = 0.0, top_p: float = 1.0, generator: torch.Generator | None = None,
+                    seed: int | None = None, required_types: list[list[str] | None] | None = None,
+                    use_cache: bool = True, steps: int | None = None, fixed: list[list[Box] | None] | None = None,
+                    constraints: str = "off", aesthetics: AestheticConfig | None = None) -> torch.Tensor:
     """Layout ids [B, L]: BOS ... EOS, PAD after EOS. See `generate` for the arguments."""
     B = spec.shape[0] if spec is not None else image.shape[0]
     device = next(model.parameters()).device
@@ -131,14 +163,21 @@ def generate_tokens(model: LayoutModel, tokenizer: LayoutTokenizer, image: torch
         raise ValueError("has_image is True for a row but no image was given")
     if generator is None and seed is not None:
         generator = torch.Generator(device=device).manual_seed(seed)
+    if getattr(model, "diffusion", None) is not None:  # the diffusion decoder samples its own way
+        return _diffusion_tokens(model, tokenizer, image, has_image, spec, max_elements, steps, temperature, top_p,
+                                 generator, required_types, fixed)
     max_elements = min(max_elements, (model.cfg.max_seq_len - 2) // TOKENS_PER_ELEMENT)
     max_len = 2 + TOKENS_PER_ELEMENT * max_elements  # BOS + elements + EOS
+    forced = forced_prefix(tokenizer, fixed, B, max_len, max_elements, device) if fixed and any(fixed) else None
 
     was_training = model.training
     model.eval()
     try:
         memory, mem_mask = model.encode(image, has_image, spec)
         grammar = _Grammar(tokenizer, B, max_elements, required_types, device)
+        cons = None  # level "off" decodes exactly as before the constraint levels existed
+        if check_level(constraints) in DECODE_LEVELS:
+            cons = DecodeConstraints(tokenizer, B, max_elements, aesthetics or AestheticConfig(), device)
         out = torch.full((B, max_len), PAD, dtype=torch.long, device=device)
         out[:, 0] = BOS
         active = torch.arange(B, device=device)  # original row of each row still generating
@@ -151,8 +190,15 @@ def generate_tokens(model: LayoutModel, tokenizer: LayoutTokenizer, image: torch
                 logits = model.decode_step(ids[:, None], cache)  # [b, V]
             else:
                 logits = model.decode(seq, memory, mem_mask)[:, -1]  # recompute the whole prefix
-            logits = logits.masked_fill(grammar.forbidden(step), NEG_INF)
+            bad = grammar.forbidden(step)
+            if cons is not None:
+                bad = cons.forbidden(step, bad)
+            logits = logits.masked_fill(bad, NEG_INF)
             ids = _pick(logits, temperature, top_p, generator)  # [b]
+            ids = ids if forced is None else torch.where(forced[active, step + 1] >= 0, forced[active, step + 1], ids)
+            if cons is not None:
+                ids = cons.snap(step, ids, bad)
+                cons.advance(step, ids)
             if compacted:
                 out[active, step + 1] = ids
             else:
@@ -169,6 +215,8 @@ def generate_tokens(model: LayoutModel, tokenizer: LayoutTokenizer, image: torch
                     break
                 active, ids, seq, compacted = active[keep], ids[keep], seq[keep], True
                 grammar.select(keep)
+                if cons is not None:
+                    cons.select(keep)
                 if use_cache:
                     cache = cache.select(keep)
                 else:
@@ -184,7 +232,9 @@ def generate(model: LayoutModel, tokenizer: LayoutTokenizer, image: torch.Tensor
              temperature: float = 0.0, top_p: float = 1.0,
              generator: torch.Generator | None = None, seed: int | None = None,
              required_types: list[list[str] | None] | None = None,
-             use_cache: bool = True) -> list[list[Box]]:
+             use_cache: bool = True, steps: int | None = None,
+             fixed: list[list[Box] | None] | None = None, constraints: str = "off",
+             aesthetics: AestheticConfig | None = None) -> list[list[Box]]:
     """Generate one layout per row; always parses.
 
     image [B, C, H, W] float or None; has_image bool [B] (None: all rows have `image`, or none
@@ -193,8 +243,19 @@ def generate(model: LayoutModel, tokenizer: LayoutTokenizer, image: torch.Tensor
     `generator` (or a fresh one seeded with `seed`). required_types[i] is the list of element
     types row i must place exactly (None or [] = free). use_cache=False recomputes the whole
     prefix every step (reference path for tests and the latency benchmark).
+    A diffusion model (layoutray.model.diffusion) samples with `steps` = K <= T steps (None: T)
+    and holds fixed[i], boxes of row i, through every step; an autoregressive one has no steps
+    (`steps` is ignored) and writes fixed[i] first, then generates the rest after them.
+    `constraints` is an aesthetic level (layoutray.model.constraints): "basic" and above mask and
+    snap coordinates while decoding autoregressively, "advanced" also refines each layout
+    (layoutray.model.refine); `aesthetics` holds their settings (None: the defaults).
     """
     ids = generate_tokens(model, tokenizer, image, has_image, spec, max_elements=max_elements,
                           temperature=temperature, top_p=top_p, generator=generator, seed=seed,
-                          required_types=required_types, use_cache=use_cache)
-    return [tokenizer.decode_layout(row) for row in ids.tolist()]
+                          required_types=required_types, use_cache=use_cache, steps=steps, fixed=fixed,
+                          constraints=constraints, aesthetics=aesthetics)
+    layouts = [tokenizer.decode_layout(row) for row in ids.tolist()]
+    if constraints in REFINE_LEVELS:
+        from layoutray.model.refine import refine_layouts
+        layouts = refine_layouts(layouts, aesthetics or AestheticConfig())
+    return layouts

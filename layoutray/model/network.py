@@ -5,6 +5,10 @@
                                     memory = concat(vision, spec)  [B, M = P + S, D], key mask [B, M]
     tokens_in [B, T]   --embed----> decoder (causal self-attn + cross-attn to memory) -> logits [B, T, V]
 
+With model.decoder = "diffusion" the decoder is layoutray.model.diffusion's bidirectional denoiser
+instead (parameters `diffusion.*`, no `dec_*`): tokens_in is then a noisy canvas [B, 5 E] and the
+logits predict its masked places; the encoders, the memory and the tied head are the same.
+
 Shapes: B batch, C image channels, H/W image size, P = (H/p)(W/p) patches, S spec tokens,
 M memory tokens, T layout tokens, D = cfg.d_model, Hh heads, hd = D / Hh head size, V vocab.
 
@@ -282,10 +286,15 @@ class LayoutModel(nn.Module):
         # token fusion: which modality a memory token comes from (0 vision, 1 spec)
         self.modality = nn.Parameter(torch.zeros(2, d))
 
-        # layout decoder
-        self.dec_pos = nn.Parameter(torch.zeros(cfg.max_seq_len, d))
-        self.dec_blocks = nn.ModuleList(DecoderBlock(cfg, dropout) for _ in range(cfg.n_layers))
-        self.dec_ln = nn.LayerNorm(d)
+        # layout decoder: autoregressive (dec_*), or the diffusion denoiser (diffusion.*) instead
+        self.diffusion = None
+        if cfg.decoder == "diffusion":
+            from layoutray.model.diffusion import DiffusionDecoder  # (it imports this module's blocks)
+            self.diffusion = DiffusionDecoder(cfg, dropout)
+        else:
+            self.dec_pos = nn.Parameter(torch.zeros(cfg.max_seq_len, d))
+            self.dec_blocks = nn.ModuleList(DecoderBlock(cfg, dropout) for _ in range(cfg.n_layers))
+            self.dec_ln = nn.LayerNorm(d)
 
         # dense head (training only): per cell of a patch, element type (+ "none") and box
         self.dense_cells = p // cfg.dense_cell if cfg.dense_cell else 0  # cells per patch side
@@ -294,11 +303,22 @@ class LayoutModel(nn.Module):
             self.dense_head = nn.Linear(d, self.dense_cells ** 2 * (n_types + 1 + 4))
 
         self.drop = Dropout(dropout)
+        self.activation_checkpointing = False  # training.activation_checkpointing; see run_block
         self.apply(self._init_weights)
         # GPT-2: scale the residual-branch outputs so the stream's variance does not grow with depth
         for name, param in self.named_parameters():
             if name.endswith(("proj.weight", "fc2.weight")):
                 nn.init.normal_(param, std=0.02 / math.sqrt(2 * cfg.n_layers))
+
+    def run_block(self, blk: nn.Module, x, *args):
+        """blk(x, *args); with activation checkpointing on (training with gradients), only the
+        block's inputs are kept and its activations are recomputed in the backward pass.
+        Non-reentrant: it works with inputs that need no gradient and under ZeRO-3's parameter
+        hooks, and it restores the RNG state so recomputed dropout masks match."""
+        if self.activation_checkpointing and self.training and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+            return checkpoint(blk, x, *args, use_reentrant=False)
+        return blk(x, *args)
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
@@ -308,7 +328,7 @@ class LayoutModel(nn.Module):
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, std=0.02)
         elif isinstance(m, LayoutModel):
-            for prm in (m.spec_pos, m.modality, m.dec_pos):
+            for prm in (m.spec_pos, m.modality) + (() if m.diffusion is not None else (m.dec_pos,)):
                 nn.init.normal_(prm, std=0.02)
             with torch.no_grad():  # vision positions: see "Design choices" above
                 (gh, gw), half = m.grid, m.cfg.d_model // 2
@@ -331,7 +351,7 @@ class LayoutModel(nn.Module):
         pos = (self.vis_row[:, None, :] + self.vis_col[None, :, :]).reshape(gh * gw, -1)  # [P, D]
         x = self.drop(x + pos)
         for blk in self.vis_blocks:
-            x = blk(x)
+            x = self.run_block(blk, x)
         return self.vis_ln(x)
 
     def encode_spec(self, spec: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -344,7 +364,7 @@ class LayoutModel(nn.Module):
         key_mask = None if valid is None else valid[:, None, None, :]  # [B, 1, 1, S]
         x = self.drop(self.tok_emb(spec) + self.spec_pos[:S])
         for blk in self.spec_blocks:
-            x = blk(x, key_mask=key_mask)
+            x = self.run_block(blk, x, key_mask)
         return self.spec_ln(x), valid
 
     def encode(self, image: torch.Tensor | None, has_image: torch.Tensor, spec: torch.Tensor):
@@ -394,14 +414,17 @@ class LayoutModel(nn.Module):
         x = self.drop(self.tok_emb(tokens) + self.dec_pos[:T])
         for blk in self.dec_blocks:
             k, v = blk.cross.memory_kv(memory)
-            x = blk(x, k, v, mem_mask)
+            x = self.run_block(blk, x, k, v, mem_mask)
         return F.linear(self.dec_ln(x), self.tok_emb.weight)  # tied head
 
     def forward(self, image, has_image, spec, tokens_in, dense: bool = False):
         """logits [B, T, V]; with dense=True (training), (logits, dense logits [B, Gh, Gw, K + 5])
         where Gh x Gw is the grid of dense cells and K the number of element types."""
         memory, mem_mask, vis = self._encode(image, has_image, spec)
-        logits = self.decode(tokens_in, memory, mem_mask)  # [B, T, V]
+        if self.diffusion is not None:  # tokens_in: the noisy canvas [B, 5E] (layoutray.model.diffusion)
+            logits = self.diffusion(tokens_in, memory, mem_mask, self.tok_emb)
+        else:
+            logits = self.decode(tokens_in, memory, mem_mask)  # [B, T, V]
         if not dense:
             return logits
         if not self.dense_cells:
@@ -545,13 +568,16 @@ def count_parameters(cfg: RunConfig | ModelConfig) -> int:
 
 
 def training_losses(model: LayoutModel, out, tokens: torch.Tensor, has_image: torch.Tensor,
-                    training) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                    training, targets: torch.Tensor | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(objective to backpropagate, token loss, dense loss or None) of one training forward pass
     `out = model(image, has_image, spec, tokens[:, :-1], dense=training.dense_weight > 0)`;
     `training` is a config.TrainingConfig. The training loop and the benchmarks' bare loop both
-    use it, so they optimise the same thing."""
+    use it, so they optimise the same thing. `targets`: the diffusion decoder's (masked places of
+    the canvas, diffusion.training_pair); None: the AR next tokens, tokens[:, 1:]."""
     logits = out[0] if training.dense_weight else out
-    loss = model.loss(logits, tokens[:, 1:], training.label_smoothing, training.coord_sigma)
+    targets = tokens[:, 1:] if targets is None else targets
+    loss = model.loss(logits, targets, training.label_smoothing, training.coord_sigma)
     if not training.dense_weight:
         return loss, loss, None
     dense = model.dense_loss(out[1], tokens, has_image)

@@ -32,7 +32,10 @@ from typing import Any, Optional
 
 from layoutray.data.vocab import ELEMENT_TYPES, SECTION_TYPES
 
-FIELDS = ("section_type", "elements", "image", "canvas", "samples", "temperature", "top_p", "seed")
+FIELDS = ("section_type", "elements", "image", "canvas", "samples", "temperature", "top_p", "seed", "steps",
+          "fixed", "constraints")
+# The aesthetic constraint levels a request may ask for (model.aesthetic_constraints; model/constraints.py).
+CONSTRAINT_LEVELS = ("off", "basic", "full", "advanced")
 # Everything else an error can name besides FIELDS; metric labels use only these and "other".
 METRIC_FIELDS = FIELDS + ("body", "content-type", "content-length", "canvas.width", "canvas.height", "other")
 # No field takes an integer this long (seed < 2**31 has 10 digits); longer ones are not even
@@ -89,7 +92,13 @@ class Limits:
     min_temperature: float = 0.05  # 0 itself is allowed: greedy decoding, no division
     min_top_p: float = 0.05
     max_depth: int = 32  # JSON nesting; a valid request nests 2 levels
+    max_steps: int = 1000  # diffusion sampling steps: the largest T of any phase (a model runs min(steps, T))
     max_image_pixels: int = 16_000_000  # width x height from the PNG header
+    # False: an image is checked up to its PNG header (base64, signature, pixel cap) and decoded
+    # by whoever uses it. The Serve router sets it: decoding a 16-megapixel PNG costs ~0.4 s of
+    # CPU, which on the router's event loop would stall every other request; the model replica
+    # decodes it off its loop and answers 422 for pixels that do not decode.
+    decode_images: bool = True
 
     @classmethod
     def from_config(cls, cfg: dict, max_elements: int) -> "Limits":
@@ -114,6 +123,9 @@ class LayoutRequest:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    steps: Optional[int] = None  # diffusion sampling steps K (None: the model's T; AR models have none)
+    fixed: Optional[list] = None  # boxes held as given: [type, x, y, w, h] normalised to the canvas
+    constraints: Optional[str] = None  # aesthetic constraint level (None: the model's own)
 
     def to_dict(self) -> dict:
         """Plain dict for a DeploymentHandle call (bytes travel fine)."""
@@ -228,18 +240,22 @@ def _image_bytes(value: Any) -> bytes:
     raise ApiError(422, "image", f"must be a base64 string (or PNG bytes); got {type(value).__name__}")
 
 
-def decode_image(value: Any, max_pixels: int = Limits.max_image_pixels) -> bytes:
-    """base64 PNG (or PNG bytes) -> PNG bytes (checked to decode), or ApiError naming `image`."""
+def decode_image(value: Any, max_pixels: int = Limits.max_image_pixels, decode: bool = True) -> bytes:
+    """base64 PNG (or PNG bytes) -> PNG bytes (checked to decode unless `decode` is False), or
+    ApiError naming `image`."""
     from layoutray.data.imaging import ImageError, decode_png
 
     data = _image_bytes(value)
     if not data:
         raise ApiError(422, "image", "is empty")
     check_image_pixels(data, max_pixels)
-    try:
-        decode_png(data)
-    except ImageError as e:
-        raise ApiError(422, "image", str(e)) from None
+    if not data.startswith(PNG_SIGNATURE):
+        raise ApiError(422, "image", "not a PNG (bad signature)")
+    if decode:
+        try:
+            decode_png(data)
+        except ImageError as e:
+            raise ApiError(422, "image", str(e)) from None
     return data
 
 
@@ -280,6 +296,53 @@ def _canvas(obj: dict, limits: Limits) -> tuple[int, int]:
             _int_field(canvas, "height", 800, limits.min_canvas, limits.max_canvas, "canvas.height"))
 
 
+FIXED_KEYS = ("type", "x", "y", "width", "height")
+
+
+def _fixed_box(item: Any, i: int, W: int, H: int) -> list:
+    """One `fixed` box in canvas pixels -> [type, x, y, w, h] normalised; on the canvas, >= 1 px."""
+    name = f"fixed[{i}]"
+    if not isinstance(item, dict):
+        raise ApiError(422, name, "must be an object {\"type\", \"x\", \"y\", \"width\", \"height\"} in "
+                                  "canvas pixels")
+    extra = [k for k in item if k not in FIXED_KEYS]
+    missing = [k for k in FIXED_KEYS if k not in item]
+    if extra or missing:
+        key = str(extra[0])[:40] if extra else missing[0]
+        raise ApiError(422, f"{name}.{key}", f"{'unknown' if extra else 'missing'} field; allowed: "
+                                             f"{', '.join(FIXED_KEYS)}")
+    t = item["type"]
+    if not (isinstance(t, str) and t in ELEMENT_TYPES):
+        raise ApiError(422, f"{name}.type", f"unknown element type {_short_repr(t)}; allowed: {', '.join(ELEMENT_TYPES)}")
+    x = _int_field(item, "x", 0, 0, W - 1, f"{name}.x")
+    y = _int_field(item, "y", 0, 0, H - 1, f"{name}.y")
+    w = _int_field(item, "width", 1, 1, W - x, f"{name}.width")
+    h = _int_field(item, "height", 1, 1, H - y, f"{name}.height")
+    return [t, x / W, y / H, w / W, h / H]
+
+
+def _fixed(obj: dict, limits: Limits, W: int, H: int, elements: Optional[list]) -> Optional[list]:
+    """`fixed`: boxes of the layout the caller places (completion). Each is one of `elements` when
+    those are given (the layout holds exactly `elements`); at most the model's element cap."""
+    items = obj.get("fixed")
+    if items is None:
+        return None
+    if not isinstance(items, list):
+        raise ApiError(422, "fixed", f"must be a list of boxes; got {type(items).__name__}")
+    if len(items) > limits.max_elements:
+        raise ApiError(422, "fixed", f"{len(items)} boxes is more than the model's cap of {limits.max_elements}")
+    boxes = [_fixed_box(item, i, W, H) for i, item in enumerate(items)]
+    if elements:
+        left = list(elements)
+        for i, b in enumerate(boxes):
+            if b[0] not in left:
+                raise ApiError(422, f"fixed[{i}].type", f"{b[0]!r} is not among `elements` (or more fixed boxes "
+                                                        f"of it than `elements` lists): fixed boxes are part of "
+                                                        f"the layout, so `elements` names each of them")
+            left.remove(b[0])
+    return boxes or None
+
+
 def validate_payload(obj: Any, limits: Limits) -> LayoutRequest:
     if not isinstance(obj, dict):
         raise ApiError(422, "body", f"must be a JSON object; got {type(obj).__name__}")
@@ -288,9 +351,10 @@ def validate_payload(obj: Any, limits: Limits) -> LayoutRequest:
         raise ApiError(422, str(unknown[0])[:60], f"unknown field; allowed: {', '.join(FIELDS)}")
     section, elements = _section(obj), _elements(obj, limits)
     image = obj.get("image")
-    png = decode_image(image, limits.max_image_pixels) if image is not None else None
-    if not elements and png is None and section is None:
-        raise ApiError(422, "elements", "give at least one of `section_type`, `elements` (non-empty) and `image`")
+    png = decode_image(image, limits.max_image_pixels, limits.decode_images) if image is not None else None
+    if not elements and png is None and section is None and not obj.get("fixed"):
+        raise ApiError(422, "elements", "give at least one of `section_type`, `elements` (non-empty), `image` "
+                                        "and `fixed`")
     w, h = _canvas(obj, limits)
     return LayoutRequest(
         section_type=section, elements=list(elements) if elements else None, image_png=png,
@@ -300,7 +364,17 @@ def validate_payload(obj: Any, limits: Limits) -> LayoutRequest:
                                zero_ok=True),
         top_p=_num_field(obj, "top_p", 1.0, limits.min_top_p, 1.0),
         seed=_int_field(obj, "seed", 0, 0, 2**31 - 1),
+        steps=None if obj.get("steps") is None else _int_field(obj, "steps", None, 1, limits.max_steps),
+        fixed=_fixed(obj, limits, w, h, elements),
+        constraints=_constraints(obj),
     )
+
+
+def _constraints(obj: dict) -> Optional[str]:
+    level = obj.get("constraints")
+    if level is not None and not (isinstance(level, str) and level in CONSTRAINT_LEVELS):
+        raise ApiError(422, "constraints", f"unknown level {_short_repr(level)}; allowed: {', '.join(CONSTRAINT_LEVELS)}")
+    return level
 
 
 # ----------------------------------------------------------------------------- JSON

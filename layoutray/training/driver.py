@@ -8,6 +8,12 @@ run it, export the serving artifact and score it on the test split.
 
 A run directory `<output>/<name>/` holds Ray Train's checkpoints, `metrics.jsonl`,
 `tensorboard/`, `config.yaml`, the exported `model/` and `metrics.json` (test split).
+
+`--output` and `--data` may be object-storage URIs (`s3://bucket/runs`, layoutray.storage). Ray
+Train then writes its checkpoints there through the pyarrow filesystem; the workers write history
+and TensorBoard into a local staging directory (layoutray.storage.cache_dir) that rank 0 uploads
+after every epoch, and the driver uploads `config.yaml`, `model/` and `metrics.json`. A run that
+stops because the store went away resumes from its last checkpoint there with `--resume`.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from layoutray import storage
 from layoutray.config import PHASES, REPO_ROOT, ConfigError, RunConfig, choose_phase, dump_yaml, load_config
 from layoutray.data.dataset import count_examples
 from layoutray.runtime import check_gpus, init_ray, local_cpus
@@ -75,7 +82,7 @@ def check_init_from(model_dir: str, cfg: RunConfig) -> str:
     relative path would not resolve, and a failure there would be retried max_failures times."""
     from layoutray.model.artifact import ArtifactError, build_model_meta, read_artifact
 
-    path = Path(model_dir).resolve()
+    path = storage.absolute(model_dir)
     try:
         state, old_cfg, _ = read_artifact(path)
     except ArtifactError as e:
@@ -120,18 +127,55 @@ def evaluate_test_split(model_dir: str, data_dir: str, cfg: RunConfig) -> dict:
     return ray.get(task.remote(model_dir, data_dir, "test"))
 
 
-def _prepare_run_dir(cfg: RunConfig, name: str, output: str, resume: bool) -> tuple[Path, Path]:
-    """(storage path, run directory), the run directory created with the run's config.yaml."""
-    storage = Path(output).resolve()
-    run_dir = storage / name
+@dataclass
+class RunPlace:
+    """Where a run lives. `run_dir` is the local directory the workers write; with a URI
+    `--output`, `uri` is the run's place in object storage (its checkpoints and uploads) and
+    `run_dir` a staging copy. `where` names the run to the user either way."""
+
+    run_dir: Path
+    storage_path: str  # Ray Train's storage_path: a local directory, or the URI's path in its filesystem
+    filesystem: object = None  # Ray Train's storage_filesystem (pyarrow) for a URI, else None
+    uri: str | None = None
+
+    @property
+    def where(self) -> str:
+        return self.uri or str(self.run_dir)
+
+
+def _prepare_run_dir(cfg: RunConfig, name: str, output: str, resume: bool) -> RunPlace:
+    """The run's place, created with the run's config.yaml (local or uploaded)."""
+    if storage.is_uri(output):
+        return _prepare_remote_run(cfg, name, output, resume)
+    root = Path(output).resolve()
+    run_dir = root / name
     if run_dir.exists() and any(run_dir.glob("checkpoint_*")) and not resume:
-        raise ConfigError("--name", f"run '{name}' already exists in {storage}; pass --resume to continue it "
+        raise ConfigError("--name", f"run '{name}' already exists in {root}; pass --resume to continue it "
                                     f"or choose another --name")
     if resume and not run_dir.exists():
         raise ConfigError("--name", f"nothing to resume: {run_dir} does not exist")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(dump_yaml(cfg))
-    return storage, run_dir
+    return RunPlace(run_dir, str(root))
+
+
+def _prepare_remote_run(cfg: RunConfig, name: str, output: str, resume: bool) -> RunPlace:
+    uri = storage.join(output, name)
+    names = storage.list_dir(uri)
+    if any(n.startswith("checkpoint_") for n in names) and not resume:
+        raise ConfigError("--name", f"run '{name}' already exists in {output}; pass --resume to continue it "
+                                    f"or choose another --name")
+    if resume and not names:
+        raise ConfigError("--name", f"nothing to resume: {uri} does not exist")
+    run_dir = storage.cache_dir(uri, "runs")
+    shutil.rmtree(run_dir, ignore_errors=True)  # staging only: what counts is at the URI
+    run_dir.mkdir(parents=True)
+    if "metrics.jsonl" in names:  # the history a resumed run continues (and trims)
+        storage.copy_file(storage.join(uri, "metrics.jsonl"), run_dir / "metrics.jsonl")
+    (run_dir / "config.yaml").write_text(dump_yaml(cfg))
+    storage.write_text(storage.join(uri, "config.yaml"), dump_yaml(cfg))
+    fs, path = storage.resolve(output)
+    return RunPlace(run_dir, path, fs, uri)
 
 
 def _done_epochs(run_dir: Path, resume: bool) -> int:
@@ -152,15 +196,19 @@ class DataPlan:
     synth_rows: int = 0  # fresh synthetic rows per epoch (all of them on the stream)
 
 
-def plan_data(source: "Source", cfg: RunConfig, run_dir: Path) -> DataPlan:
+def plan_data(source: "Source", cfg: RunConfig, run_dir: Path | str) -> DataPlan:
+    """`run_dir`: the run's directory or URI (a stream's fixed splits go there, where every
+    worker can read them)."""
     from layoutray.data.stream import stream_size, write_eval_splits
 
     if source.is_synth:
-        write_eval_splits(run_dir / "eval-data", source.seed, cfg.data.synth_val, cfg.data.synth_test,
-                          max_elements=cfg.model.max_elements)
+        eval_dir = storage.join(run_dir, "eval-data")
+        write_eval_splits(eval_dir, source.seed, cfg.data.synth_val, cfg.data.synth_test,
+                          max_elements=cfg.model.max_elements, appearance=cfg.data.synth_appearance,
+                          variety=cfg.data.synth_variety)
         rows = stream_size(cfg.data.synth_per_epoch)
-        return DataPlan(source, str(run_dir / "eval-data"), rows, rows)
-    root = str(Path(source.path).resolve())
+        return DataPlan(source, eval_dir, rows, rows)
+    root = storage.absolute(source.path)
     real = count_examples(root)["train"]
     w = cfg.data.synth_mix
     fresh = stream_size(round(real * w / (1 - w))) if w > 0 else 0
@@ -186,10 +234,11 @@ def _build_datasets(cfg: RunConfig, plan: DataPlan, run_dir: Path, resume: bool)
     return datasets
 
 
-def _loop_config(cfg: RunConfig, data_dir: str, run_dir: Path, init_from: str | None, n_steps: int) -> dict:
+def _loop_config(cfg: RunConfig, data_dir: str, run_dir: Path, init_from: str | None, n_steps: int,
+                 run_uri: str | None = None) -> dict:
     """What `train_loop_per_worker` receives: plain data, since it travels to other processes."""
     return {
-        "run_config": cfg.to_dict(), "data_dir": data_dir, "run_dir": str(run_dir),
+        "run_config": cfg.to_dict(), "data_dir": data_dir, "run_dir": str(run_dir), "run_uri": run_uri,
         "repo_root": str(REPO_ROOT), "micro_batch": cfg.micro_batch_size, "steps_per_epoch": n_steps,
         "threads_per_worker": max(1, int(cfg.scaling.cpus_per_worker)), "init_from": init_from,
         "deepspeed": {"zero_stage": cfg.deepspeed.zero_stage, "precision": cfg.deepspeed.precision,
@@ -198,7 +247,7 @@ def _loop_config(cfg: RunConfig, data_dir: str, run_dir: Path, init_from: str | 
     }
 
 
-def _build_trainer(cfg: RunConfig, loop_config: dict, datasets: dict, name: str, storage: Path,
+def _build_trainer(cfg: RunConfig, loop_config: dict, datasets: dict, name: str, place: RunPlace,
                    callbacks: list | None):
     import ray.train
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, LoggingConfig, ScalingConfig
@@ -221,7 +270,8 @@ def _build_trainer(cfg: RunConfig, loop_config: dict, datasets: dict, name: str,
         # epoch 1 was data wait at batch 16 against 3% unsplit (docs/benchmarks.md).
         dataset_config=DataConfig(datasets_to_split=["train", "val"] if workers > 1 else []),
         run_config=ray.train.RunConfig(
-            name=name, storage_path=str(storage), callbacks=callbacks or [],
+            name=name, storage_path=place.storage_path, storage_filesystem=place.filesystem,
+            callbacks=callbacks or [],
             # The loop prints one progress line per epoch; Ray Train's per-report INFO lines
             # (the whole metrics dict, every checkpoint path) stay in its log files.
             logging_config=LoggingConfig(log_level="WARNING"),
@@ -243,38 +293,75 @@ def _export_best(result, run_dir: Path):
     return best, model_dir
 
 
+def _fit(trainer, place: RunPlace, name: str):
+    """`trainer.fit()`; when the run's object store cannot be reached afterwards, the failure is
+    reported as that (naming the URI) rather than as a worker's traceback."""
+    try:
+        return trainer.fit()
+    except Exception as e:
+        if place.uri:
+            try:
+                storage.info(place.uri)
+            except storage.StorageError as gone:
+                raise storage.StorageError(f"training stopped: {gone}; the checkpoints written so far stay "
+                                           f"there: pass --resume --name {name} to continue") from e
+        raise
+
+
+def _publish(place: RunPlace, *names: str) -> None:
+    """Upload files or directories of the staging run directory to the run's URI."""
+    for n in names if place.uri else ():
+        local, remote = place.run_dir / n, storage.join(place.uri, n)
+        if local.is_dir():
+            storage.remove_dir(remote)
+            storage.copy_dir(local, remote)
+        else:
+            storage.copy_file(local, remote)
+
+
 def run_training(cfg: RunConfig, data: str | None, name: str, output: str = "runs", *, resume: bool = False,
                  init_from: str | None = None, address: str | None = None, callbacks: list | None = None,
-                 evaluate_test: bool = True) -> dict:
+                 evaluate_test: bool = True, tracking_tags: dict | None = None) -> dict:
     """Train, export `model/`, evaluate on test. Returns a summary dict.
 
-    `data` is a dataset directory or "synth[:SEED]" (None: the config's data.source)."""
+    `data` is a dataset directory (or URI) or "synth[:SEED]" (None: the config's data.source);
+    `output` a directory or a URI such as s3://bucket/runs. With tracking.backend mlflow the run is
+    also an MLflow run (`tracking_tags` added to it) and the model a registry version (layoutray.tracking)."""
+    from layoutray.tracking import start_training
     source = data_source(data, cfg)
     if init_from:
         init_from = check_init_from(init_from, cfg)
-    storage, run_dir = _prepare_run_dir(cfg, name, output, resume)
-    plan = plan_data(source, cfg, run_dir)
-    loop_config = _loop_config(cfg, plan.eval_dir, run_dir, init_from, steps_per_epoch(cfg, plan.train_rows))
+    place = _prepare_run_dir(cfg, name, output, resume)
+    tracker, lineage = start_training(cfg, source, init_from, name, place.where, resume, tracking_tags)
+    run_dir = place.run_dir
+    plan = plan_data(source, cfg, place.where)
+    loop_config = _loop_config(cfg, plan.eval_dir, run_dir, init_from, steps_per_epoch(cfg, plan.train_rows),
+                               place.uri)
+    loop_config["lineage"] = lineage
 
     init_ray(address, num_cpus=local_cpus(max(1, cfg.scaling.num_workers), cfg.scaling.cpus_per_worker))
     check_local_gpus(cfg, address)
     import ray.data
     ray.data.DataContext.get_current().enable_progress_bars = False  # per-epoch bars drown the progress lines
     datasets = _build_datasets(cfg, plan, run_dir, resume)
-    trainer = _build_trainer(cfg, loop_config, datasets, name, storage, callbacks)
+    trainer = _build_trainer(cfg, loop_config, datasets, name, place, [*(callbacks or []), *tracker.callbacks()])
     t0 = time.time()
-    result = trainer.fit()
+    result = tracker.guard(_fit, trainer, place, name)
     train_secs = time.time() - t0
     if result.error:
         raise result.error
 
     best, model_dir = _export_best(result, run_dir)
-    summary = {"run_dir": str(run_dir), "model": str(model_dir), "phase": cfg.phase, "data": source.describe(),
-               "train_seconds": round(train_secs, 1), "best_checkpoint": best.path,
+    _publish(place, "model")
+    summary = {"run_dir": place.where, "model": storage.join(place.where, "model"), "phase": cfg.phase,
+               "data": source.describe(), "train_seconds": round(train_secs, 1), "best_checkpoint": best.path,
                "last_epoch_metrics": result.metrics}
     if evaluate_test and count_examples(plan.eval_dir).get("test"):
-        test = evaluate_test_split(str(model_dir), plan.eval_dir, cfg)
+        test = tracker.guard(evaluate_test_split, str(model_dir) if not place.uri else summary["model"],
+                             plan.eval_dir, cfg)
         (run_dir / "metrics.json").write_text(json.dumps(test, indent=2) + "\n")
-        summary["test_metrics"] = str(run_dir / "metrics.json")
+        _publish(place, "metrics.json")
+        summary["test_metrics"] = storage.join(place.where, "metrics.json")
         summary["test"] = test
+    tracker.finish(run_dir, summary)
     return summary

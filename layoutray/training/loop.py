@@ -37,6 +37,8 @@ def _ds_config(cfg, world: int) -> dict:
               gradient_clipping=cfg["training"]["grad_clip"], zero_allow_untested_optimizer=True,
               steps_per_print=10**9, wall_clock_breakdown=False)
     ds["bf16"] = {"enabled": cfg["deepspeed"]["precision"] == "bf16"}
+    # (the loss-scaling keys travel in the run config's own deepspeed section)
+    ds["fp16"] = fp16_section({**cfg.get("run_config", {}).get("deepspeed", {}), **cfg["deepspeed"]})
     if cfg["deepspeed"]["offload_optimizer"]:
         ds["zero_optimization"]["offload_optimizer"] = {"device": "cpu"}
         # DeepSpeed refuses a client optimizer under offload unless told otherwise, to push its
@@ -44,6 +46,17 @@ def _ds_config(cfg, world: int) -> dict:
         # vectorised CPU kernel (make_optimizer).
         ds["zero_force_ds_cpu_optimizer"] = False
     return ds
+
+
+def fp16_section(deepspeed: dict) -> dict:
+    """DeepSpeed's "fp16" block: loss scaling, so that small fp16 gradients do not flush to zero.
+    Dynamic (loss_scale 0): start at 2^initial_scale_power, halve and skip the step on an overflow,
+    double after 1000 clean steps; `hysteresis` 2 tolerates one overflow before lowering it."""
+    if deepspeed["precision"] != "fp16":
+        return {"enabled": False}
+    return {"enabled": True, "loss_scale": deepspeed.get("loss_scale", 0.0),
+            "initial_scale_power": deepspeed.get("initial_scale_power", 16), "loss_scale_window": 1000,
+            "hysteresis": 2, "min_loss_scale": 1}
 
 
 def _param_groups(model, weight_decay: float):
@@ -224,6 +237,7 @@ def _build_model(cfg, config: dict):
     from layoutray.model.network import build_model, load_weights
 
     model = build_model(cfg)
+    model.activation_checkpointing = cfg.training.activation_checkpointing
     if config.get("init_from"):
         sd, _, _ = read_artifact(config["init_from"])
         load_weights(model, sd)  # (the dense head may be new: it trains from scratch)
@@ -279,8 +293,33 @@ def _restore(w: _Worker) -> dict:
             _say(f"[layoutray] resumed from checkpoint after epoch {state['epoch']} "
                  f"(step {w.engine.global_steps})")
     if w.rank == 0:  # rows of epochs that will run again (none on a fresh start) go
+        _pull_history(w)
         _trim_history(w.run_dir / "metrics.jsonl", state["epoch"])
     return state
+
+
+def _pull_history(w: _Worker) -> None:
+    """A run in object storage (--output s3://...): rank 0 stages the run's history locally, from
+    the run's URI when this node has none (a resumed run, or rank 0 on another node)."""
+    uri = w.config.get("run_uri")
+    if not uri:
+        return
+    from layoutray import storage
+
+    w.run_dir.mkdir(parents=True, exist_ok=True)
+    remote = storage.join(uri, "metrics.jsonl")
+    if not (w.run_dir / "metrics.jsonl").exists() and storage.exists(remote):
+        storage.copy_file(remote, w.run_dir / "metrics.jsonl")
+
+
+def _push_history(w: _Worker) -> None:
+    """...and uploads it with TensorBoard's files after every epoch, so they outlive the node."""
+    uri = w.config.get("run_uri")
+    if uri:
+        from layoutray import storage
+
+        storage.copy_file(w.run_dir / "metrics.jsonl", storage.join(uri, "metrics.jsonl"))
+        storage.copy_dir(w.run_dir / "tensorboard", storage.join(uri, "tensorboard"))
 
 
 def _open_writer(w: _Worker):
@@ -292,12 +331,21 @@ def _open_writer(w: _Worker):
 
 def _train_step(w: _Worker, batch: dict) -> tuple[float, float | None, bool]:
     """(token loss, dense loss or None, whether an optimizer step happened) of one micro-batch."""
+    from layoutray.model.constraints import aesthetic_objective
     from layoutray.model.network import training_losses
 
     tokens = batch["tokens"]
-    out = w.engine(batch["image"], batch["has_image"], batch["spec"], tokens[:, :-1],
+    dec_in, targets = tokens[:, :-1], None  # AR: teacher forcing on the next tokens
+    if w.cfg.model.decoder == "diffusion":  # a noisy canvas and its masked places (diffusion.py)
+        from layoutray.model.diffusion import training_pair
+        dec_in, targets = training_pair(w.engine.module, tokens, batch["spec"])
+    out = w.engine(batch["image"], batch["has_image"], batch["spec"], dec_in,
                    dense=w.cfg.training.dense_weight > 0)
-    objective, loss, dense = training_losses(w.engine.module, out, tokens, batch["has_image"], w.cfg.training)
+    objective, loss, dense = training_losses(w.engine.module, out, tokens, batch["has_image"], w.cfg.training,
+                                             targets)
+    extra = aesthetic_objective(w.cfg, out, tokens, w.tokenizer)  # level full/advanced: soft alignment, overlap
+    if extra is not None:
+        objective = objective + extra
     dense_loss = None if dense is None else float(dense.detach())
     w.engine.backward(objective)
     step_before = w.engine.global_steps
@@ -437,6 +485,7 @@ def _write_history(w: _Worker, metrics: dict, writer) -> None:
         if isinstance(v, (int, float)) and not isinstance(v, bool):
             writer.add_scalar(k, v, metrics["epoch"])
     writer.flush()
+    _push_history(w)
 
 
 def _checkpoint_and_report(w: _Worker, state: dict, metrics: dict, stats: dict, writer) -> None:
@@ -454,7 +503,8 @@ def _checkpoint_and_report(w: _Worker, state: dict, metrics: dict, stats: dict, 
         if w.rank == 0:
             if cfg.validation.generate_examples and epoch % cfg.validation.every_epochs == 0:
                 metrics.update(_generation_metrics(w, sd))
-            export_artifact(sd, cfg, Path(d) / "model", metadata={"epoch": epoch, "val_loss": metrics["val_loss"]})
+            export_artifact(sd, cfg, Path(d) / "model", metadata={"epoch": epoch, "val_loss": metrics["val_loss"]},
+                            lineage=w.config.get("lineage"))  # built by the driver (layoutray.lineage)
             metrics["epoch_seconds"] = time.perf_counter() - stats["started"]
             _say_epoch(w, metrics, stats)
             _write_history(w, metrics, writer)

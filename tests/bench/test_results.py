@@ -88,7 +88,7 @@ def test_render_fills_known_blocks_and_leaves_unknown_ones(results, tmp_path, ca
 
 
 def test_every_key_has_a_renderer():
-    assert set(render_docs.BENCHES) | {"summary", "quality", "phi"} == set(render_docs.RENDERERS)
+    assert set(render_docs.BENCHES) | {"summary", "quality", "phi", "phi_study"} == set(render_docs.RENDERERS)
     assert set(render_docs.BENCHES) == set(render_docs.HEADLINES)
 
 
