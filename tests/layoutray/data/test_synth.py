@@ -50,7 +50,8 @@ def test_synthesize_writes_the_splits_and_manifest(tmp_path, n):
     m = synthesize(tmp_path, n, seed=3, shard_rows=8)
     assert m["counts"] == split_counts(n)
     assert dataset.count_examples(tmp_path) == split_counts(n)
-    assert m["generator"] == {"name": "layoutray.data.synth", "version": 1, "seed": 3, "max_elements": 16}
+    assert m["generator"] == {"name": "layoutray.data.synth", "version": 1, "seed": 3, "max_elements": 16,
+                              "appearance": "wireframe", "variety": "base"}
     for entry in m["shards"]:
         assert dataset.sha256_file(tmp_path / entry["path"]) == entry["sha256"]
 
