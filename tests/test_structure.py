@@ -79,7 +79,7 @@ def test_tracked_text_does_not_narrate_the_work():
 
 def test_readme_is_a_short_manual():
     lines = (REPO / "README.md").read_text().splitlines()
-    assert len(lines) <= 200
+    assert len(lines) <= 160
     assert "make run" in "\n".join(lines[:20]) and "make test" in "\n".join(lines[:20])
 
 

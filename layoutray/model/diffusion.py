@@ -46,7 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from layoutray.config import ModelConfig
-from layoutray.model.network import MLP, CrossAttention, Dropout, SelfAttention
+from layoutray.model.network import DecoderBlock, Dropout
 from layoutray.model.tokenizer import BOS, EOS, PAD, TOKENS_PER_ELEMENT, Box, LayoutTokenizer
 
 EMPTY = EOS  # every token of an empty slot
@@ -124,26 +124,6 @@ def from_canvas(canvas: torch.Tensor, tok: LayoutTokenizer) -> torch.Tensor:
 # ---------------------------------------------------------------------------- the denoiser
 
 
-class DenoiserBlock(nn.Module):
-    """Pre-norm block: bidirectional self-attention, cross-attention to the memory, MLP."""
-
-    def __init__(self, cfg: ModelConfig, dropout: float):
-        super().__init__()
-        d = cfg.d_model
-        self.ln1 = nn.LayerNorm(d)
-        self.attn = SelfAttention(d, cfg.n_heads)
-        self.ln2 = nn.LayerNorm(d)
-        self.cross = CrossAttention(d, cfg.n_heads)
-        self.ln3 = nn.LayerNorm(d)
-        self.mlp = MLP(d, cfg.ff_mult)
-        self.drop = Dropout(dropout)
-
-    def forward(self, x, k_mem, v_mem, mem_mask=None):  # x [B, L, D] -> [B, L, D]
-        x = x + self.drop(self.attn(self.ln1(x)))
-        x = x + self.drop(self.cross(self.ln2(x), k_mem, v_mem, mem_mask))
-        return x + self.drop(self.mlp(self.ln3(x)))
-
-
 class DiffusionDecoder(nn.Module):
     """canvas ids [B, L] (MASK = vocab_size) + memory -> logits [B, L, V] over the shared vocabulary.
 
@@ -158,7 +138,7 @@ class DiffusionDecoder(nn.Module):
         self.mask_emb = nn.Parameter(torch.randn(d) * 0.02)
         self.slot_pos = nn.Parameter(torch.randn(cfg.max_elements, d) * 0.02)
         self.attr_pos = nn.Parameter(torch.randn(TOKENS_PER_ELEMENT, d) * 0.02)
-        self.blocks = nn.ModuleList(DenoiserBlock(cfg, dropout) for _ in range(cfg.n_layers))
+        self.blocks = nn.ModuleList(DecoderBlock(cfg, dropout, causal=False) for _ in range(cfg.n_layers))
         self.ln = nn.LayerNorm(d)
         self.drop = Dropout(dropout)
 

@@ -160,8 +160,12 @@ class EncoderBlock(nn.Module):
 
 
 class DecoderBlock(nn.Module):
-    def __init__(self, cfg: ModelConfig, dropout: float):
+    """Pre-norm block: self-attention (causal for the AR decoder; bidirectional for the diffusion
+    denoiser, layoutray/model/diffusion.py), cross-attention to the memory, MLP."""
+
+    def __init__(self, cfg: ModelConfig, dropout: float, causal: bool = True):
         super().__init__()
+        self.causal = causal
         d = cfg.d_model
         self.ln1 = nn.LayerNorm(d)
         self.attn = SelfAttention(d, cfg.n_heads)
@@ -172,7 +176,7 @@ class DecoderBlock(nn.Module):
         self.drop = Dropout(dropout)
 
     def forward(self, x, k_mem, v_mem, mem_mask=None):  # x [B, T, D] -> [B, T, D]
-        x = x + self.drop(self.attn(self.ln1(x), causal=True))
+        x = x + self.drop(self.attn(self.ln1(x), causal=self.causal))
         x = x + self.drop(self.cross(self.ln2(x), k_mem, v_mem, mem_mask))
         return x + self.drop(self.mlp(self.ln3(x)))
 
