@@ -146,9 +146,15 @@ async function act(path, body, what) {
   } else {
     const d = r.data.state.last_decision || {};
     $("action-note").textContent = `${d.decision || what}: ${d.reason || "done"}`;
-    renderRollout(r.data);
   }
-  await refresh();
+  await pollAfter(inflight);
+}
+
+// A poll already in flight may have read the stats before the action: wait it out, then read
+// the rollout and the stats again, so that status and weights on screen come from one moment.
+async function pollAfter(pending) {
+  if (pending) await pending;
+  return refresh();
 }
 
 function startBody() {
