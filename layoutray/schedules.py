@@ -208,8 +208,13 @@ def make_torch_scheduler(optimizer, name: str, total_steps: int, warmup_steps: i
 
 
 def lr_lambda_from_config(schedule, total_steps: int) -> Callable[[int], float]:
-    """lr_lambda for a `config.ScheduleConfig`: warmup = round(warmup_fraction * total_steps)."""
+    """lr_lambda for a `config.ScheduleConfig`: warmup = round(warmup_fraction * total_steps).
+
+    A warmup that was asked for never rounds away to 0 steps on a short run: the phi warmups
+    divide by it, and a run of 5 steps with warmup_fraction 0.05 still warms up for one."""
     warmup = round(schedule.warmup_fraction * total_steps)
+    if schedule.warmup_fraction > 0:
+        warmup = min(total_steps, max(1, warmup))
     kw = {"min_lr_ratio": schedule.min_lr_ratio} if schedule.lr == "warmup_cosine" else {}
     return lr_lambda(schedule.lr, total_steps, warmup, phi_phases=schedule.phi_phases,
                      phase_settings=phase_settings_from_config(schedule), **kw)

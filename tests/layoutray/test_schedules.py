@@ -264,3 +264,11 @@ def test_schedule_show_unknown_name(capsys):
     assert main(["schedule", "show", "--lr", "golden", "--steps", "10", "--base-lr", "0.1"]) == 2
     err = capsys.readouterr().err
     assert "schedule.lr" in err and "phi_warmup_normalized" in err and "warmup_cosine" in err
+
+
+@pytest.mark.parametrize("name", ["phi_warmup", "phi_warmup_normalized", "warmup_cosine"])
+def test_a_requested_warmup_survives_a_short_run(name):
+    # 5 steps x 0.05 rounds to 0 warmup steps: the phi warmups would divide by zero.
+    f = S.lr_lambda_from_config(ScheduleConfig(lr=name, warmup_fraction=0.05), 5)
+    assert f(0) == 0.0 and all(f(t) > 0 for t in range(1, 5))
+    assert S.lr_lambda_from_config(ScheduleConfig(lr="constant", warmup_fraction=0.0), 5)(0) == 1.0
