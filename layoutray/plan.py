@@ -137,8 +137,16 @@ def analytic_parameters(cfg: RunConfig) -> int:
             + L * enc + 2 * d  # vision stack + final LN
             + m.max_spec_len * d + L * enc + 2 * d  # structure stack
             + 2 * d  # modality embeddings
-            + m.max_seq_len * d + L * dec + 2 * d  # decoder
+            + _decoder_positions(m) + L * dec + 2 * d  # decoder
             + dense)
+
+
+def _decoder_positions(m) -> int:
+    """The decoder's own position parameters: the AR decoder's dec_pos, or the diffusion
+    denoiser's mask_emb, slot_pos and attr_pos (layoutray/model/diffusion.py)."""
+    if m.decoder == "diffusion":
+        return (1 + m.max_elements + 5) * m.d_model
+    return m.max_seq_len * m.d_model
 
 
 def largest_layer_parameters(cfg: RunConfig) -> int:
@@ -230,10 +238,13 @@ STATE_SOURCES = {
 
 def shapes(cfg: RunConfig, elements: int) -> dict:
     m = cfg.model
+    # decoder input: AR reads BOS + 5 per element (EOS is a target); the diffusion denoiser always
+    # reads the whole canvas of max_elements slots, whatever the section holds
+    layout = 5 * m.max_elements if m.decoder == "diffusion" else 1 + 5 * elements
     return {
         "patches": (m.image_height // m.patch_size) * (m.image_width // m.patch_size),
         "spec_tokens": 1 + elements,
-        "layout_tokens": 1 + 5 * elements,  # decoder input: BOS + 5 per element (EOS is a target)
+        "layout_tokens": layout,
     }
 
 

@@ -142,7 +142,9 @@ class DiffusionDecoder(nn.Module):
         self.ln = nn.LayerNorm(d)
         self.drop = Dropout(dropout)
 
-    def forward(self, canvas: torch.Tensor, memory: torch.Tensor, mem_mask, tok_emb: nn.Embedding):
+    def forward(self, canvas: torch.Tensor, memory: torch.Tensor, mem_mask, tok_emb: nn.Embedding,
+                run_block: Callable = lambda blk, *args: blk(*args)):
+        """run_block: the LayoutModel's (activation checkpointing of each block when it is on)."""
         V, L = tok_emb.num_embeddings, canvas.shape[1]
         is_mask = (canvas == V)[:, :, None]
         x = torch.where(is_mask, self.mask_emb.to(memory.dtype), tok_emb(canvas.clamp(max=V - 1)))
@@ -150,7 +152,7 @@ class DiffusionDecoder(nn.Module):
         x = self.drop(x + pos)
         for blk in self.blocks:
             k, v = blk.cross.memory_kv(memory)
-            x = blk(x, k, v, mem_mask)
+            x = run_block(blk, x, k, v, mem_mask)
         return F.linear(self.ln(x), tok_emb.weight)
 
 

@@ -426,7 +426,7 @@ class LayoutModel(nn.Module):
         where Gh x Gw is the grid of dense cells and K the number of element types."""
         memory, mem_mask, vis = self._encode(image, has_image, spec)
         if self.diffusion is not None:  # tokens_in: the noisy canvas [B, 5E] (layoutray.model.diffusion)
-            logits = self.diffusion(tokens_in, memory, mem_mask, self.tok_emb)
+            logits = self.diffusion(tokens_in, memory, mem_mask, self.tok_emb, self.run_block)
         else:
             logits = self.decode(tokens_in, memory, mem_mask)  # [B, T, V]
         if not dense:

@@ -109,10 +109,20 @@ def test_h100_is_faster_than_a100():
     assert h["step"]["step_time_s"] < a["step"]["step_time_s"]
 
 
+@pytest.mark.parametrize("decoder", ["autoregressive", "diffusion"])
 @pytest.mark.parametrize("phase", ["phase1", "phase2", "phase3", "phase4"])
-def test_analytic_parameter_count_cross_checks_the_model(phase):
-    cfg = load_config(phase=phase)
+def test_analytic_parameter_count_cross_checks_the_model(phase, decoder):
+    cfg = load_config(phase=phase, overrides=[f"model.decoder={decoder}"])
     assert P.analytic_parameters(cfg) == P.parameter_count(cfg)[0]
+
+
+def test_the_diffusion_decoder_reads_its_whole_canvas():
+    """A denoiser step reads all max_elements slots whatever the section holds, so its FLOPs per
+    example exceed the AR decoder's for a short section and do not shrink with fewer elements."""
+    ar, dm = (load_config(phase="phase2", overrides=[f"model.decoder={d}"]) for d in ("autoregressive", "diffusion"))
+    assert P.shapes(dm, 3)["layout_tokens"] == P.shapes(dm, 12)["layout_tokens"] == 5 * dm.model.max_elements
+    assert P.flops_per_example(dm, 3)[0] > P.flops_per_example(ar, 3)[0]
+    assert P.flops_per_example(ar, 3)[0] < P.flops_per_example(ar, 12)[0]
 
 
 def test_rejects_bad_inputs():

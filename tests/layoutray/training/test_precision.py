@@ -97,12 +97,15 @@ def test_activation_checkpointing_gives_the_same_loss_and_gradients(dropout):
         assert torch.allclose(g0[k], g1[k], atol=1e-6, rtol=1e-5), k
 
 
-def test_activation_checkpointing_recomputes_the_blocks():
-    """It is really on: each block's forward runs twice per training step (forward + recompute)."""
-    cfg = load_config(phase="phase1", overrides=TINY)
+@pytest.mark.parametrize("decoder", ["autoregressive", "diffusion"])
+def test_activation_checkpointing_recomputes_the_blocks(decoder):
+    """It is really on: each block's forward runs twice per training step (forward + recompute),
+    the diffusion denoiser's blocks as the AR decoder's."""
+    cfg = load_config(phase="phase1", overrides=TINY + [f"model.decoder={decoder}", "model.max_elements=8"])
     model = build_model(cfg, dropout=0.0)
     calls = []
-    for blk in model.dec_blocks:  # (forward hooks do not fire during torch's recomputation)
+    blocks = model.diffusion.blocks if decoder == "diffusion" else model.dec_blocks
+    for blk in blocks:  # (forward hooks do not fire during torch's recomputation)
         def counted(*args, _orig=blk.forward):
             calls.append(1)
             return _orig(*args)
