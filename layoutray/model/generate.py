@@ -248,14 +248,39 @@ def generate(model: LayoutModel, tokenizer: LayoutTokenizer, image: torch.Tensor
     (`steps` is ignored) and writes fixed[i] first, then generates the rest after them.
     `constraints` is an aesthetic level (layoutray.model.constraints): "basic" and above mask and
     snap coordinates while decoding autoregressively, "advanced" also refines each layout
-    (layoutray.model.refine); `aesthetics` holds their settings (None: the defaults).
+    (layoutray.model.refine); a diffusion model's layouts are refined at "basic" and above
+    (`refines`). Fixed boxes are never moved. `aesthetics` holds their settings (None: the defaults).
     """
     ids = generate_tokens(model, tokenizer, image, has_image, spec, max_elements=max_elements,
                           temperature=temperature, top_p=top_p, generator=generator, seed=seed,
                           required_types=required_types, use_cache=use_cache, steps=steps, fixed=fixed,
                           constraints=constraints, aesthetics=aesthetics)
     layouts = [tokenizer.decode_layout(row) for row in ids.tolist()]
-    if constraints in REFINE_LEVELS:
+    if refines(model, constraints):
         from layoutray.model.refine import refine_layouts
-        layouts = refine_layouts(layouts, aesthetics or AestheticConfig())
+        layouts = refine_layouts(layouts, aesthetics or AestheticConfig(), held_elements(layouts, fixed, tokenizer.bins))
     return layouts
+
+
+def refines(model: LayoutModel, constraints: str) -> bool:
+    """Whether `constraints` ends in the post-hoc refinement. `advanced` always does. The decode-time
+    masks of `basic` follow reading order, which a diffusion sampler does not have (it reveals all
+    places jointly), so for a diffusion model `basic` and `full` refine its layouts instead."""
+    if getattr(model, "diffusion", None) is not None:
+        return check_level(constraints) in DECODE_LEVELS
+    return constraints in REFINE_LEVELS
+
+
+def held_elements(layouts: list[list[Box]], fixed: list[list[Box] | None] | None, bins: int) -> list[set[int]]:
+    """Per layout, the indices of the elements that are the caller's fixed boxes (same type, every
+    coordinate within one bin): refinement must not move them."""
+    held: list[set[int]] = []
+    for layout, want in zip(layouts, fixed or [None] * len(layouts)):
+        mine: set[int] = set()
+        for f in want or []:
+            j = next((j for j, b in enumerate(layout) if j not in mine and b.type == f.type
+                      and all(abs(getattr(b, k) - getattr(f, k)) <= 1.0 / bins for k in "xywh")), None)
+            if j is not None:
+                mine.add(j)
+        held.append(mine)
+    return held

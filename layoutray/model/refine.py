@@ -81,11 +81,12 @@ def forbidden_overlap_loss(boxes: torch.Tensor, mask: torch.Tensor, forbidden: t
 
 
 def _optimise(original: torch.Tensor, mask: torch.Tensor, forbidden: torch.Tensor,
-              cfg: AestheticConfig) -> torch.Tensor:
+              cfg: AestheticConfig, movable: torch.Tensor) -> torch.Tensor:
     """`refine_steps` sign-gradient steps of size refine_lr (Adam's step without its moments: every
-    coordinate moves by at most refine_lr a step), each projected back onto the canvas."""
+    coordinate moves by at most refine_lr a step), each projected back onto the canvas. Only
+    `movable` boxes move; the others still count in alignment and overlap."""
     boxes = original.clone()
-    real = mask[..., None]
+    real = movable[..., None]
     for _ in range(cfg.refine_steps):
         boxes.requires_grad_(True)
         loss = (soft_alignment(boxes, mask) + forbidden_overlap_loss(boxes, mask, forbidden)).sum()
@@ -96,8 +97,10 @@ def _optimise(original: torch.Tensor, mask: torch.Tensor, forbidden: torch.Tenso
     return boxes.detach()
 
 
-def refine_layouts(layouts: Sequence[Sequence[Box]], cfg: AestheticConfig | None = None) -> list[list[Box]]:
-    """Refined copies of the layouts (same elements, same order, same types)."""
+def refine_layouts(layouts: Sequence[Sequence[Box]], cfg: AestheticConfig | None = None,
+                   held: Sequence[set[int]] | None = None) -> list[list[Box]]:
+    """Refined copies of the layouts (same elements, same order, same types). held[i]: indices of
+    layout i's elements that stay exactly where they are (boxes the caller fixed)."""
     from layoutray.eval.aesthetic import allowed_pairs, padded, score_batch
 
     cfg = cfg or AestheticConfig()
@@ -106,6 +109,9 @@ def refine_layouts(layouts: Sequence[Sequence[Box]], cfg: AestheticConfig | None
         return layouts
     boxes_np, types_np, mask_np = padded(layouts)
     n = mask_np.shape[1]
+    movable_np = mask_np.copy()
+    for i, keep in enumerate(held or []):
+        movable_np[i, sorted(keep)] = False
     forbidden_np = (mask_np[:, :, None] & mask_np[:, None, :] & ~np.eye(n, dtype=bool)[None]
                     & ~allowed_pairs(boxes_np, types_np, cfg))
     threads = torch.get_num_threads()
@@ -116,12 +122,13 @@ def refine_layouts(layouts: Sequence[Sequence[Box]], cfg: AestheticConfig | None
         with torch.enable_grad():  # callers may decode under inference_mode
             original = torch.tensor(boxes_np, dtype=torch.float64)
             mask, forbidden = torch.from_numpy(mask_np), torch.from_numpy(forbidden_np)
-            refined = bound_iou(_optimise(original, mask, forbidden, cfg), original, cfg.refine_min_iou)
+            refined = bound_iou(_optimise(original, mask, forbidden, cfg, torch.from_numpy(movable_np)),
+                                original, cfg.refine_min_iou)
     finally:
         torch.set_num_threads(threads)
     refined_np = refined.numpy().astype(np.float64)
     for i in range(len(layouts)):
-        snap_layout(refined_np[i], boxes_np[i], mask_np[i], forbidden_np[i], cfg.refine_min_iou)
+        snap_layout(refined_np[i], boxes_np[i], mask_np[i], forbidden_np[i], cfg.refine_min_iou, movable_np[i])
     better = score_batch(refined_np, types_np, mask_np, cfg) > score_batch(boxes_np, types_np, mask_np, cfg) + 1e-9
     out = []
     for i, layout in enumerate(layouts):
@@ -165,9 +172,10 @@ def _offset(boxes: np.ndarray, i: int, mask: np.ndarray, axis: int) -> float:
 
 
 def snap_layout(boxes: np.ndarray, original: np.ndarray, mask: np.ndarray, forbidden: np.ndarray,
-                min_iou: float) -> None:
-    """The snapping pass on one padded layout, in place (see the module docstring)."""
-    for i in np.flatnonzero(mask):
+                min_iou: float, movable: np.ndarray | None = None) -> None:
+    """The snapping pass on one padded layout, in place (see the module docstring); only `movable`
+    elements (default: all) move, onto lines of any element."""
+    for i in np.flatnonzero(mask if movable is None else movable):
         for axis in (0, 1):
             d = _offset(boxes, i, mask, axis)
             if d == 0.0:

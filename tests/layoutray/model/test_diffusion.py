@@ -277,3 +277,24 @@ def test_cli_predict_completes_a_partial_layout(trained, tmp_path, capsys):
     assert cli_main(["predict", "--model", summary["model"], "--elements", "heading", "--fixed",
                      '[{"type": "heading", "x": 0, "y": 0, "width": 5}]', "--out", str(out)]) == 2
     assert "'--fixed[0].height': missing field" in capsys.readouterr().err
+
+
+def test_constraints_refine_diffusion_layouts_and_keep_fixed_boxes(model, tok):
+    """A diffusion sampler has no reading order for basic's decode-time masks: basic refines its
+    layouts instead (never to a lower aesthetic score), and the caller's fixed box never moves."""
+    from layoutray.eval.aesthetic import layout_score
+
+    types = ["heading", "paragraph", "button", "image"]
+    spec = torch.cat([spec_of(tok, types)] * 6)
+    fixed = [[Box("button", 0.1, 0.7, 0.25, 0.1)]] * 6
+    kw = dict(max_elements=8, temperature=1.0, steps=10, required_types=[types] * 6, fixed=fixed)
+    off = generate(model, tok, None, None, spec, seed=3, constraints="off", **kw)
+    basic = generate(model, tok, None, None, spec, seed=3, constraints="basic", **kw)
+    assert [sorted(b.type for b in lay) for lay in basic] == [sorted(b.type for b in lay) for lay in off]
+    assert all(layout_score(b) >= layout_score(o) - 1e-9 for b, o in zip(basic, off))
+    assert basic != off  # something was refined
+    for lay_off, lay in zip(off, basic):
+        held = [b for b in lay_off if b.type == "button"]
+        assert [b for b in lay if b.type == "button"] == held
+    with pytest.raises(Exception, match="allowed: off, basic, full, advanced"):
+        generate(model, tok, None, None, spec, seed=3, constraints="fancy", **kw)

@@ -68,3 +68,13 @@ def test_refinement_leaves_tidy_and_tiny_layouts_alone():
     assert refine_layouts([tidy, [Box("image", 0.1, 0.1, 0.3, 0.3)], []], CFG) == \
         [tidy, [Box("image", 0.1, 0.1, 0.3, 0.3)], []]
     assert refine_layouts(LAYOUTS[:2], AestheticConfig(refine_steps=0)) == LAYOUTS[:2]
+
+
+def test_held_elements_stay_exactly_where_they_are():
+    held = [{0, 3}] * len(LAYOUTS)
+    out = refine_layouts(LAYOUTS, CFG, held)
+    moved = 0
+    for old, new in zip(LAYOUTS, out):
+        assert new[0] == old[0] and new[3] == old[3]
+        moved += sum(a != b for a, b in zip(old, new))
+    assert moved > 0  # the others are still refined
