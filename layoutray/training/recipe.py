@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from layoutray import storage
 from layoutray.config import PHASES, ConfigError, RunConfig, check, from_dict, in_range, load_config, read_yaml
 
 
@@ -89,8 +90,12 @@ def _stage_data(recipe: Recipe, stage: Stage, data: str | None) -> str:
     return chosen
 
 
-def _read_state(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {"stages": {}}
+def _read_state(path: str) -> dict:
+    return storage.read_json(path) if storage.is_file(path) else {"stages": {}}
+
+
+def _write_state(path: str, state: dict) -> None:
+    storage.write_text(path, json.dumps(state, indent=2, default=str) + "\n")
 
 
 def run_recipe(recipe: Recipe, *, data: str | None, name: str, output: str, resume: bool = False,
@@ -99,39 +104,40 @@ def run_recipe(recipe: Recipe, *, data: str | None, name: str, output: str, resu
     """Run every stage in order (skipping finished ones on resume); returns the recipe state."""
     from layoutray.training.driver import run_training
 
-    root = Path(output).resolve() / name
-    state_path = root / "recipe.json"
-    if root.exists() and any(root.iterdir()) and not resume:
-        raise ConfigError("--name", f"recipe run '{name}' already exists in {root.parent}; pass --resume to "
+    # `output` may be a directory or an object-store URI (s3://, gs://): every path goes through storage.
+    parent = storage.absolute(output)
+    root = storage.join(parent, name)
+    state_path = storage.join(root, "recipe.json")
+    if storage.list_dir(root) and not resume:
+        raise ConfigError("--name", f"recipe run '{name}' already exists in {parent}; pass --resume to "
                                     f"continue it or choose another --name")
-    root.mkdir(parents=True, exist_ok=True)
     state = _read_state(state_path)
     state["recipe"] = recipe.to_dict()
-    previous = None
+    previous = previous_dir = None
     for i, stage in enumerate(recipe.stages):
         dir_name = recipe.stage_dir_name(i)
         done = state["stages"].get(dir_name)
         if done:
-            previous = done["model"]
+            previous, previous_dir = done["model"], dir_name
             progress(f"[recipe] stage {i + 1}/{len(recipe.stages)} '{stage.name}': done earlier, skipped")
             continue
         stage_data = _stage_data(recipe, stage, data)
         cfg = recipe.stage_config(i, list(extra))
         progress(f"[recipe] stage {i + 1}/{len(recipe.stages)} '{stage.name}': {stage.epochs} epochs on "
                  f"{stage_data}, lr {cfg.training.learning_rate:g} ({cfg.schedule.lr})"
-                 + (f", from {Path(previous).parent.name}" if previous else ""))
+                 + (f", from {previous_dir}" if previous else ""))
         t0 = time.time()
-        summary = run_training(cfg, stage_data, dir_name, str(root), address=address, init_from=previous,
-                               resume=resume and (root / dir_name).exists())
-        previous = summary["model"]
+        summary = run_training(cfg, stage_data, dir_name, root, address=address, init_from=previous,
+                               resume=resume and bool(storage.list_dir(storage.join(root, dir_name))))
+        previous, previous_dir = summary["model"], dir_name
         test = summary.get("test", {})
         state["stages"][dir_name] = {"model": previous, "minutes": round((time.time() - t0) / 60, 2),
                                      "test": test}
-        state_path.write_text(json.dumps(state, indent=2, default=str) + "\n")
+        _write_state(state_path, state)
         progress(f"[recipe] stage {i + 1}/{len(recipe.stages)} '{stage.name}' done in "
                  f"{(time.time() - t0) / 60:.1f} min" + _headline(test))
     state["model"] = previous
-    state_path.write_text(json.dumps(state, indent=2, default=str) + "\n")
+    _write_state(state_path, state)
     return state
 
 

@@ -2,7 +2,7 @@
 S3-compatible server (moto's, started here on 127.0.0.1; credentials and endpoint through the
 standard AWS variables only), and an outage in the middle of training: the server stopped, a
 clear error naming the run's URI, the server restarted, the run resumed from its checkpoints
-in the bucket."""
+in the bucket. A recipe and a sweep keep their runs, experiment and report in the bucket too."""
 
 import json
 import os
@@ -166,3 +166,48 @@ def test_serve_and_roll_out_models_from_the_bucket(s3, trained, tmp_path):
         assert {v["name"]: v["artifact"] for v in models["versions"]}["green"] == canary
     finally:
         serve.shutdown()
+
+
+def test_recipe_writes_its_stages_to_the_bucket(s3, ray_local, dataset, tmp_path):
+    from cli.main import main
+    from layoutray import storage
+
+    small = [o for o in TINY if not o.startswith("training.epochs")]
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("# layoutray train --recipe THIS\nname: r\nphase: phase1\n"
+                      f"set: {json.dumps(small)}\nstages:\n"
+                      "  - {name: a, epochs: 1, learning_rate: 2.0e-3}\n"
+                      "  - {name: b, epochs: 1, learning_rate: 5.0e-4}\n")
+    assert main(["train", "--recipe", str(recipe), "--data", dataset, "--output", RUNS]) == 0
+    state = storage.read_json(f"{RUNS}/r/recipe.json")
+    assert state["model"] == f"{RUNS}/r/02-b/model" and state["stages"]["01-a"]["model"] == f"{RUNS}/r/01-a/model"
+    assert "model.safetensors" in storage.list_dir(state["model"])
+    # the run exists in the bucket: starting it again without --resume is refused
+    assert main(["train", "--recipe", str(recipe), "--data", dataset, "--output", RUNS]) == 2
+
+
+def test_sweep_keeps_its_experiment_and_report_in_the_bucket(s3, ray_local, dataset, tmp_path):
+    import yaml
+
+    from layoutray import storage
+    from layoutray.sweep_config import load_sweep
+    from trainables.sweep import run_sweep
+
+    tree = {"name": "sw", "phase": "phase1",
+            "overrides": [o for o in TINY if not o.startswith(("training.epochs", "scaling.", "checkpoint."))]
+            + ["training.epochs=1"],
+            "data": {"dir": dataset, "synthesize_if_missing": False},
+            "arms": [{"name": "constant", "overrides": ["schedule.lr=constant"]}],
+            "seeds": [0], "min_seeds": 1, "target_val_loss": 5.0,
+            "resources": {"trial_cpus": 0.5, "workers": 1, "cpus_per_worker": 1.0},
+            "max_concurrent_trials": 1, "asha": {"enabled": False}, "storage_path": f"{ROOT}/sweeps"}
+    path = tmp_path / "sw.yaml"
+    path.write_text(yaml.safe_dump(tree))
+    out = run_sweep(load_sweep(path), full_budget=True)
+    assert out["experiment_dir"] == f"{ROOT}/sweeps/sw" and out["report_dir"] == f"{ROOT}/sweeps/sw/report"
+    assert [r["status"] for r in out["records"]] == ["completed"]
+    assert {"report.md", "trials.csv", "summary.json"} <= set(storage.list_dir(out["report_dir"]))
+    # the same name again is refused: the experiment is in the bucket, not only in the local staging copy
+    from layoutray.config import ConfigError
+    with pytest.raises(ConfigError, match="already exists"):
+        run_sweep(load_sweep(path), full_budget=True)
