@@ -176,6 +176,12 @@ class ModelCore:
     def max_elements(self) -> int:
         return int(self.predictor.cfg.model.max_elements)
 
+    @property
+    def decoder(self) -> dict:
+        """Which decoder answers, and for a diffusion model its T (the most `steps` it runs)."""
+        m = self.predictor.cfg.model
+        return {"decoder": m.decoder, "diffusion_steps": m.diffusion_steps if m.decoder == "diffusion" else None}
+
     def predict_many(self, reqs: list[dict]) -> list[Any]:
         """Validated request dicts -> response dicts with the answering model's id under "model"
         (or the exception for that request)."""
@@ -237,7 +243,7 @@ class LayoutModel:
 
     def info(self) -> dict:
         return {"slot": self.slot, "model": self.core.model_id, "artifact": self.core.artifact_dir,
-                "max_elements": self.core.max_elements,
+                "max_elements": self.core.max_elements, **self.core.decoder,
                 "loaded_at": self.core.loaded_at, "load_error": self.load_error,
                 "load_failed_at": self.load_failed_at, "replica": replica_id(),
                 "pid": os.getpid(), "settings": self.settings,

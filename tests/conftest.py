@@ -51,7 +51,7 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last={value!r}")
 
 
-def tiny_serving_artifact(out_dir, seed: int) -> str:
+def tiny_serving_artifact(out_dir, seed: int, decoder: str = "autoregressive") -> str:
     """A random-init Phase 1 artifact small enough to load and answer in milliseconds."""
     import torch
 
@@ -62,7 +62,7 @@ def tiny_serving_artifact(out_dir, seed: int) -> str:
     cfg = load_config(phase="phase1", overrides=[
         "model.d_model=32", "model.n_heads=2", "model.n_layers=1", "model.ff_mult=2", "model.patch_size=32",
         "model.image_height=64", "model.image_width=96", "model.max_elements=8", "model.max_seq_len=48",
-        "model.coord_bins=32", "model.max_spec_len=16"])
+        "model.coord_bins=32", "model.max_spec_len=16", f"model.decoder={decoder}", "model.diffusion_steps=20"])
     torch.manual_seed(seed)
     model = build_model(cfg)
     export_artifact(model, cfg, str(out_dir), {"name": f"tiny-{seed}", "note": "random init, for tests"})

@@ -25,7 +25,7 @@ TOKEN = "test-admin-token-7c1f"
 def served(ray_local, tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     stable = tiny_serving_artifact(root / "stable", seed=1)
-    canary = tiny_serving_artifact(root / "canary", seed=2)
+    canary = tiny_serving_artifact(root / "canary", seed=2, decoder="diffusion")  # beside an AR stable
     with serve_app(root, TOKEN, {"stable_model": stable, "canary_model": canary, "model_num_cpus": 0.5},
                    router={"max_body_bytes": 65536, "grpc_max_image_bytes": 1024}) as app:
         app.stable_dir, app.canary_dir = stable, canary
@@ -190,6 +190,28 @@ def test_weight_change_keeps_replicas(served):
     assert _replicas() == before
     assert requests.get(served.url + "/healthz", headers=admin, timeout=10).json()["router"] == router_pid
     assert set(_versions(served, 20)) == {"blue"}
+
+
+def test_a_diffusion_canary_answers_beside_an_autoregressive_stable(served):
+    m = served.models()
+    assert [(v["decoder"], v["diffusion_steps"]) for v in m["versions"]] == [("autoregressive", None), ("diffusion", 20)]
+    _set_weights(served, 0, 100)
+    try:
+        fixed = {"type": "button", "x": 90, "y": 500, "width": 270, "height": 100}
+        r = served.post({**BODY, "steps": 5, "fixed": [fixed]})
+        assert r.status_code == 200, r.text
+        d = r.json()
+        assert d["slot"] == "green"
+        elements = d["layouts"][0]["elements"]
+        assert sorted(e["type"] for e in elements) == ["button", "heading", "paragraph"]
+        button = next(e for e in elements if e["type"] == "button")
+        # one coordinate bin of a 1440 x 800 canvas at 32 bins: 45 x 25 px
+        assert all(abs(button[k] - fixed[k]) <= tol for k, tol in
+                   (("x", 45), ("width", 45), ("y", 25), ("height", 25))), button
+        r = served.post({**BODY, "steps": 0})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "steps", r.text
+    finally:
+        _set_weights(served, 100, 0)
 
 
 # ----------------------------------------------------------------------------- rollout
