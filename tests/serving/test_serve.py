@@ -246,6 +246,30 @@ def test_bad_canary_refused_and_nothing_lost(served):
     poll(lambda: served.models()["versions"][1]["load_error"] is None, 30, "the withdrawn load error to clear")
 
 
+def test_an_upgraded_artifact_loads_as_canary_and_answers_over_http(served):
+    from layoutray.model.upgrade import upgrade_artifact
+
+    grown = served.root / "grown"
+    res = upgrade_artifact(served.stable_dir, "phase2", grown, examples=8, overrides=[
+        "model.d_model=64", "model.n_heads=4", "model.n_layers=2", "model.ff_mult=2", "model.patch_size=32",
+        "model.image_height=64", "model.image_width=96", "model.max_elements=8", "model.max_seq_len=48",
+        "model.coord_bins=32", "model.max_spec_len=16"])
+    assert res["written"] and abs(res["validation"]["relative_change"]) < 1e-4
+    before = served.post()
+    assert before.status_code == 200 and before.json()["slot"] == "blue", before.text
+    r = served.admin("POST", "/start", {"canary": str(grown), "steps": "100", "interval": 600})
+    assert r.status_code == 200, r.text
+    try:
+        assert served.models()["versions"][1]["artifact"] == str(grown)
+        after = served.post()
+        assert after.status_code == 200 and after.json()["slot"] == "green", after.text
+        # the grown model computes its parent's function: the same greedy layouts as the stable parent
+        assert after.json()["layouts"] == before.json()["layouts"]
+        assert after.json()["version"] != before.json()["version"]
+    finally:
+        assert served.admin("POST", "/rollback", {}).status_code == 200
+
+
 @pytest.mark.slow
 def test_inconclusive_window_holds(served):
     r = served.admin("POST", "/start", {"canary": served.canary_dir, "steps": "10,25,50,100", "interval": 0.5,
