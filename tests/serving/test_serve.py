@@ -26,9 +26,11 @@ def served(ray_local, tmp_path_factory):
     root = tmp_path_factory.mktemp("serving")
     stable = tiny_serving_artifact(root / "stable", seed=1)
     canary = tiny_serving_artifact(root / "canary", seed=2, decoder="diffusion")  # beside an AR stable
+    # the promotion test's canary: another AR model, as alike in quality as two random models get
+    healthy = tiny_serving_artifact(root / "healthy", seed=2)
     with serve_app(root, TOKEN, {"stable_model": stable, "canary_model": canary, "model_num_cpus": 0.5},
                    router={"max_body_bytes": 65536, "grpc_max_image_bytes": 1024}) as app:
-        app.stable_dir, app.canary_dir = stable, canary
+        app.stable_dir, app.canary_dir, app.healthy_dir = stable, canary, healthy
         yield app
 
 
@@ -255,13 +257,14 @@ def test_an_upgraded_artifact_loads_as_canary_and_answers_over_http(served):
         "model.image_height=64", "model.image_width=96", "model.max_elements=8", "model.max_seq_len=48",
         "model.coord_bins=32", "model.max_spec_len=16"])
     assert res["written"] and abs(res["validation"]["relative_change"]) < 1e-4
-    before = served.post()
+    body = {**BODY, "constraints": "off"}  # (phase 2 decodes with `basic` constraints by default)
+    before = served.post(body)
     assert before.status_code == 200 and before.json()["slot"] == "blue", before.text
     r = served.admin("POST", "/start", {"canary": str(grown), "steps": "100", "interval": 600})
     assert r.status_code == 200, r.text
     try:
         assert served.models()["versions"][1]["artifact"] == str(grown)
-        after = served.post()
+        after = served.post(body)
         assert after.status_code == 200 and after.json()["slot"] == "green", after.text
         # the grown model computes its parent's function: the same greedy layouts as the stable parent
         assert after.json()["layouts"] == before.json()["layouts"]
@@ -312,7 +315,7 @@ def test_failing_canary_rolled_back_with_fallback(served):
 
 @pytest.mark.slow
 def test_healthy_canary_promoted(served):
-    r = served.admin("POST", "/start", {"canary": served.canary_dir, "steps": "10,25,50,100", "interval": 1.0,
+    r = served.admin("POST", "/start", {"canary": served.healthy_dir, "steps": "10,25,50,100", "interval": 1.0,
                                         "min_requests": 8, "max_error_rate": 0.05, "max_p95_ms": 5000})
     assert r.status_code == 200, r.text
     with Load(served, workers=4) as load:
