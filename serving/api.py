@@ -32,8 +32,7 @@ __all__ = [  # the validator's names are re-exported: the router, the benchmark 
     "StartBody", "LayoutElement", "Layout", "LayoutResponse", "ErrorDetail", "ErrorResponse", "ERROR_RESPONSES"]
 
 ADMIN_MAX_BODY_BYTES = 64 * 1024  # a start body is a few hundred bytes
-# decoder / diffusion_steps: a client needs them to know whether a request's `steps` applies.
-PUBLIC_VERSION_FIELDS = ("id", "slot", "weight", "decoder", "diffusion_steps")
+PUBLIC_VERSION_FIELDS = ("id", "slot", "weight")
 
 
 async def read_body_limited(request, limit: int) -> bytes:

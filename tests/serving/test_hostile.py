@@ -71,8 +71,7 @@ def test_public_models_view_and_safe_is_dir(tmp_path):
     full = {"versions": [{"id": "m@1", "slot": "blue", "weight": 90, "artifact": "/secret", "pid": 7,
                           "decoder": "diffusion", "diffusion_steps": 100, "settings": {"fail_rate": 0.3}}],
             "stable": "blue"}
-    assert api.public_models(full) == {"versions": [{"id": "m@1", "slot": "blue", "weight": 90,
-                                                     "decoder": "diffusion", "diffusion_steps": 100}]}
+    assert api.public_models(full) == {"versions": [{"id": "m@1", "slot": "blue", "weight": 90}]}
     assert api.safe_is_dir(str(tmp_path)) and not api.safe_is_dir(str(tmp_path / ("x" * 300)))
     assert not api.safe_is_dir("a\x00b")
 
@@ -163,7 +162,7 @@ def test_models_without_token_shows_only_public_fields(live):
         assert r.status_code == 200
         d = r.json()
         assert set(d) == {"versions"} and [v["slot"] for v in d["versions"]] == ["blue", "green"]
-        assert all(set(v) == {"id", "slot", "weight", "decoder", "diffusion_steps"} for v in d["versions"])
+        assert all(set(v) == {"id", "slot", "weight"} for v in d["versions"])
         assert live["stable"] not in r.text and "pid" not in r.text and "fail_rate" not in r.text
     full = requests.get(live["url"] + "/v1/models", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30).json()
     blue = full["versions"][0]
