@@ -51,6 +51,12 @@ def wait_for(predicate, timeout: float, what: str, poll: float = 0.5):
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last={value!r}")
 
 
+# A small Phase 2 config that tiny_serving_artifact's model grows into exactly (wider, deeper).
+TINY_GROWN = ["model.d_model=64", "model.n_heads=4", "model.n_layers=2", "model.ff_mult=2", "model.patch_size=32",
+              "model.image_height=64", "model.image_width=96", "model.max_elements=8", "model.max_seq_len=64",
+              "model.coord_bins=32", "model.max_spec_len=16"]
+
+
 def tiny_serving_artifact(out_dir, seed: int, decoder: str = "autoregressive") -> str:
     """A random-init Phase 1 artifact small enough to load and answer in milliseconds."""
     import torch

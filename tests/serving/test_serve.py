@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import tiny_serving_artifact
+from conftest import TINY_GROWN, tiny_serving_artifact
 from helpers import BODY, Load, poll, serve_app
 
 TOKEN = "test-admin-token-7c1f"
@@ -252,10 +252,7 @@ def test_an_upgraded_artifact_loads_as_canary_and_answers_over_http(served):
     from layoutray.model.upgrade import upgrade_artifact
 
     grown = served.root / "grown"
-    res = upgrade_artifact(served.stable_dir, "phase2", grown, examples=8, overrides=[
-        "model.d_model=64", "model.n_heads=4", "model.n_layers=2", "model.ff_mult=2", "model.patch_size=32",
-        "model.image_height=64", "model.image_width=96", "model.max_elements=8", "model.max_seq_len=48",
-        "model.coord_bins=32", "model.max_spec_len=16"])
+    res = upgrade_artifact(served.stable_dir, "phase2", grown, examples=8, overrides=TINY_GROWN)
     assert res["written"] and abs(res["validation"]["relative_change"]) < 1e-4
     body = {**BODY, "constraints": "off"}  # (phase 2 decodes with `basic` constraints by default)
     before = served.post(body)

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_serving_artifact
+from conftest import TINY_GROWN, tiny_serving_artifact
 from layoutray.config import ModelConfig, load_config
 from layoutray.model.growth import GrowthError, grow_state_dict, layer_map, resample_patch_kernel, vocab_map
 from layoutray.model.network import LayoutModel, vocab_size_for
@@ -192,10 +192,7 @@ def upgraded(tmp_path_factory):
     root = tmp_path_factory.mktemp("upgrade")
     parent = tiny_serving_artifact(root / "p1", seed=3)
     data = sample_dir(root / "data", examples=12, seed=5, max_elements=8)
-    grow = ["model.d_model=64", "model.n_heads=4", "model.n_layers=2", "model.ff_mult=2", "model.patch_size=32",
-            "model.image_height=64", "model.image_width=96", "model.max_elements=8", "model.max_seq_len=64",
-            "model.coord_bins=32", "model.max_spec_len=16"]
-    res = upgrade_artifact(parent, "phase2", root / "p2", data=data, examples=12, overrides=grow)
+    res = upgrade_artifact(parent, "phase2", root / "p2", data=data, examples=12, overrides=TINY_GROWN)
     return parent, res, data
 
 
