@@ -88,6 +88,7 @@ COLUMNS = ("id", "section_type", "image", "elements")  # what preprocessing read
 BOX_TOL = 1e-4  # float32 rounding of x + w may overshoot 1 by a hair
 MAP_BATCH_ROWS = 64  # rows per map call: blocks of decoded images stay a few MB
 OUTPUT_BLOCK_BYTES = 16 * 1024 * 1024
+RETRIED_STORAGE_ERRORS = ("AWS Error SLOW_DOWN", "AWS Error UNKNOWN (HTTP status 503)")  # throttling only
 
 
 class BadRow(ValueError):
@@ -489,6 +490,12 @@ def _read_parquet(paths: list[Path], train: bool, seed: int):
     # to read footers that check_shards already read. V1 starts the first batch in < 0.1 s.
     context = DataContext.get_current()
     use_v2, context.use_datasource_v2 = context.use_datasource_v2, False
+    # Ray Data retries "connection failed" inside nested retry loops (10 x 10 attempts with
+    # backoff up to 32 s): a store that is down stalls a run for hours without a word. Only
+    # throttling is retried in place; an unreachable store fails the attempt, Ray Train
+    # restarts from the last checkpoint (checkpoint.max_failures), then the run stops naming
+    # the URI and --resume.
+    retried, context.retried_io_errors = context.retried_io_errors, list(RETRIED_STORAGE_ERRORS)
     try:
         # URIs are read by the workers themselves, with the filesystem (and its endpoint) given here.
         fs = storage.resolve(paths[0])[0] if storage.is_uri(paths[0]) else None
@@ -499,7 +506,7 @@ def _read_parquet(paths: list[Path], train: bool, seed: int):
     except Exception as e:  # V1 samples rows of the shards here: a damaged page fails now
         raise _find_unreadable_shard(paths, e) from None
     finally:
-        context.use_datasource_v2 = use_v2
+        context.use_datasource_v2, context.retried_io_errors = use_v2, retried
 
 
 def preprocess(ds, cfg: RunConfig, *, train: bool, seed: int, rates: list[float] | None = None,

@@ -70,6 +70,32 @@ def test_dataset_commands_read_a_uri(s3, dataset, tmp_path):
     assert p.returncode == 0, p.stderr
 
 
+def test_a_read_from_an_unreachable_store_fails_instead_of_stalling(s3, ray_local, dataset):
+    """Ray Data's default retries connection errors in nested loops (hours against a store that
+    is down); the training pipeline's read ends with the connection error."""
+    from layoutray.config import load_config
+    from layoutray.data.pipeline import build_dataset
+
+    ds = build_dataset(dataset, "train", load_config(phase="phase1", overrides=TINY), train=True)
+    outcome: dict = {}
+
+    def target():
+        try:
+            outcome["rows"] = sum(len(b["id"]) for b in ds.iter_batches(batch_size=4))
+        except Exception as e:  # checked below
+            outcome["error"] = e
+
+    s3.stop()
+    try:
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        thread.join(timeout=300)
+    finally:
+        s3.start()
+    assert not thread.is_alive(), "the read was still retrying 5 min into the outage"
+    assert "NETWORK_CONNECTION" in str(outcome.get("error")), outcome
+
+
 @pytest.fixture(scope="module")
 def trained(s3, ray_local, dataset):
     """The run `obj` in the bucket, interrupted by an outage after its first checkpoint and resumed."""
@@ -94,7 +120,8 @@ def trained(s3, ray_local, dataset):
     s3.stop()
     thread.join(timeout=600)
     s3.start()
-    assert not thread.is_alive() and "summary" not in outcome, "the run finished before the outage"
+    assert not thread.is_alive(), "the run neither failed nor finished within 10 min of the outage"
+    assert "summary" not in outcome, "the run finished before the outage"
     error = outcome["error"]
     assert isinstance(error, StorageError), repr(error)
     assert run in str(error) and "--resume" in str(error), str(error)
