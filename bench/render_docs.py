@@ -648,10 +648,11 @@ def headline_realweb(f: dict) -> tuple[str, str]:
 
 
 def headline_upgrade(f: dict) -> tuple[str, str]:
-    same = f.get("preserved_error", {}).get("phase1_to_phase2_same_inputs", {})
+    errors = f.get("preserved_error", {})
+    same = errors.get("phase1 to phase2, parent's vision (the default)", errors.get("phase1_to_phase2_same_inputs", {}))
     arms = f.get("arms", {})
     best = min((a for a in arms if a != "scratch"), key=lambda a: arms[a].get("final_val_loss") or math.inf, default="")
-    return (f"phase1 -> phase2 growth changes the loss by {num(same.get('relative_change'))} (relative); "
+    return (f"phase1 -> phase2 growth (default) changes the loss by {num(same.get('relative_change'))} (relative); "
             f"best upgraded arm `{best}` ends at val loss {num(arms.get(best, {}).get('final_val_loss'))}",
             f"from scratch, same steps: {num(arms.get('scratch', {}).get('final_val_loss'))}")
 

@@ -1,7 +1,8 @@
 """Phase upgrade: does a grown Phase 2 model start where the Phase 1 model ended, and train faster?
 
     python bench/upgrade.py --shrink 2 --threads 1 --parent-steps 500 --steps 300 --eval-every 20 \
-        --examples 480 --val-batches 3 --noise-arm 0.1 --plot bench/results/upgrade.png
+        --examples 480 --val-batches 3 --noise-arm 0.1 --plot bench/results/upgrade.png \
+        --trained-model runs/quality/03-polish/model
 
 A Phase 1 model (the parent) is trained for --parent-steps on synthetic sections. Then the same
 Phase 2 model is trained for --steps on the same batches, in the same order, from each start:
@@ -12,14 +13,17 @@ zero-initialised new heads and units (`units="zero"`); with --noise-arm X, (c'')
 symmetry-breaking noise X. Every --eval-every steps each arm's teacher-forced validation loss is
 measured on the same validation sections. Figures: each arm's loss right after the upgrade (vs the
 parent's), the steps and training seconds each arm needs to reach (a)'s final validation loss, the
-loss right after growth at several noise levels, and the preserved error where the vision tokens
-are resampled: phase1 -> phase2 (patch 32 -> 16), phase2 -> phase3 (image size), and phase1 ->
-phase2 at the parent's patch size (same inputs: exact).
+loss right after growth at several noise levels, and the preserved error: phase1 -> phase2 as
+`layoutray upgrade` grows it by default (the parent's patch and image size: exact), and where the
+vision tokens are resampled (`--vision phase`): phase1 -> phase2 (patch 32 -> 16) and phase2 ->
+phase3 (image size). --trained-model DIR adds the same two measurements for a trained Phase 1
+artifact at its full size (on `layoutray upgrade`'s own sample), where resampling costs most.
 
-The phase ladder is used as the phase files give it (patch sizes, element caps, the ratios of
-widths, heads and depths), scaled for a CPU: --shrink K divides every phase's d_model, heads and
-layers by K (head size kept), images are smaller (96x160 for Phases 1-2, 128x224 for Phase 3), and
-the learning rate and dropout suit a run of a few hundred steps; all recorded under `config`.
+The phase ladder is used as the phase files give it (element caps, the ratios of widths, heads and
+depths; the Phase 2 arms keep the parent's patch, as the upgrade does), scaled for a CPU: --shrink
+K divides every phase's d_model, heads and layers by K (head size kept), images are smaller (96x160
+for Phases 1-2, 128x224 for Phase 3), and the learning rate and dropout suit a run of a few hundred
+steps; all recorded under `config`.
 Writes bench/results/upgrade[-TAG].json; --plot draws the validation curves.
 """
 
@@ -61,9 +65,12 @@ def configs(args):
     from layoutray.config import load_config
 
     p1 = load_config(phase="phase1", overrides=COMMON + PARENT + shrink("phase1", args.shrink) + args.set)
-    p2 = load_config(phase="phase2", overrides=COMMON + CHILD + shrink("phase2", args.shrink) + args.set)
-    p3 = load_config(phase="phase3", overrides=COMMON + CHILD + PHASE3 + shrink("phase3", args.shrink) + args.set)
-    return p1, p2, p3
+    p2v = load_config(phase="phase2", overrides=COMMON + CHILD + shrink("phase2", args.shrink) + args.set)
+    patch = [f"model.patch_size={p1.model.patch_size}"]  # the parent's, as `layoutray upgrade` keeps it
+    p2 = load_config(phase="phase2", overrides=COMMON + CHILD + shrink("phase2", args.shrink) + patch + args.set)
+    p3 = load_config(phase="phase3", overrides=COMMON + CHILD + PHASE3 + shrink("phase3", args.shrink) + patch
+                     + args.set)
+    return p1, p2, p2v, p3
 
 
 def batches(cfg, data: Path, split: str, n: int, bs: int, train: bool) -> list[dict]:
@@ -156,6 +163,26 @@ def preserved(old_sd, old_cfg, new_cfg, data: Path, args) -> dict:
     return {"old": a, "new": b, "relative_change": (b - a) / a, "approximations": report["approximations"]}
 
 
+def trained_errors(model_dir: str) -> dict:
+    """`layoutray upgrade`'s own measurement of a trained artifact grown into Phase 2, with the
+    parent's vision (the default) and with the phase's."""
+    from layoutray.model.artifact import read_artifact
+    from layoutray.model.upgrade import approximations, measure, target_config, upgrade_state_dict
+
+    sd, cfg, _ = read_artifact(model_dir)
+    out = {}
+    for vision in ("parent", "phase"):
+        new_cfg = target_config(cfg, "phase2", vision=vision)
+        grown, _ = upgrade_state_dict(sd, cfg, new_cfg)
+        m = measure(sd, cfg, grown, new_cfg)
+        out[f"trained model, phase1 to phase2, {vision}'s vision"] = {
+            "old": m["old"]["both"], "new": m["new"]["both"], "relative_change": m["relative_change"],
+            "modes": {k: (m["new"][k] - m["old"][k]) / m["old"][k] for k in ("both", "image", "spec")},
+            "approximations": approximations(cfg.model, new_cfg.model, 0.0), "model": model_dir}
+        log(f"trained model, {vision}'s vision: {100 * m['relative_change']:+.3f}%")
+    return out
+
+
 def plot(curves: dict[str, list[dict]], parent: float, target: float, path: Path) -> None:
     import matplotlib
 
@@ -190,6 +217,7 @@ def parse_args():
     ap.add_argument("--shrink", type=int, default=1, help="divide every phase's d_model, heads and layers by this")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override for every config")
     ap.add_argument("--plot", metavar="PNG", help="draw the validation curves")
+    ap.add_argument("--trained-model", metavar="DIR", help="also measure the growth of this Phase 1 artifact")
     add_result_args(ap)
     return ap.parse_args()
 
@@ -241,7 +269,6 @@ def main() -> int:
 
     import torch
 
-    from layoutray.config import load_config
     from layoutray.data.synth import synthesize
     from layoutray.model.network import build_model
 
@@ -249,7 +276,7 @@ def main() -> int:
     out = reserve_stdout()
     run = BenchRun("upgrade", tag=args.tag, results_dir=args.results_dir)
     torch.set_num_threads(args.threads)
-    p1, p2, p3 = configs(args)
+    p1, p2, p2v, p3 = configs(args)
     with tempfile.TemporaryDirectory(prefix="bench-upgrade-") as tmp:
         data = Path(tmp) / "data"
         synthesize(data, args.examples, seed=0)
@@ -262,11 +289,11 @@ def main() -> int:
         load_arms = [os.getloadavg()[0]]
         curves, reports = run_arms(args, p1, p2, parent_sd, data)
         load_arms.append(os.getloadavg()[0])
-        same = load_config(phase="phase2", overrides=COMMON + CHILD + shrink("phase2", args.shrink)
-                           + [f"model.patch_size={p1.model.patch_size}"] + args.set)
-        errors = {"phase1_to_phase2_same_inputs": preserved(parent_sd, p1, same, data, args),
-                  "phase1_to_phase2": preserved(parent_sd, p1, p2, data, args),
-                  "phase2_to_phase3": preserved(reports.pop("preserve_final_sd"), p2, p3, data, args)}
+        errors = {"phase1 to phase2, parent's vision (the default)": preserved(parent_sd, p1, p2, data, args),
+                  "phase1 to phase2, --vision phase": preserved(parent_sd, p1, p2v, data, args),
+                  "phase2 to phase3, --vision phase": preserved(reports.pop("preserve_final_sd"), p2, p3, data, args)}
+        if args.trained_model:
+            errors.update(trained_errors(args.trained_model))
         val2 = batches(p2, data, "val", args.val_batches, args.batch_size, False)
         noise = {str(x): val_loss(grown_model(((parent_sd, p1), p2), "preserve", x)[0], val2)
                  for x in NOISE_LEVELS}
@@ -278,7 +305,8 @@ def main() -> int:
                                           "shrink": {p: shrink(p, args.shrink) for p in ("phase1", "phase2", "phase3")}},
                             "models": {c.phase: {k: getattr(c.model, k) for k in ("d_model", "n_heads", "n_layers",
                                        "ff_mult", "patch_size", "image_height", "image_width", "max_elements")}
-                                       for c in (p1, p2, p3)},
+                                       for c in (p1, p2, p3)} | {"phase2 --vision phase": {
+                                       k: getattr(p2v.model, k) for k in ("patch_size", "image_height", "image_width")}},
                             "device": "cpu", "torch_threads": args.threads}, figures=figures)
     return 0
 

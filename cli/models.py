@@ -42,6 +42,9 @@ def add_parser(top) -> None:
                                                          "beyond the tolerance")
     p.add_argument("--noise", type=float, default=0.0, metavar="X",
                    help="symmetry-breaking noise on duplicated units, relative to each tensor's std (default 0)")
+    p.add_argument("--vision", choices=["parent", "phase"], default="parent",
+                   help="patch and image size of the grown model: the parent's (exact, the default) or the "
+                        "phase's (vision tokens resampled: the loss of a model that reads images rises)")
 
     sub = top.add_parser("model", help="inspect an exported model").add_subparsers(dest="sub", metavar="SUB",
                                                                                    required=True)
@@ -138,7 +141,8 @@ def cmd_upgrade(args) -> int:
     if not 0.0 <= args.noise <= 1.0:
         raise ConfigError("--noise", f"expected a number in [0, 1]; got {args.noise}")
     try:
-        res = upgrade_artifact(args.model, args.to, args.out, data=args.data, force=args.force, noise=args.noise)
+        res = upgrade_artifact(args.model, args.to, args.out, data=args.data, force=args.force, noise=args.noise,
+                               vision=args.vision)
     except GrowthError as e:
         raise ConfigError("--to", str(e)) from None
     except UpgradeRefused as e:
@@ -153,7 +157,8 @@ def cmd_upgrade(args) -> int:
     print(f"validation loss on {val['data']} ({val['old']['examples']} sections): "
           f"{val['old']['both']:.5f} -> {val['new']['both']:.5f} ({100 * val['relative_change']:+.4f}%, "
           f"allowed {100 * res['tolerance']:.3g}%)")
-    print(f"wrote {out}  (train it with: layoutray train --phase {res['new_phase']} --init-from {out})")
+    keep = "".join(f" --set {kv}" for kv in res["train_settings"])
+    print(f"wrote {out}  (train it with: layoutray train --phase {res['new_phase']}{keep} --init-from {out})")
     return 0
 
 

@@ -28,7 +28,7 @@ from layoutray.model.growth import (GrowthError, approximations, grow_state_dict
 from layoutray.model.network import build_model
 
 __all__ = ["GrowthError", "UpgradeRefused", "layer_map", "resample_patch_kernel", "upgrade_state_dict",
-           "partial_copy_state_dict", "validation_loss", "sample_dir", "upgrade_artifact", "tolerance_for"]
+           "partial_copy_state_dict", "validation_loss", "sample_dir", "upgrade_artifact", "tolerance_for", "target_config", "VISIONS"]
 
 METHODS = ("preserve", "copy")
 EXACT_TOLERANCE = 1e-4  # relative loss rise allowed when the inputs are the same
@@ -164,18 +164,33 @@ def validation_loss(model: torch.nn.Module, cfg: RunConfig, data: str | Path, sp
 # Model settings that choose an architecture rather than a size: the grown model keeps the
 # parent's (the phase files do not set them).
 ARCHITECTURE_KEYS = ("conv_stem", "decoder")
+# What the vision encoder reads. A grown model keeps the parent's by default ("parent"): a new
+# patch or image size changes every vision token, and no growth of the weights keeps what a
+# model that reads its images computes (+75% validation loss for the quality recipe's model at
+# patch 32 -> 16, bench/upgrade.py). vision="phase" takes the phase file's, approximately.
+VISION_KEYS = ("patch_size", "image_height", "image_width")
+VISIONS = ("parent", "phase")
 
 
-def target_config(old_cfg: RunConfig, to_phase: str, overrides: list[str] | None = None) -> RunConfig:
-    """The config a model grows into: `to_phase`'s, with the parent's architecture choices, then
-    `overrides` (KEY=VALUE). A phase that is not later than the model's is a ConfigError naming --to."""
+def target_config(old_cfg: RunConfig, to_phase: str, overrides: list[str] | None = None,
+                  vision: str = "parent") -> RunConfig:
+    """The config a model grows into: `to_phase`'s, with the parent's architecture choices (and
+    with vision="parent" its patch and image size), then `overrides` (KEY=VALUE). A phase that is
+    not later than the model's is a ConfigError naming --to."""
     if to_phase not in PHASES or PHASES.index(to_phase) <= PHASES.index(old_cfg.phase):
         later = ", ".join(PHASES[PHASES.index(old_cfg.phase) + 1:]) or "none left"
         raise ConfigError("--to", f"{to_phase}: the model is {old_cfg.phase}; upgrade grows a model into a "
                                   f"later phase ({later})")
-    keep = [f"model.{k}={getattr(old_cfg.model, k)}" for k in ARCHITECTURE_KEYS
-            if hasattr(old_cfg.model, k) and getattr(old_cfg.model, k) != getattr(load_config(phase=to_phase).model, k)]
+    if vision not in VISIONS:
+        raise ConfigError("--vision", f"{vision!r}; allowed: {', '.join(VISIONS)}")
+    keep = _differing(old_cfg.model, to_phase, ARCHITECTURE_KEYS + (VISION_KEYS if vision == "parent" else ()))
     return load_config(phase=to_phase, overrides=keep + list(overrides or []))
+
+
+def _differing(model, to_phase: str, keys: tuple[str, ...]) -> list[str]:
+    """`model`'s settings among `keys` that differ from `to_phase`'s, as KEY=VALUE."""
+    phase = load_config(phase=to_phase).model
+    return [f"model.{k}={getattr(model, k)}" for k in keys if getattr(model, k) != getattr(phase, k)]
 
 
 def _loaded(sd: dict[str, torch.Tensor], cfg: RunConfig) -> torch.nn.Module:
@@ -200,21 +215,22 @@ def measure(old_sd, old_cfg: RunConfig, new_sd, new_cfg: RunConfig, data: str | 
 
 def upgrade_artifact(model_dir: str | Path, to_phase: str, out_dir: str | Path, *, data: str | Path | None = None,
                      force: bool = False, noise: float = 0.0, examples: int = 64,
-                     overrides: list[str] | None = None) -> dict:
+                     overrides: list[str] | None = None, vision: str = "parent") -> dict:
     """Grow the artifact in `model_dir` into `to_phase`, measure both models and export the grown
     one to `out_dir` unless its validation loss rose beyond `tolerance_for` (UpgradeRefused; `force`
     writes it anyway). Returns {"out", "old_phase", "new_phase", "report", "validation",
-    "tolerance", "written"}. `overrides` change the target phase's config (KEY=VALUE)."""
+    "tolerance", "written", "train_settings"}. `overrides` change the target phase's config
+    (KEY=VALUE); `vision` is "parent" (keep its patch and image size: exact) or "phase"."""
     from layoutray.model.artifact import export_artifact, read_artifact
     from layoutray.lineage import parent_model
 
     old_sd, old_cfg, meta = read_artifact(model_dir)
-    new_cfg = target_config(old_cfg, to_phase, overrides)
+    new_cfg = target_config(old_cfg, to_phase, overrides, vision)
     new_sd, report = upgrade_state_dict(old_sd, old_cfg, new_cfg, noise=noise)
     val = measure(old_sd, old_cfg, new_sd, new_cfg, data, examples)
     tol = tolerance_for(old_cfg, new_cfg, noise)
     res = {"out": out_dir, "old_phase": old_cfg.phase, "new_phase": new_cfg.phase, "report": report,
-           "validation": val, "tolerance": tol, "written": False}
+           "validation": val, "tolerance": tol, "written": False, "train_settings": _differing(new_cfg.model, to_phase, ARCHITECTURE_KEYS + VISION_KEYS)}
     if val["relative_change"] > tol and not force:
         raise UpgradeRefused(f"validation loss rose {100 * val['relative_change']:.3g}% ({val['old']['both']:.5f} -> "
                              f"{val['new']['both']:.5f}), beyond the {100 * tol:.3g}% allowed for this growth "

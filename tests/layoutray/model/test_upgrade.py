@@ -260,3 +260,30 @@ def test_cli_names_the_flag_of_what_cannot_grow(tmp_path, capsys):
     assert main(["upgrade", "--model", parent, "--to", "phase2", "--out", str(tmp_path / "p2"),
                  "--noise", "2"]) == 2
     assert "key '--noise'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_grown_model_keeps_the_parents_vision_unless_asked(tmp_path):
+    """Phase 3's patch (16) and image size differ from a Phase 1 model's; by default the grown model
+    reads images as its parent did (exact growth, and the settings a training run of it needs are
+    returned); vision="phase" takes the phase's, with the resampled tolerance."""
+    from layoutray.model.artifact import read_artifact
+    from layoutray.model.upgrade import sample_dir, upgrade_artifact
+
+    parent = tiny_serving_artifact(tmp_path / "p1", seed=6)
+    data = sample_dir(tmp_path / "data", examples=8, seed=5, max_elements=8)
+    size = [o for o in TINY_GROWN if not o.startswith(("model.patch_size", "model.image_"))]
+    res = upgrade_artifact(parent, "phase3", tmp_path / "p3", data=data, examples=8, overrides=size)
+    _, old, _ = read_artifact(parent)
+    _, new, _ = read_artifact(res["out"])
+    vision = ("patch_size", "image_height", "image_width")
+    assert [getattr(new.model, k) for k in vision] == [getattr(old.model, k) for k in vision] != [16, 256, 448]
+    assert res["report"]["exact"] and abs(res["validation"]["relative_change"]) < 1e-4
+    assert set(res["train_settings"]) >= {f"model.{k}={getattr(old.model, k)}" for k in vision}
+
+    phase = upgrade_artifact(parent, "phase3", tmp_path / "p3v", data=data, examples=8, overrides=size,
+                             vision="phase", force=True)
+    _, grown, _ = read_artifact(phase["out"])
+    assert [getattr(grown.model, k) for k in vision] == [16, 256, 448]
+    assert not phase["report"]["exact"] and phase["tolerance"] == 0.01
+
