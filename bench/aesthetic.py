@@ -154,6 +154,9 @@ def main() -> int:
     ap.add_argument("--widths", default="1440,1024,390")
     ap.add_argument("--limit", type=int, default=0, help="sections per set (0: all)")
     ap.add_argument("--latency-requests", type=int, default=20)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override the model's config for this run, e.g. model.aesthetics.snap_tolerance=1 "
+                         "(an artifact keeps the aesthetics it was trained with)")
     add_result_args(ap)
     args = ap.parse_args()
     out = reserve_stdout()
@@ -164,6 +167,13 @@ def main() -> int:
 
     torch.set_num_threads(2)
     predictor = load(args.model)
+    if args.set:
+        from layoutray.config import _set_dotted, config_from_dict, parse_override
+
+        tree = predictor.cfg.to_dict()
+        for item in args.set:
+            _set_dotted(tree, *parse_override(item))
+        predictor.cfg = config_from_dict(tree)
     level = predictor.cfg.model.aesthetic_constraints
     with tempfile.TemporaryDirectory() as tmp:
         real = real_dataset(args, predictor, Path(tmp))
@@ -172,7 +182,7 @@ def main() -> int:
     figures = {"model": args.model, "model_note": args.model_note, "model_trained_at": level,
                "phase": predictor.cfg.phase, "sets": sets,
                "goals": {name: goals(s, level) for name, s in sets.items()}}
-    run.finish(out, config={"limit": args.limit, "latency_requests": args.latency_requests,
+    run.finish(out, config={"limit": args.limit, "latency_requests": args.latency_requests, "set": args.set,
                             "aesthetics": dataclasses.asdict(predictor.cfg.model.aesthetics)}, figures=figures)
     return 0
 

@@ -81,7 +81,8 @@ class AestheticConfig:
     spacing_tolerance: float = 0.008  # gaps closer than this count as the same spacing (about 1 bin)
     container_types: list[str] = field(default_factory=lambda: ["card", "image"])
     contain_fraction: float = 0.9  # a child inside a container: this share of its area inside
-    snap_tolerance: int = 2  # basic: snap a coordinate to a placed element's line this many bins away
+    snap_tolerance: int = 1  # basic: snap a coordinate to a placed element's line this many bins away
+    snap_size_share: float = 0.125  # basic: ... a width or height only if that changes it by at most this share
     loss_alignment: float = 0.1  # full: weight of the soft alignment loss in training
     loss_overlap: float = 0.1  # full: weight of the soft forbidden-overlap loss in training
     refine_steps: int = 20  # advanced: optimisation steps per batch of layouts
@@ -101,6 +102,7 @@ class AestheticConfig:
         in_range("model.aesthetics.contain_fraction", self.contain_fraction, 0.0, 1.0, lo_open=True)
         in_range("model.aesthetics.refine_min_iou", self.refine_min_iou, 0.0, 1.0)
         in_range("model.aesthetics.snap_tolerance", self.snap_tolerance, 0, 64)
+        in_range("model.aesthetics.snap_size_share", self.snap_size_share, 0.0, 1.0)
         in_range("model.aesthetics.refine_steps", self.refine_steps, 0, 10000)
         bad = [t for t in self.container_types if t not in ELEMENT_TYPES]
         check("model.aesthetics.container_types", not bad,

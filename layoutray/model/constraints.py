@@ -47,7 +47,7 @@ class DecodeConstraints:
     """Per-row placed boxes (in bins, [x0, y0, x1, y1)) and the masks/snapping of `basic`."""
 
     def __init__(self, tok: LayoutTokenizer, B: int, max_elements: int, cfg: AestheticConfig, device):
-        self.tok, self.bins, self.tol = tok, tok.bins, cfg.snap_tolerance
+        self.tok, self.bins, self.tol, self.size_share = tok, tok.bins, cfg.snap_tolerance, cfg.snap_size_share
         E = max(1, max_elements)
         self.boxes = torch.zeros(B, E, 4, dtype=torch.long, device=device)
         self.valid = torch.zeros(B, E, dtype=torch.bool, device=device)
@@ -145,7 +145,10 @@ class DecodeConstraints:
         dist = torch.where(ok & allowed & (dist <= self.tol), dist, self.bins * 4)
         best = dist.flatten(1).min(dim=1)
         value = cand.flatten(1).gather(1, best.indices[:, None]).squeeze(1)
-        return torch.where(best.values <= self.tol, value + co, ids)
+        near = best.values <= self.tol
+        if phase >= 3:  # a width or height moves by at most this share of itself: a small box keeps its size
+            near &= best.values <= self.size_share * (ids - co)
+        return torch.where(near, value + co, ids)
 
     # ------------------------------------------------------------------ state
 

@@ -150,6 +150,23 @@ def test_snapping_within_tolerance_only():
     assert dc.snap(step + 3, torch.tensor([co + 9]), none).item() == co + 10
 
 
+def test_a_small_width_is_not_snapped_out_of_shape():
+    co = TOK.coord_offset
+    dc, step = _placed([(6, 2, 10, 3)], ["heading"])  # right edge at 16
+    none = torch.zeros(1, TOK.vocab_size, dtype=torch.bool)
+    for v in (TOK.type_id("icon"), co + 13, co + 8):
+        dc.advance(step, torch.tensor([v]))
+        step += 1
+    # w 2 ends at 15, one bin from 16: snapping would make it 3, a change of half its size
+    assert dc.snap(step, torch.tensor([co + 2]), none).item() == co + 2
+    # the same one-bin move is within snap_size_share (1/8) of a width of 8 or more
+    dc, step = _placed([(6, 2, 20, 3)], ["heading"])  # right edge at 26
+    for v in (TOK.type_id("paragraph"), co + 17, co + 8):
+        dc.advance(step, torch.tensor([v]))
+        step += 1
+    assert dc.snap(step, torch.tensor([co + 8]), none).item() == co + 9
+
+
 def test_basic_improves_alignment_and_overlap_of_random_model():
     from layoutray.eval.metrics import alignment, overlap
 
