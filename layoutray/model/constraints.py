@@ -25,6 +25,7 @@ elements out of reading order), that row keeps the grammar's mask alone.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from layoutray.config import AestheticConfig, ConfigError
@@ -43,36 +44,49 @@ def check_level(level: str, name: str = "constraints") -> str:
     return level
 
 
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy()
+
+
+def _rows(a: np.ndarray, B: int) -> np.ndarray:
+    """a [1 or B, V] as [B, V] (a view)."""
+    return a if a.shape[0] == B else np.broadcast_to(a, (B, a.shape[1]))
+
+
 class DecodeConstraints:
-    """Per-row placed boxes (in bins, [x0, y0, x1, y1)) and the masks/snapping of `basic`."""
+    """Per-row placed boxes (in bins, [x0, y0, x1, y1)) and the masks/snapping of `basic`.
+
+    The state is numpy: a decoding step asks a few dozen questions of [B, E] and [B, bins] arrays,
+    where each torch call costs several microseconds of dispatch and numpy's cost one; on the CPU
+    this halves what `basic` adds to the latency of a layout. Tensors go in and out."""
 
     def __init__(self, tok: LayoutTokenizer, B: int, max_elements: int, cfg: AestheticConfig, device):
         self.tok, self.bins, self.tol, self.size_share = tok, tok.bins, cfg.snap_tolerance, cfg.snap_size_share
         E = max(1, max_elements)
-        self.boxes = torch.zeros(B, E, 4, dtype=torch.long, device=device)
-        self.valid = torch.zeros(B, E, dtype=torch.bool, device=device)
-        self.is_container = torch.zeros(B, E, dtype=torch.bool, device=device)
-        self.n = torch.zeros(B, dtype=torch.long, device=device)
-        self.cur = torch.zeros(B, 4, dtype=torch.long, device=device)  # x, y, w of the element being placed
-        self.cur_container = torch.zeros(B, dtype=torch.bool, device=device)
-        ids = [tok.type_id(t) for t in cfg.container_types]
-        self.container_ids = torch.tensor(ids or [-1], dtype=torch.long, device=device)
-        self.values = torch.arange(self.bins, device=device)
+        self.boxes = np.zeros((B, E, 4), dtype=np.int64)
+        self.valid = np.zeros((B, E), dtype=bool)
+        self.is_container = np.zeros((B, E), dtype=bool)
+        self.n = np.zeros(B, dtype=np.int64)
+        self.cur = np.zeros((B, 4), dtype=np.int64)  # x, y, w of the element being placed
+        self.cur_container = np.zeros(B, dtype=bool)
+        self.container_ids = np.array([tok.type_id(t) for t in cfg.container_types] or [-1], dtype=np.int64)
+        self.values = np.arange(self.bins)
 
     def select(self, rows: torch.Tensor) -> None:
+        r = _np(rows)
         for name in ("boxes", "valid", "is_container", "n", "cur", "cur_container"):
-            setattr(self, name, getattr(self, name).index_select(0, rows))
+            setattr(self, name, getattr(self, name)[r])
 
     # ------------------------------------------------------------------ masks
 
-    def _holders(self) -> torch.Tensor:
+    def _holders(self) -> np.ndarray:
         """[B, E]: placed containers holding the start cell (x, y) of the current element."""
         x, y = self.cur[:, 0:1], self.cur[:, 1:2]
         b = self.boxes
         inside = (b[..., 0] <= x) & (x < b[..., 2]) & (b[..., 1] <= y) & (y < b[..., 3])
         return self.valid & self.is_container & inside
 
-    def _coord_forbidden(self, phase: int) -> torch.Tensor | None:
+    def _coord_forbidden(self, phase: int) -> np.ndarray | None:
         """[B, bins] True where a coordinate value is forbidden at this phase (1 x, 2 y, 3 w, 4 h)."""
         if phase == 1:
             return None
@@ -82,18 +96,18 @@ class DecodeConstraints:
         if phase == 2:  # start cells inside a placed content element
             col = self.valid & ~self.is_container & (b[..., 0] <= x) & (x < b[..., 2])  # [B, E]
             rows = (b[..., 1, None] <= v[:, None]) & (v[:, None] < b[..., 3, None])  # [B, E, bins]
-            return (col[..., None] & rows).any(dim=1) & content
+            return (col[..., None] & rows).any(axis=1) & content
         holders = self._holders()
         others = self.valid & ~holders
         if phase == 3:
             in_row = others & (b[..., 1] <= y) & (y < b[..., 3]) & (b[..., 0] > x)
-            limit = torch.where(in_row, b[..., 0] - x, self.bins)
+            limit = np.where(in_row, b[..., 0] - x, self.bins)
         else:
             w = self.cur[:, 2:3]
             cols = others & (b[..., 0] < x + w) & (b[..., 2] > x) & (b[..., 1] > y)
-            limit = torch.where(cols, b[..., 1] - y, self.bins)
+            limit = np.where(cols, b[..., 1] - y, self.bins)
         edge = b[..., 2] - x if phase == 3 else b[..., 3] - y
-        limit = torch.minimum(limit, torch.where(holders, edge, self.bins)).min(dim=1).values  # [B]
+        limit = np.minimum(limit, np.where(holders, edge, self.bins)).min(axis=1)  # [B]
         return (v > limit[:, None]) & content
 
     def forbidden(self, step: int, grammar_bad: torch.Tensor) -> torch.Tensor:
@@ -102,18 +116,18 @@ class DecodeConstraints:
         coord = self._coord_forbidden(step % TOKENS_PER_ELEMENT)
         if coord is None:
             return grammar_bad
-        B = self.n.shape[0]
-        bad = grammar_bad.expand(B, -1).clone()
+        grammar = _rows(_np(grammar_bad), len(self.n))
+        bad = grammar.copy()
         co = self.tok.coord_offset
         bad[:, co:co + self.bins] |= coord
-        stuck = bad.all(dim=1)
-        if bool(stuck.any()):
-            bad[stuck] = grammar_bad.expand(B, -1)[stuck]
-        return bad
+        stuck = bad.all(axis=1)
+        if stuck.any():
+            bad[stuck] = grammar[stuck]
+        return torch.from_numpy(bad).to(grammar_bad.device)
 
     # ------------------------------------------------------------------ snapping
 
-    def _lines(self, phase: int) -> torch.Tensor:
+    def _lines(self, phase: int) -> np.ndarray:
         """[B, E, k] the values the current coordinate would take to share a placed element's line."""
         b = self.boxes
         x, y = self.cur[:, 0:1, None], self.cur[:, 1:2, None]
@@ -123,47 +137,48 @@ class DecodeConstraints:
             return b[..., 1:2]  # top edges
         if phase == 3:  # right edges; centres where the width comes out whole
             centre2 = b[..., 0:1] + b[..., 2:3]  # 2 * centre
-            return torch.cat([b[..., 2:3] - x, centre2 - 2 * x], dim=2)
+            return np.concatenate([b[..., 2:3] - x, centre2 - 2 * x], axis=2)
         return b[..., 3:4] - y  # bottom edges
 
     def snap(self, step: int, ids: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
         """ids moved to the nearest allowed value within snap_tolerance that lines up with a placed
         element (phase 3: a right edge, or a centre when the width comes out whole)."""
         phase = step % TOKENS_PER_ELEMENT
-        if phase == 0 or self.tol <= 0:
+        if phase == 0 or self.tol <= 0 or not self.valid.any():
             return ids
-        co = self.tok.coord_offset
-        picked = (ids - co)[:, None, None]
+        co, B = self.tok.coord_offset, ids.shape[0]
+        picked = _np(ids) - co  # [B]
         lines = self._lines(phase)
         if phase == 3:  # the centre candidate is 2 * (centre - x): only even values give a whole width
             centre_w = lines[..., 1:2]
-            lines = torch.cat([lines[..., :1], torch.where(centre_w % 2 == 0, centre_w // 2, -1)], dim=2)
+            lines = np.concatenate([lines[..., :1], np.where(centre_w % 2 == 0, centre_w // 2, -1)], axis=2)
         ok = self.valid[..., None] & (lines >= 0) & (lines < self.bins)
-        cand = lines.clamp(0, self.bins - 1)
-        allowed = ~bad.expand(ids.shape[0], -1)[:, co:co + self.bins].gather(1, cand.flatten(1)).view_as(cand)
-        dist = (cand - picked).abs()
-        dist = torch.where(ok & allowed & (dist <= self.tol), dist, self.bins * 4)
-        best = dist.flatten(1).min(dim=1)
-        value = cand.flatten(1).gather(1, best.indices[:, None]).squeeze(1)
-        near = best.values <= self.tol
+        cand = np.minimum(np.maximum(lines, 0), self.bins - 1).reshape(B, -1)  # [B, E * k]
+        rows = np.arange(B)
+        allowed = ~_rows(_np(bad), B)[rows[:, None], cand + co]
+        dist = np.abs(cand - picked[:, None])
+        dist = np.where(ok.reshape(B, -1) & allowed & (dist <= self.tol), dist, self.bins * 4)
+        best = dist.argmin(axis=1)
+        near = dist[rows, best] <= self.tol
         if phase >= 3:  # a width or height moves by at most this share of itself: a small box keeps its size
-            near &= best.values <= self.size_share * (ids - co)
-        return torch.where(near, value + co, ids)
+            near &= dist[rows, best] <= self.size_share * picked
+        return torch.from_numpy(np.where(near, cand[rows, best] + co, picked + co)).to(ids.device)
 
     # ------------------------------------------------------------------ state
 
     def advance(self, step: int, ids: torch.Tensor) -> None:
         phase = step % TOKENS_PER_ELEMENT
+        ids = _np(ids)
         value = ids - self.tok.coord_offset
         if phase == 0:
-            self.cur_container = torch.isin(ids, self.container_ids)
+            self.cur_container = (ids[:, None] == self.container_ids).any(axis=1)
         elif phase < 4:
             self.cur[:, phase - 1] = value
         else:
-            rows = torch.arange(ids.shape[0], device=ids.device)
-            slot = self.n.clamp(max=self.valid.shape[1] - 1)
+            rows = np.arange(ids.shape[0])
+            slot = np.minimum(self.n, self.valid.shape[1] - 1)
             x, y, w = self.cur[:, 0], self.cur[:, 1], self.cur[:, 2]
-            self.boxes[rows, slot] = torch.stack([x, y, x + w, y + value], dim=1)
+            self.boxes[rows, slot] = np.stack([x, y, x + w, y + value], axis=1)
             self.valid[rows, slot] = True
             self.is_container[rows, slot] = self.cur_container
             self.n += 1
