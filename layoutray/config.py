@@ -85,8 +85,8 @@ class AestheticConfig:
     snap_size_share: float = 0.125  # basic: ... a width or height only if that changes it by at most this share
     loss_alignment: float = 0.1  # full: weight of the soft alignment loss in training
     loss_overlap: float = 0.1  # full: weight of the soft forbidden-overlap loss in training
-    refine_steps: int = 20  # advanced: optimisation steps per batch of layouts
-    refine_lr: float = 0.002  # advanced: the most a coordinate moves in one step
+    refine_steps: int = 8  # advanced: optimisation steps per batch of layouts
+    refine_lr: float = 0.004  # advanced: the most a coordinate moves in one step
     refine_min_iou: float = 0.7  # advanced: a refined box keeps at least this IoU with the generated one
 
     def __post_init__(self):
