@@ -287,3 +287,33 @@ def test_the_grown_model_keeps_the_parents_vision_unless_asked(tmp_path):
     assert [getattr(grown.model, k) for k in vision] == [16, 256, 448]
     assert not phase["report"]["exact"] and phase["tolerance"] == 0.01
 
+
+
+@pytest.mark.slow
+def test_cli_prints_a_train_command_that_accepts_the_grown_model(tmp_path, capsys):
+    """The flow a user follows: `upgrade` to the phase's sizes with the parent's vision, then the
+    `train --set ... --init-from` line it prints passes train's check of the artifact."""
+    import re
+    import shlex
+
+    import torch
+
+    from cli.main import main
+    from layoutray.model.artifact import export_artifact
+    from layoutray.model.network import build_model
+    from layoutray.model.upgrade import sample_dir
+    from layoutray.training.driver import check_init_from
+
+    cfg = load_config(phase="phase1", overrides=["model.d_model=64", "model.n_heads=2", "model.n_layers=1",
+                                                 "model.ff_mult=2", "model.image_height=64", "model.image_width=96"])
+    torch.manual_seed(0)
+    export_artifact(build_model(cfg), cfg, str(tmp_path / "p1"), {"name": "p1"})
+    data = sample_dir(tmp_path / "data", examples=4, seed=1, max_elements=cfg.model.max_elements)
+    assert main(["upgrade", "--model", str(tmp_path / "p1"), "--to", "phase2", "--out", str(tmp_path / "p2"),
+                 "--data", str(data)]) == 0
+    line = re.search(r"train it with: (layoutray train .*)\)", capsys.readouterr().out).group(1)
+    words = shlex.split(line)
+    sets = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    assert {"model.patch_size=32", "model.image_height=64", "model.image_width=96"} <= set(sets)
+    assert words[words.index("--init-from") + 1] == str(tmp_path / "p2")
+    assert check_init_from(str(tmp_path / "p2"), load_config(phase="phase2", overrides=sets))
