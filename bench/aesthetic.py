@@ -32,7 +32,8 @@ from jsonout import BenchRun, add_result_args, reserve_stdout  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 LEVELS = ("off", "basic", "full", "advanced")
 KEEP = ("element_f1@0.5", "mean_iou", "overlap", "overlap_reference", "alignment", "alignment_reference",
-        "aesthetic", "aesthetic_reference", "aesthetic_parts", "aesthetic_reference_parts", "validity")
+        "aesthetic", "aesthetic_reference", "aesthetic_parts", "aesthetic_reference_parts", "validity",
+        "forbidden_overlap", "forbidden_overlap_reference")
 
 
 def score_level(predictor, data: str, level: str, limit: int) -> dict:

@@ -460,6 +460,7 @@ def aesthetic_rows(f: dict) -> list[list]:
             lat = s.get("latency", {}).get(level, {})
             rows.append([name if i == 0 else "", level, num(both.get("element_f1@0.5")), num(both.get("mean_iou")),
                          f"{num(spec.get('overlap'))} ({num(spec.get('overlap_reference'))})",
+                         f"{num(spec.get('forbidden_overlap'), 2)} ({num(spec.get('forbidden_overlap_reference'), 2)})",
                          f"{num(spec.get('alignment'), 2)} ({num(spec.get('alignment_reference'), 2)})",
                          f"{num(spec.get('aesthetic'))} ({num(spec.get('aesthetic_reference'))})",
                          f"{num(lat.get('p50_ms'))} ({num(lat.get('vs_off'))}x)"])
@@ -486,7 +487,8 @@ def render_aesthetic(src: Sources) -> str:
         lines = [f"Model: `{f.get('model', '?')}` ({f.get('model_note') or f.get('phase', '?')}; trained at level "
                  f"`{f.get('model_trained_at', '?')}`).", ""]
         lines += table(["test set", "level", "F1@0.5 image+spec", "mIoU image+spec", "overlap spec (data)",
-                        "alignment spec (data)", "aesthetic spec (data)", "latency ms per layout (x off)"],
+                        "forbidden overlap spec (data)", "alignment spec (data)", "aesthetic spec (data)",
+                        "latency ms per layout (x off)"],
                        aesthetic_rows(f))
         return lines + [""] + aesthetic_goal_lines(f)
     return per_doc_blocks(src.of("aesthetic"), one)

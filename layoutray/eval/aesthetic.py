@@ -214,14 +214,17 @@ def layout_parts(layout: Sequence[Box], cfg: AestheticConfig | None = None) -> d
 
 
 def aesthetic_summary(layouts: Sequence[Sequence[Box]], cfg: AestheticConfig | None = None) -> dict:
-    """Mean score and mean of each part over the non-empty layouts: {"score", "parts": {...}}."""
+    """Mean score, mean of each part and mean forbidden overlap (LayoutGAN++'s overlap over the pairs
+    the score forbids) over the non-empty layouts: {"score", "parts": {...}, "forbidden_overlap"}."""
     layouts = [layout for layout in layouts if layout]
     if not layouts:
-        return {"score": 0.0, "parts": {k: 0.0 for k in PARTS}, "layouts": 0}
+        return {"score": 0.0, "parts": {k: 0.0 for k in PARTS}, "forbidden_overlap": 0.0, "layouts": 0}
     arrays = padded(layouts)
     parts = parts_batch(*arrays, cfg)
     return {"score": float(score_batch(*arrays, cfg).mean()),
-            "parts": {k: float(v.mean()) for k, v in parts.items()}, "layouts": len(layouts)}
+            "parts": {k: float(v.mean()) for k, v in parts.items()},
+            "forbidden_overlap": float(forbidden_overlap(*arrays, cfg or AestheticConfig()).mean()),
+            "layouts": len(layouts)}
 
 
 # ---------------------------------------------------------------------------- validation

@@ -152,12 +152,15 @@ def evaluate_batches(model, tokenizer: LayoutTokenizer, batches: Iterable[dict],
 
 def aesthetic_metrics(preds: list[list[Box]], gts: list[list[Box]], aesthetics=None) -> dict:
     """`aesthetic` (mean score of the generated layouts, eval/aesthetic.py), `aesthetic_reference`
-    (the same for the true layouts) and both scores' parts."""
+    (the same for the true layouts), both scores' parts, and `forbidden_overlap` (and its
+    `_reference`): the overlap between elements that may not overlap (`overlap` counts every pair,
+    a child inside its card too)."""
     from layoutray.eval.aesthetic import aesthetic_summary
 
     gen, ref = aesthetic_summary(preds, aesthetics), aesthetic_summary(gts, aesthetics)
     return {"aesthetic": gen["score"], "aesthetic_reference": ref["score"],
-            "aesthetic_parts": gen["parts"], "aesthetic_reference_parts": ref["parts"]}
+            "aesthetic_parts": gen["parts"], "aesthetic_reference_parts": ref["parts"],
+            "forbidden_overlap": gen["forbidden_overlap"], "forbidden_overlap_reference": ref["forbidden_overlap"]}
 
 
 def evaluate_artifact(model_dir: str, data_dir: str, split: str = "test", limit: int = 0,

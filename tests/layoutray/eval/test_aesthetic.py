@@ -62,6 +62,14 @@ def test_overlap_part_allows_containers():
     assert part("overlap", [B("card", .1, .1, .5, .5), B("button", .2, .2, .2, .1)], nocard) < 0.5
 
 
+def test_summary_reports_the_forbidden_overlap_apart_from_contained_children():
+    held = [B("card", .1, .1, .5, .5), B("button", .2, .2, .2, .1)]  # inside its card: allowed
+    clash = [B("heading", .1, .1, .3, .1), B("button", .1, .15, .2, .1)]
+    summary = A.aesthetic_summary([held, clash], CFG)
+    assert summary["forbidden_overlap"] == pytest.approx((0.2 * 0.05 / 0.03 + 0.2 * 0.05 / 0.02) / 2 / 2)
+    assert A.aesthetic_summary([held], CFG)["forbidden_overlap"] == 0.0
+
+
 def test_spacing_part_by_hand():
     # vertical gaps 0.05, 0.05 and the horizontal gap 0.04 between the buttons: 2 of 3 repeat
     assert part("spacing", TIDY) == pytest.approx(2 / 3)
@@ -169,4 +177,5 @@ def test_evaluation_reports_aesthetic_per_mode(synthetic_root):
     for mode in ("both", "spec"):
         assert 0.0 <= m[mode]["aesthetic"] <= 1.0 and 0.0 <= m[mode]["aesthetic_reference"] <= 1.0
         assert set(m[mode]["aesthetic_parts"]) == set(A.PARTS)
+        assert m[mode]["forbidden_overlap"] >= 0.0 and m[mode]["forbidden_overlap_reference"] >= 0.0
     assert m["aesthetic_reference"] > m["aesthetic"]  # the data beats an untrained model
