@@ -28,7 +28,8 @@ from layoutray.model.growth import (GrowthError, approximations, grow_state_dict
 from layoutray.model.network import build_model
 
 __all__ = ["GrowthError", "UpgradeRefused", "layer_map", "resample_patch_kernel", "upgrade_state_dict",
-           "partial_copy_state_dict", "validation_loss", "sample_dir", "upgrade_artifact", "tolerance_for", "target_config", "VISIONS"]
+           "partial_copy_state_dict", "validation_loss", "sample_dir", "upgrade_artifact", "tolerance_for",
+           "target_config", "VISIONS"]
 
 METHODS = ("preserve", "copy")
 EXACT_TOLERANCE = 1e-4  # relative loss rise allowed when the inputs are the same
@@ -230,7 +231,8 @@ def upgrade_artifact(model_dir: str | Path, to_phase: str, out_dir: str | Path, 
     val = measure(old_sd, old_cfg, new_sd, new_cfg, data, examples)
     tol = tolerance_for(old_cfg, new_cfg, noise)
     res = {"out": out_dir, "old_phase": old_cfg.phase, "new_phase": new_cfg.phase, "report": report,
-           "validation": val, "tolerance": tol, "written": False, "train_settings": _differing(new_cfg.model, to_phase, ARCHITECTURE_KEYS + VISION_KEYS)}
+           "validation": val, "tolerance": tol, "written": False, "vision": vision,
+           "train_settings": _differing(new_cfg.model, to_phase, ARCHITECTURE_KEYS + VISION_KEYS)}
     if val["relative_change"] > tol and not force:
         raise UpgradeRefused(f"validation loss rose {100 * val['relative_change']:.3g}% ({val['old']['both']:.5f} -> "
                              f"{val['new']['both']:.5f}), beyond the {100 * tol:.3g}% allowed for this growth "
@@ -239,7 +241,8 @@ def upgrade_artifact(model_dir: str | Path, to_phase: str, out_dir: str | Path, 
     parent = {"path": where, "phase": old_cfg.phase,
               "parameters": report["old_parameters"], "metadata": meta.get("metadata", {})}
     export_artifact(new_sd, new_cfg, out_dir, metadata={
-        "parent": parent, "method": report["method"], "upgrade_report": report, "upgrade_validation": val,
+        "parent": parent, "method": report["method"], "vision": vision, "upgrade_report": report,
+        "upgrade_validation": val,
         "upgrade_forced": bool(force and val["relative_change"] > tol)},
         # grown from the parent's weights, so trained on the parent's data
         lineage={"parent": parent_model(model_dir), "data": (meta.get("lineage") or {}).get("data")})

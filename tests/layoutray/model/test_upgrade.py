@@ -280,6 +280,7 @@ def test_the_grown_model_keeps_the_parents_vision_unless_asked(tmp_path):
     assert [getattr(new.model, k) for k in vision] == [getattr(old.model, k) for k in vision] != [16, 256, 448]
     assert res["report"]["exact"] and abs(res["validation"]["relative_change"]) < 1e-4
     assert set(res["train_settings"]) >= {f"model.{k}={getattr(old.model, k)}" for k in vision}
+    assert read_artifact(res["out"])[2]["metadata"]["vision"] == "parent"
 
     phase = upgrade_artifact(parent, "phase3", tmp_path / "p3v", data=data, examples=8, overrides=size,
                              vision="phase", force=True)
