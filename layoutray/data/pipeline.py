@@ -60,6 +60,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import warnings
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -88,7 +89,8 @@ COLUMNS = ("id", "section_type", "image", "elements")  # what preprocessing read
 BOX_TOL = 1e-4  # float32 rounding of x + w may overshoot 1 by a hair
 MAP_BATCH_ROWS = 64  # rows per map call: blocks of decoded images stay a few MB
 OUTPUT_BLOCK_BYTES = 16 * 1024 * 1024
-RETRIED_STORAGE_ERRORS = ("AWS Error SLOW_DOWN", "AWS Error UNKNOWN (HTTP status 503)")  # throttling only
+# Throttling only; regexes (Ray Data matches retried_io_errors as substrings or patterns).
+RETRIED_STORAGE_ERRORS = (r"AWS Error SLOW_DOWN", r"AWS Error UNKNOWN \(HTTP status 503\)")
 
 
 class BadRow(ValueError):
@@ -495,7 +497,10 @@ def _read_parquet(paths: list[Path], train: bool, seed: int):
     # throttling is retried in place; an unreachable store fails the attempt, Ray Train
     # restarts from the last checkpoint (checkpoint.max_failures), then the run stops naming
     # the URI and --resume.
-    retried, context.retried_io_errors = context.retried_io_errors, list(RETRIED_STORAGE_ERRORS)
+    retried = context.retried_io_errors
+    with warnings.catch_warnings():  # warns on any non-default value; ours are valid regexes
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.retried_io_errors = list(RETRIED_STORAGE_ERRORS)
     try:
         # URIs are read by the workers themselves, with the filesystem (and its endpoint) given here.
         fs = storage.resolve(paths[0])[0] if storage.is_uri(paths[0]) else None
@@ -506,7 +511,10 @@ def _read_parquet(paths: list[Path], train: bool, seed: int):
     except Exception as e:  # V1 samples rows of the shards here: a damaged page fails now
         raise _find_unreadable_shard(paths, e) from None
     finally:
-        context.use_datasource_v2, context.retried_io_errors = use_v2, retried
+        context.use_datasource_v2 = use_v2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.retried_io_errors = retried
 
 
 def preprocess(ds, cfg: RunConfig, *, train: bool, seed: int, rates: list[float] | None = None,

@@ -375,3 +375,16 @@ def test_clean_epochs_train_the_last_epochs_without_augmentation():
     # more clean epochs than epochs: none is augmented
     short = load_config(phase="phase1", overrides=["data.clean_epochs=3", "training.epochs=1"])
     assert augment_strength(short, 0) == 0.0
+
+
+def test_only_throttling_is_retried_in_place_and_the_patterns_are_regexes():
+    import re
+    from layoutray.data.pipeline import RETRIED_STORAGE_ERRORS
+    throttled = ["When reading information for key 'a/b.parquet': AWS Error SLOW_DOWN during HeadObject",
+                 "AWS Error UNKNOWN (HTTP status 503) during GetObject operation: Service Unavailable"]
+    down = ["AWS Error NETWORK_CONNECTION during HeadObject operation: curlCode: 7, Couldn't connect",
+            "AWS Error UNKNOWN (HTTP status 500) during GetObject operation"]
+    for msg in throttled:
+        assert any(re.search(p, msg) for p in RETRIED_STORAGE_ERRORS), msg
+    for msg in down:
+        assert not any(re.search(p, msg) or p in msg for p in RETRIED_STORAGE_ERRORS), msg
