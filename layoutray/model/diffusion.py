@@ -142,16 +142,21 @@ class DiffusionDecoder(nn.Module):
         self.ln = nn.LayerNorm(d)
         self.drop = Dropout(dropout)
 
+    def memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each block's cross-attention keys and values of the memory: the same at every step."""
+        return [blk.cross.memory_kv(memory) for blk in self.blocks]
+
     def forward(self, canvas: torch.Tensor, memory: torch.Tensor, mem_mask, tok_emb: nn.Embedding,
-                run_block: Callable = lambda blk, *args: blk(*args)):
-        """run_block: the LayoutModel's (activation checkpointing of each block when it is on)."""
+                run_block: Callable = lambda blk, *args: blk(*args), kv: list | None = None):
+        """run_block: the LayoutModel's (activation checkpointing of each block when it is on);
+        kv: `memory_kv(memory)` when the caller runs many steps over one memory (sampling)."""
         V, L = tok_emb.num_embeddings, canvas.shape[1]
         is_mask = (canvas == V)[:, :, None]
         x = torch.where(is_mask, self.mask_emb.to(memory.dtype), tok_emb(canvas.clamp(max=V - 1)))
         pos = (self.slot_pos[:, None] + self.attr_pos[None]).reshape(-1, x.shape[-1])[:L]
         x = self.drop(x + pos)
-        for blk in self.blocks:
-            k, v = blk.cross.memory_kv(memory)
+        for i, blk in enumerate(self.blocks):
+            k, v = kv[i] if kv is not None else blk.cross.memory_kv(memory)
             x = run_block(blk, x, k, v, mem_mask)
         return F.linear(self.ln(x), tok_emb.weight)
 
@@ -341,12 +346,13 @@ def denoise(model, memory, mem_mask, canvas: torch.Tensor, known: torch.Tensor, 
     mask, T = mask_id(model), times[0]
     base = _base_forbidden(tok, model.vocab_size, canvas.shape[1] // 5, canvas.device)
     m0, held = (~known).sum(dim=1), canvas.clone()
+    kv = model.diffusion.memory_kv(memory)
     for t, s in zip(times[:-1], times[1:]):
         is_mask = canvas == mask
         n = (is_mask.sum(dim=1) - still_masked(m0, s, T)).clamp(min=0)  # [B] to reveal now
         if int(n.max()) == 0:
             continue  # nothing to reveal: the state stays as it is (no timestep input)
-        logits = model.diffusion(canvas, memory, mem_mask, model.tok_emb)
+        logits = model.diffusion(canvas, memory, mem_mask, model.tok_emb, kv=kv)
         logits = logits.masked_fill(forbidden(canvas, mask, base, tok, free_rows), NEG_INF)
         ids, score = _choose(logits, temperature, top_p, generator)
         score = score.masked_fill(~is_mask, NEG_INF)

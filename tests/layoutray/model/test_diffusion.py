@@ -36,6 +36,21 @@ def spec_of(tok, types, section="hero"):
     return torch.tensor([tok.encode_spec(section, types)])
 
 
+# ---------------------------------------------------------------------------- the denoiser
+
+
+def test_the_memory_keys_and_values_cached_for_sampling_give_the_same_logits(model, tok):
+    B, H, W = 2, model.cfg.image_height, model.cfg.image_width
+    image = torch.rand(B, 1, H, W)
+    spec = torch.cat([spec_of(tok, ["heading", "button"]), spec_of(tok, ["heading", "button"], "footer")])
+    memory, mem_mask = model.encode(image, torch.tensor([True, False]), spec)
+    canvas = torch.randint(0, model.vocab_size + 1, (B, 5 * model.cfg.max_elements))
+    with torch.no_grad():
+        fresh = model.diffusion(canvas, memory, mem_mask, model.tok_emb)
+        cached = model.diffusion(canvas, memory, mem_mask, model.tok_emb, kv=model.diffusion.memory_kv(memory))
+    torch.testing.assert_close(cached, fresh, rtol=0, atol=0)
+
+
 # ---------------------------------------------------------------------------- noise schedule
 
 
