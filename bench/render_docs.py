@@ -660,9 +660,7 @@ def headline_upgrade(f: dict) -> tuple[str, str]:
 
 
 def headline_html_ingest(f: dict) -> tuple[str, str]:
-    acc = f.get("element_accuracy")
-    share = f"{acc:.1%}" if isinstance(acc, (int, float)) else "?"
-    return (f"from-html labels {share} of the test pages' elements correctly, "
+    return (f"from-html labels {pct(f.get('element_accuracy'))} of the test pages' elements correctly, "
             f"{num(f.get('sections_per_s'))} sections/s",
             f"the pages' data-layout truth ({f.get('elements_truth', '?')} elements)")
 

@@ -497,10 +497,7 @@ def _read_parquet(paths: list[Path], train: bool, seed: int):
     # throttling is retried in place; an unreachable store fails the attempt, Ray Train
     # restarts from the last checkpoint (checkpoint.max_failures), then the run stops naming
     # the URI and --resume.
-    retried = context.retried_io_errors
-    with warnings.catch_warnings():  # warns on any non-default value; ours are valid regexes
-        warnings.simplefilter("ignore", DeprecationWarning)
-        context.retried_io_errors = list(RETRIED_STORAGE_ERRORS)
+    retried = _set_retried_io_errors(context, list(RETRIED_STORAGE_ERRORS))
     try:
         # URIs are read by the workers themselves, with the filesystem (and its endpoint) given here.
         fs = storage.resolve(paths[0])[0] if storage.is_uri(paths[0]) else None
@@ -512,9 +509,17 @@ def _read_parquet(paths: list[Path], train: bool, seed: int):
         raise _find_unreadable_shard(paths, e) from None
     finally:
         context.use_datasource_v2 = use_v2
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            context.retried_io_errors = retried
+        _set_retried_io_errors(context, retried)
+
+
+def _set_retried_io_errors(context, patterns: list[str]) -> list[str]:
+    """Set the context's retried error patterns; returns the previous ones. Ray Data warns on any
+    non-default value (it moves to regex matching); ours are valid regexes."""
+    previous = context.retried_io_errors
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        context.retried_io_errors = patterns
+    return previous
 
 
 def preprocess(ds, cfg: RunConfig, *, train: bool, seed: int, rates: list[float] | None = None,

@@ -155,8 +155,7 @@ class DiffusionDecoder(nn.Module):
         x = torch.where(is_mask, self.mask_emb.to(memory.dtype), tok_emb(canvas.clamp(max=V - 1)))
         pos = (self.slot_pos[:, None] + self.attr_pos[None]).reshape(-1, x.shape[-1])[:L]
         x = self.drop(x + pos)
-        for i, blk in enumerate(self.blocks):
-            k, v = kv[i] if kv is not None else blk.cross.memory_kv(memory)
+        for blk, (k, v) in zip(self.blocks, kv if kv is not None else self.memory_kv(memory)):
             x = run_block(blk, x, k, v, mem_mask)
         return F.linear(self.ln(x), tok_emb.weight)
 
