@@ -11,9 +11,20 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free ports: the sockets stay bound until all are chosen, since a port released
+    by one call is often the very one the kernel hands to the next."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def metrics_rows(run_dir) -> list[dict]:

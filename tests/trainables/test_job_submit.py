@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import free_ports
 from layoutray.data.synth import synthesize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,11 +58,11 @@ def ray_cli(*args, timeout=120, check=False) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def cluster():
     temp = tempfile.mkdtemp(prefix="lrjob", dir="/tmp")  # short: Ray's socket paths have a length cap
-    dash = free_port()
-    ports = {"--port": free_port(), "--dashboard-port": dash, "--ray-client-server-port": free_port(),
-             "--dashboard-agent-listen-port": free_port(), "--dashboard-agent-grpc-port": free_port(),
-             "--metrics-export-port": free_port(), "--runtime-env-agent-port": free_port(),
-             "--node-manager-port": free_port(), "--object-manager-port": free_port()}
+    flags = ["--port", "--dashboard-port", "--ray-client-server-port", "--dashboard-agent-listen-port",
+             "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port",
+             "--node-manager-port", "--object-manager-port"]
+    ports = dict(zip(flags, free_ports(len(flags))))  # distinct: Ray refuses a port named twice
+    dash = ports["--dashboard-port"]
     cmd = [str(BIN / "ray"), "start", "--head", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=4",
            "--dashboard-host=127.0.0.1", f"--temp-dir={temp}", "--disable-usage-stats",
            *[f"{k}={v}" for k, v in ports.items()]]
