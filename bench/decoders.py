@@ -1,12 +1,13 @@
 """The autoregressive decoder against the diffusion decoder at several sampling steps K, at an
 equal training budget on the same data; results in bench/results/decoders.json.
 
-    nice -n 10 python bench/decoders.py --train-steps 1500 --ks 10,25,50,100
+    nice -n 10 python bench/decoders.py --train-steps 5000 --ks 10,25,50,100
 
-Both models are Phase 1 configs that differ only in model.decoder; each trains for the same
-number of optimizer steps (training.epochs x training.max_steps_per_epoch) on `--data synth:0`
-through the real Ray Train + DeepSpeed loop, and is scored on the same fixed test split
-(the run's eval-data). Per decoder and K:
+Both models are Phase 1 configs with the training settings of `--recipe` (its `set` and its first
+stage's learning rate; default the quality recipe's) that differ only in model.decoder; each
+trains for the same number of optimizer steps (training.epochs x training.max_steps_per_epoch)
+on `--data synth:0` through the real Ray Train + DeepSpeed loop, and is scored on the same fixed
+test split (the run's eval-data). Per decoder and K:
 
     quality     F1@0.5, mIoU, maxIoU, FID, overlap, alignment, validity per mode (image+spec,
                 image, spec), greedy, from layoutray.eval.evaluate
@@ -44,10 +45,13 @@ def train(decoder: str, args) -> dict:
     """Train one decoder for the shared budget; the summary and the model directory."""
     from layoutray.config import load_config
     from layoutray.training.driver import run_training
+    from layoutray.training.recipe import load_recipe
 
+    recipe = load_recipe(args.recipe)
+    settings = [*recipe.set, f"training.learning_rate={recipe.stages[0].learning_rate}"]
     epochs = max(1, args.train_steps // args.steps_per_epoch)
-    cfg = load_config(phase="phase1", overrides=[
-        f"model.decoder={decoder}", f"training.epochs={epochs}",
+    cfg = load_config(phase=recipe.phase, overrides=[
+        *settings, f"model.decoder={decoder}", f"training.epochs={epochs}",
         f"training.max_steps_per_epoch={args.steps_per_epoch}", f"validation.patience={epochs + 1}",
         "validation.generate_examples=0"])
     name = f"{decoder}"
@@ -158,8 +162,10 @@ def goals(ar: dict, variants: list[dict]) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="synth:0")
-    ap.add_argument("--train-steps", type=int, default=1500, help="optimizer steps per decoder (the budget)")
-    ap.add_argument("--steps-per-epoch", type=int, default=500)
+    ap.add_argument("--recipe", default="configs/recipes/quality.yaml",
+                    help="training settings: the recipe's `set` and first stage's learning rate")
+    ap.add_argument("--train-steps", type=int, default=5000, help="optimizer steps per decoder (the budget)")
+    ap.add_argument("--steps-per-epoch", type=int, default=250)
     ap.add_argument("--ks", default="10,25,50,100", help="diffusion sampling steps to score")
     ap.add_argument("--eval-limit", type=int, default=128, help="test sections scored per variant")
     ap.add_argument("--latency-requests", type=int, default=60)

@@ -26,7 +26,14 @@ the state unchanged, so it costs no network call.
 Known tokens. What the caller knows is held fixed through every step and never scored: the
 spec's element types (and the EMPTY of the slots beyond them), and every token of the boxes in
 `fixed`. Training holds the types known on rows whose spec lists them (the spec-only and both
-tasks), as generation does, and on a share of rows whole elements too, as completion does.
+tasks), and their empty slots whole, as generation does, and on a share of rows whole elements
+too, as completion does.
+
+Live places. On a row whose spec lists its types, the empty slots after the typed ones are known
+from the start and say nothing the spec did not; the denoiser leaves them out of its
+self-attention (as keys), in training and in sampling alike. A canvas cut after the last typed
+slot is then the same computation, so sampling runs only the slots a spec fills: a spec of n
+elements costs n slots per step, not E.
 
 Sampling with K <= T steps visits K + 1 times T = t_0 > ... > t_K = 0 on the T grid; going from
 t to s a row with m unknown tokens keeps floor(m * s / T) masked and reveals the rest: greedy
@@ -147,28 +154,46 @@ class DiffusionDecoder(nn.Module):
         return [blk.cross.memory_kv(memory) for blk in self.blocks]
 
     def forward(self, canvas: torch.Tensor, memory: torch.Tensor, mem_mask, tok_emb: nn.Embedding,
-                run_block: Callable = lambda blk, *args: blk(*args), kv: list | None = None):
+                run_block: Callable = lambda blk, *args: blk(*args), kv: list | None = None,
+                typed: torch.Tensor | None = None):
         """run_block: the LayoutModel's (activation checkpointing of each block when it is on);
-        kv: `memory_kv(memory)` when the caller runs many steps over one memory (sampling)."""
+        kv: `memory_kv(memory)` when the caller runs many steps over one memory (sampling);
+        typed bool [B]: rows whose spec lists the element types (their empty slots are not live)."""
         V, L = tok_emb.num_embeddings, canvas.shape[1]
+        live = None if typed is None else live_places(canvas, typed)
+        self_mask = None if live is None or bool(live.all()) else live[:, None, None, :]
         is_mask = (canvas == V)[:, :, None]
         x = torch.where(is_mask, self.mask_emb.to(memory.dtype), tok_emb(canvas.clamp(max=V - 1)))
         pos = (self.slot_pos[:, None] + self.attr_pos[None]).reshape(-1, x.shape[-1])[:L]
         x = self.drop(x + pos)
         for blk, (k, v) in zip(self.blocks, kv if kv is not None else self.memory_kv(memory)):
-            x = run_block(blk, x, k, v, mem_mask)
+            x = run_block(blk, x, k, v, mem_mask, self_mask)
         return F.linear(self.ln(x), tok_emb.weight)
 
 
 # ---------------------------------------------------------------------------- training
 
 
-def spec_known(canvas: torch.Tensor, spec: torch.Tensor, tok: LayoutTokenizer) -> torch.Tensor:
-    """Bool [B, L]: the type places of rows whose spec lists element types (known, as at inference)."""
+def typed_rows(spec: torch.Tensor, coord_bins: int) -> torch.Tensor:
+    """Bool [B]: the rows whose spec lists element types (the spec-only and image+spec tasks)."""
+    tok = LayoutTokenizer(bins=coord_bins)
+    return ((spec >= tok.type_offset) & (spec < tok.section_offset)).any(dim=1)
+
+
+def live_places(canvas: torch.Tensor, typed: torch.Tensor) -> torch.Tensor:
+    """Bool [B, L]: the places the denoiser attends to: all but the empty slots of typed rows."""
     B, L = canvas.shape
-    has_types = ((spec >= tok.type_offset) & (spec < tok.section_offset)).any(dim=1)  # [B]
+    empty = canvas.view(B, L // 5, 5)[:, :, 0] == EMPTY
+    return (~(empty & typed[:, None])).repeat_interleave(TOKENS_PER_ELEMENT, dim=1)
+
+
+def spec_known(canvas: torch.Tensor, spec: torch.Tensor, tok: LayoutTokenizer) -> torch.Tensor:
+    """Bool [B, L]: on rows whose spec lists element types, the type places and the empty slots
+    whole (known, as at inference)."""
+    B, L = canvas.shape
+    typed = typed_rows(spec, tok.bins)
     is_type_place = (torch.arange(L, device=canvas.device) % 5 == 0)[None]
-    return has_types[:, None] & is_type_place
+    return typed[:, None] & (is_type_place | ~live_places(canvas, typed))
 
 
 def corrupt(canvas: torch.Tensor, known: torch.Tensor, T: int, mask: int,
@@ -344,14 +369,14 @@ def denoise(model, memory, mem_mask, canvas: torch.Tensor, known: torch.Tensor, 
     tok = LayoutTokenizer(bins=model.cfg.coord_bins)
     mask, T = mask_id(model), times[0]
     base = _base_forbidden(tok, model.vocab_size, canvas.shape[1] // 5, canvas.device)
-    m0, held = (~known).sum(dim=1), canvas.clone()
+    m0, held, typed = (~known).sum(dim=1), canvas.clone(), ~free_rows
     kv = model.diffusion.memory_kv(memory)
     for t, s in zip(times[:-1], times[1:]):
         is_mask = canvas == mask
         n = (is_mask.sum(dim=1) - still_masked(m0, s, T)).clamp(min=0)  # [B] to reveal now
         if int(n.max()) == 0:
             continue  # nothing to reveal: the state stays as it is (no timestep input)
-        logits = model.diffusion(canvas, memory, mem_mask, model.tok_emb, kv=kv)
+        logits = model.diffusion(canvas, memory, mem_mask, model.tok_emb, kv=kv, typed=typed)
         logits = logits.masked_fill(forbidden(canvas, mask, base, tok, free_rows), NEG_INF)
         ids, score = _choose(logits, temperature, top_p, generator)
         score = score.masked_fill(~is_mask, NEG_INF)
@@ -386,8 +411,19 @@ def sample_tokens(model, tokenizer: LayoutTokenizer, image, has_image, spec, *, 
                                        device=memory.device)
         free_rows = torch.tensor([not (required_types and required_types[i]) for i in range(B)],
                                  dtype=torch.bool, device=memory.device)
-        canvas = denoise(model, memory, mem_mask, canvas, known, times, free_rows=free_rows,
-                         temperature=temperature, top_p=top_p, generator=generator, on_step=on_step)
+        n = live_slots(canvas, ~free_rows)  # the slots past every row's last live one never change
+        rest = canvas[:, 5 * n:]
+        whole = lambda c: torch.cat([c, rest], dim=1)  # noqa: E731
+        out = whole(denoise(model, memory, mem_mask, canvas[:, :5 * n], known[:, :5 * n], times,
+                            free_rows=free_rows, temperature=temperature, top_p=top_p, generator=generator,
+                            on_step=on_step and (lambda t, c: on_step(t, whole(c)))))
     finally:
         model.train(was_training)
-    return from_canvas(canvas, tokenizer)
+    return from_canvas(out, tokenizer)
+
+
+def live_slots(canvas: torch.Tensor, typed: torch.Tensor) -> int:
+    """How many leading slots hold every live place of the batch (typed rows' empty slots trail)."""
+    B, L = canvas.shape
+    live = live_places(canvas, typed).view(B, L // 5, 5)[:, :, 0].any(dim=0)  # [E]
+    return int(live.nonzero().max()) + 1 if bool(live.any()) else 1

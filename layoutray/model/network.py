@@ -175,8 +175,9 @@ class DecoderBlock(nn.Module):
         self.mlp = MLP(d, cfg.ff_mult)
         self.drop = Dropout(dropout)
 
-    def forward(self, x, k_mem, v_mem, mem_mask=None):  # x [B, T, D] -> [B, T, D]
-        x = x + self.drop(self.attn(self.ln1(x), causal=self.causal))
+    def forward(self, x, k_mem, v_mem, mem_mask=None, self_mask=None):  # x [B, T, D] -> [B, T, D]
+        # self_mask bool [B, 1, 1, T] (True = attend): the denoiser's live places; None: all
+        x = x + self.drop(self.attn(self.ln1(x), key_mask=self_mask, causal=self.causal))
         x = x + self.drop(self.cross(self.ln2(x), k_mem, v_mem, mem_mask))
         return x + self.drop(self.mlp(self.ln3(x)))
 
@@ -426,7 +427,9 @@ class LayoutModel(nn.Module):
         where Gh x Gw is the grid of dense cells and K the number of element types."""
         memory, mem_mask, vis = self._encode(image, has_image, spec)
         if self.diffusion is not None:  # tokens_in: the noisy canvas [B, 5E] (layoutray.model.diffusion)
-            logits = self.diffusion(tokens_in, memory, mem_mask, self.tok_emb, self.run_block)
+            from layoutray.model.diffusion import typed_rows
+            typed = typed_rows(spec, self.cfg.coord_bins)
+            logits = self.diffusion(tokens_in, memory, mem_mask, self.tok_emb, self.run_block, typed=typed)
         else:
             logits = self.decode(tokens_in, memory, mem_mask)  # [B, T, V]
         if not dense:

@@ -51,6 +51,41 @@ def test_the_memory_keys_and_values_cached_for_sampling_give_the_same_logits(mod
     torch.testing.assert_close(cached, fresh, rtol=0, atol=0)
 
 
+def test_a_typed_row_cut_after_its_last_typed_slot_gives_the_same_logits(model, tok):
+    """The empty slots of a row whose spec lists its types are out of the denoiser's attention, so
+    sampling may drop them: the live places' logits are the same with and without them."""
+    types = ["heading", "paragraph", "button"]
+    spec = spec_of(tok, types)
+    memory, mem_mask = model.encode(None, torch.tensor([False]), spec)
+    canvas, known = D.initial_canvas(tok, 1, model.cfg.max_elements, model.cfg.max_elements, D.mask_id(model),
+                                     [types])
+    canvas[0, 3] = tok.coord_offset + 5  # some revealed places besides the types
+    typed = torch.tensor([True])
+    with torch.no_grad():
+        whole = model.diffusion(canvas, memory, mem_mask, model.tok_emb, typed=typed)
+        cut = model.diffusion(canvas[:, :15], memory, mem_mask, model.tok_emb, typed=typed)
+        seen = model.diffusion(canvas, memory, mem_mask, model.tok_emb)  # the empty slots attended to
+    torch.testing.assert_close(cut, whole[:, :15], rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(seen[:, :15], whole[:, :15], atol=1e-3)
+    n = []
+    hook = model.diffusion.register_forward_hook(lambda m, args, out: n.append(args[0].shape[1]))
+    try:
+        D.sample_tokens(model, tok, None, torch.tensor([False]), spec, max_elements=8, required_types=[types])
+    finally:
+        hook.remove()
+    assert set(n) == {15}, "sampling ran slots the spec leaves empty"
+
+
+def test_training_holds_a_typed_rows_empty_slots_whole_and_nothing_of_a_free_row(tok):
+    layout = [Box("heading", 0.1, 0.1, 0.5, 0.1), Box("button", 0.1, 0.5, 0.2, 0.1)]
+    tokens = torch.tensor([tok.encode_layout(layout)] * 2)
+    spec = torch.tensor([tok.encode_spec("hero", ["heading", "button"]), tok.encode_spec(None, None) + [0, 0]])
+    known = D.spec_known(D.to_canvas(tokens, 8, tok), spec, tok)
+    typed_row = [i % 5 == 0 or i >= 10 for i in range(40)]
+    assert known[0].tolist() == typed_row
+    assert not known[1].any()
+
+
 # ---------------------------------------------------------------------------- noise schedule
 
 
