@@ -475,8 +475,9 @@ def aesthetic_goal_lines(f: dict) -> list[str]:
             continue
         v = s.get("validation", {})
         by = ", ".join(f"{k.replace('_', ' ')} {pct(r.get('win_rate'))}" for k, r in v.get("by_perturbation", {}).items())
-        lines.append(f"- {name} ({s.get('sections', '?')} sections): the true layout outscores a perturbed copy in "
-                     f"{pct(v.get('win_rate'))} of {v.get('pairs', '?')} pairs ({by}); goals: "
+        draws = f", {v['repeats']} draws each" if v.get("repeats", 1) > 1 else ""
+        lines.append(f"- {name} ({v.get('layouts', s.get('sections', '?'))} layouts{draws}): the true layout outscores a "
+                     f"perturbed copy in {pct(v.get('win_rate'))} of {v.get('pairs', '?')} pairs ({by}); goals: "
                      + "; ".join(f"{k.replace('_', ' ')} {met(ok)}" for k, ok in g.get("met", {}).items()))
     return lines
 

@@ -76,9 +76,11 @@ class AestheticConfig:
     weight_margins: float = 2.0
     weight_reading_order: float = 1.0
     weight_balance: float = 0.25
+    weight_rows: float = 1.0
     alignment_scale: float = 0.01  # LayoutGAN++ alignment a scores exp(-a / scale)
     overlap_scale: float = 0.05  # forbidden overlap o scores exp(-o / scale)
-    spacing_tolerance: float = 0.008  # gaps closer than this count as the same spacing (about 1 bin)
+    spacing_tolerance: float = 0.008  # gaps this close are about the same spacing (about 1 bin)
+    row_tolerance: float = 0.005  # rows: elements whose top, centre or bottom lines are this close share a row
     container_types: list[str] = field(default_factory=lambda: ["card", "image"])
     contain_fraction: float = 0.9  # a child inside a container: this share of its area inside
     snap_tolerance: int = 1  # basic: snap a coordinate to a placed element's line this many bins away
@@ -97,7 +99,7 @@ class AestheticConfig:
             if f.name.startswith(("weight_", "loss_")):
                 in_range(f"model.aesthetics.{f.name}", getattr(self, f.name), 0.0, 100.0)
         check("model.aesthetics", sum(weights) > 0, "given at least one positive weight_*")
-        for k in ("alignment_scale", "overlap_scale", "spacing_tolerance", "refine_lr"):
+        for k in ("alignment_scale", "overlap_scale", "spacing_tolerance", "row_tolerance", "refine_lr"):
             in_range(f"model.aesthetics.{k}", getattr(self, k), 0.0, 1.0, lo_open=True)
         in_range("model.aesthetics.contain_fraction", self.contain_fraction, 0.0, 1.0, lo_open=True)
         in_range("model.aesthetics.refine_min_iou", self.refine_min_iou, 0.0, 1.0)

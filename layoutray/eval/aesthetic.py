@@ -1,22 +1,33 @@
-"""The aesthetic score of a layout: a number in [0, 1] (1 = best) from six documented parts.
+"""The aesthetic score of a layout: a number in [0, 1] (1 = best) from seven documented parts.
 
 Boxes are `tokenizer.Box` with normalised, top-left-origin coordinates (as in metrics.py). Every
 part is itself in [0, 1]; the score is their weighted mean with the weights of
 `config.AestheticConfig` (`model.aesthetics.weight_*`). A part that a layout cannot have (one
 element has no alignment partner, no gaps to compare) scores 1: it has nothing wrong.
 
-    alignment      exp(-a / alignment_scale), a = LayoutGAN++ alignment (metrics.alignment_batch)
+    alignment      mean of exp(-a / alignment_scale), a = LayoutGAN++ alignment
+                   (metrics.alignment_batch), and `aligned_lines` (every line of every element)
     overlap        exp(-o / overlap_scale), o = LayoutGAN++ overlap counted over forbidden pairs only:
                    a pair is allowed when one element is a container type (card, image) holding at
                    least contain_fraction of the other's area
-    spacing        share of the layout's gaps (each element to its nearest neighbour below that shares
-                   columns, and to its right that shares rows) that another gap repeats within
-                   spacing_tolerance: a layout built on a spacing scale repeats its gaps
-    margins        symmetry of the content's margins (left vs right, top vs bottom), times the share
-                   of elements that lie inside the canvas
+    spacing        how closely the layout's gaps (each element to its nearest neighbour below that
+                   shares columns, and to its right that shares rows) repeat: per gap
+                   exp(-d / spacing_tolerance), d the distance to the nearest other gap; a layout
+                   built on a spacing scale repeats its gaps
+    margins        symmetry of the content's margins (left vs right, top vs bottom) in the canvas
+                   and inside each container that holds elements (a card's padding), averaged, times
+                   the share of elements that lie inside the canvas
     reading_order  share of same-column pairs whose types come in reading order (a heading above its
                    paragraph, text above its button; READING_RULES)
     balance        1 - |x-centre of the elements' area - 0.5|: visual weight centred across
+    rows           how closely each row's span (the elements, not containers, sharing a top, centre
+                   or bottom line within row_tolerance) repeats a left edge, centre or right edge of
+                   another row's span: per element exp(-d / row_tolerance). Rows of a section hang
+                   on common axes (all centred, all flush left); a row moved sideways leaves them.
+
+Closeness is measured as exp(-distance / tolerance) rather than counted within a tolerance, so a
+part prefers the layout whose lines and gaps come closer even when neither is within the
+tolerance: counts left many true layouts tied with their perturbed copies.
 
 All parts are computed on padded batches ([B, N, 4] boxes, [B, N] type indices, [B, N] mask), so
 scoring a test set or a refinement candidate costs a few numpy operations per part.
@@ -33,7 +44,7 @@ from layoutray.data.vocab import ELEMENT_TYPES
 from layoutray.eval.metrics import alignment_batch
 from layoutray.model.tokenizer import Box
 
-PARTS = ("alignment", "overlap", "spacing", "margins", "reading_order", "balance")
+PARTS = ("alignment", "overlap", "spacing", "margins", "reading_order", "balance", "rows")
 # (earlier, later): when both share a column, `earlier` reads first. Rules the synthetic and the
 # real-browser test sets follow almost always (docs/aesthetics.md gives their shares).
 READING_RULES = (("heading", "paragraph"), ("heading", "button"), ("heading", "input"),
@@ -86,15 +97,27 @@ def allowed_pairs(boxes: np.ndarray, types: np.ndarray, cfg: AestheticConfig) ->
 # ---------------------------------------------------------------------------- parts
 
 
+def _closeness(distance: np.ndarray, tolerance: float) -> np.ndarray:
+    """exp(-d / tolerance): 1 at d = 0, 0.37 at the tolerance, 0 where there is nothing (d = inf)."""
+    return np.exp(-distance / tolerance)
+
+
+def _nearest(values: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """values [B, ..., N], pairs [B, N, N] -> [B, ..., N]: each value's distance to the nearest
+    value of another member (inf where there is none)."""
+    d = np.abs(values[..., :, None] - values[..., None, :])
+    extra = values.ndim - 2
+    return np.where(pairs.reshape(pairs.shape[:1] + (1,) * extra + pairs.shape[1:]), d, np.inf).min(axis=-1)
+
+
 def aligned_lines(boxes, mask, tolerance: float = LINE_TOLERANCE) -> np.ndarray:
-    """[B]: mean over elements of the share of their six lines (left, x-centre, right, top,
-    y-centre, bottom) that some other element repeats within `tolerance`. LayoutGAN++'s alignment
+    """[B]: mean over elements and their six lines (left, x-centre, right, top, y-centre,
+    bottom) of the closeness of the nearest line of another element. LayoutGAN++'s alignment
     looks at each element's best line only, so a box that keeps its top-left corner can take any
     size, and a row moved sideways keeps its shared top edges, at no cost; this counts every line."""
     x, y, w, h = (boxes[..., k] for k in range(4))
     lines = np.stack([x, x + w / 2, x + w, y, y + h / 2, y + h], axis=1)  # [B, 6, N]
-    close = np.abs(lines[..., :, None] - lines[..., None, :]) <= tolerance  # [B, 6, N, N]
-    share = (close & _pairs(mask)[:, None]).any(axis=3).mean(axis=1)  # [B, N]
+    share = _closeness(_nearest(lines, _pairs(mask)), tolerance).mean(axis=1)  # [B, N]
     count = mask.sum(axis=1)
     return np.where(count >= 2, np.where(mask, share, 0.0).sum(axis=1) / np.maximum(count, 1), np.nan)
 
@@ -132,12 +155,11 @@ def _nearest_gaps(boxes, mask, axis: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def spacing_part(boxes, types, mask, cfg: AestheticConfig) -> np.ndarray:
-    """Share of the layout's gaps that another gap repeats within spacing_tolerance."""
+    """Mean over the layout's gaps of the closeness of the nearest other gap."""
     gaps, has = zip(*(_nearest_gaps(boxes, mask, axis) for axis in (0, 1)))
     g = np.concatenate(gaps, axis=1)  # [B, 2N]
     m = np.concatenate(has, axis=1)
-    close = np.abs(g[:, :, None] - g[:, None, :]) <= cfg.spacing_tolerance
-    repeated = (close & _pairs(m)).any(axis=2) & m
+    repeated = np.where(m, _closeness(_nearest(g, _pairs(m)), cfg.spacing_tolerance), 0.0)
     count = m.sum(axis=1)
     return np.where(count >= 2, repeated.sum(axis=1) / np.maximum(count, 1), 1.0)
 
@@ -147,13 +169,32 @@ def _symmetry(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(total > EPS, 1.0 - np.abs(a - b) / np.maximum(total, EPS), 1.0)
 
 
+def _margin_symmetry(left, right, top, bottom) -> np.ndarray:
+    c = lambda v: np.clip(v, 0, 1)  # noqa: E731
+    return (_symmetry(c(left), c(right)) + _symmetry(c(top), c(bottom))) / 2
+
+
+def container_padding(boxes, types, mask, cfg: AestheticConfig) -> tuple[np.ndarray, np.ndarray]:
+    """([B, N] margin symmetry of what each container holds, inside it; [B, N] holds something)."""
+    x, y, w, h = (boxes[..., k] for k in range(4))
+    inter, _, _ = _intersection(boxes)
+    holds = container_mask(types, cfg)[:, :, None] & _pairs(mask) & \
+        (inter >= cfg.contain_fraction * (w * h)[:, None, :] - EPS)  # [B, container, child]
+    lo = lambda v: np.where(holds, v[:, None, :], np.inf).min(axis=2)  # noqa: E731
+    hi = lambda v: np.where(holds, v[:, None, :], -np.inf).max(axis=2)  # noqa: E731
+    has = holds.any(axis=2)
+    sym = _margin_symmetry(*(np.where(has, v, 0.0) for v in (lo(x) - x, x + w - hi(x + w), lo(y) - y,
+                                                            y + h - hi(y + h))))
+    return np.where(has, sym, 0.0), has
+
+
 def margins_part(boxes, types, mask, cfg: AestheticConfig) -> np.ndarray:
     x, y, w, h = (boxes[..., k] for k in range(4))
     lo = lambda v: np.where(mask, v, np.inf).min(axis=1)  # noqa: E731
     hi = lambda v: np.where(mask, v, -np.inf).max(axis=1)  # noqa: E731
-    left, right, top, bottom = lo(x), 1.0 - hi(x + w), lo(y), 1.0 - hi(y + h)
-    sym = (_symmetry(np.clip(left, 0, 1), np.clip(right, 0, 1))
-           + _symmetry(np.clip(top, 0, 1), np.clip(bottom, 0, 1))) / 2
+    canvas = _margin_symmetry(lo(x), 1.0 - hi(x + w), lo(y), 1.0 - hi(y + h))
+    padding, has = container_padding(boxes, types, mask, cfg)
+    sym = (canvas + padding.sum(axis=1)) / (1 + has.sum(axis=1))
     inside = mask & (x >= -EPS) & (y >= -EPS) & (x + w <= 1 + EPS) & (y + h <= 1 + EPS)
     count = mask.sum(axis=1)
     share = inside.sum(axis=1) / np.maximum(count, 1)
@@ -181,8 +222,27 @@ def balance_part(boxes, types, mask, cfg: AestheticConfig) -> np.ndarray:
     return np.where(total > EPS, 1.0 - np.clip(np.abs(cx - 0.5), 0, 1), 1.0)
 
 
+def rows_part(boxes, types, mask, cfg: AestheticConfig) -> np.ndarray:
+    """Mean over the non-container elements of the closeness of their row's span's nearest axis
+    (left, centre, right) to another row's; 1 where there is a single row."""
+    x, y, w, h = (boxes[..., k] for k in range(4))
+    member = mask & ~container_mask(types, cfg)
+    both = member[:, :, None] & member[:, None, :]
+    horizontal = np.stack([y, y + h / 2, y + h], axis=1)  # [B, 3, N]
+    same_row = both & (np.abs(horizontal[..., :, None] - horizontal[..., None, :]) <= cfg.row_tolerance).any(axis=1)
+    left = np.where(same_row, x[:, None, :], np.inf).min(axis=2)
+    right = np.where(same_row, (x + w)[:, None, :], -np.inf).max(axis=2)
+    left, right = np.where(member, left, 0.0), np.where(member, right, 0.0)
+    axes = np.stack([left, (left + right) / 2, right], axis=1)  # [B, 3, N]: each element's row span
+    other_row = both & ~same_row
+    near = _closeness(_nearest(axes, other_row).min(axis=1), cfg.row_tolerance)  # [B, N]
+    count = member.sum(axis=1)
+    return np.where(other_row.any(axis=(1, 2)), np.where(member, near, 0.0).sum(axis=1) / np.maximum(count, 1), 1.0)
+
+
 PART_FUNCTIONS = {"alignment": alignment_part, "overlap": overlap_part, "spacing": spacing_part,
-                  "margins": margins_part, "reading_order": reading_order_part, "balance": balance_part}
+                  "margins": margins_part, "reading_order": reading_order_part, "balance": balance_part,
+                  "rows": rows_part}
 
 
 # ---------------------------------------------------------------------------- score
@@ -275,27 +335,34 @@ PERTURB = {"jitter": jitter, "swapped_sizes": swapped_sizes, "shifted_rows": shi
 
 
 def validate_score(layouts: Sequence[Sequence[Box]], cfg: AestheticConfig | None = None,
-                   seed: int = 0) -> dict:
-    """How often the true layout outscores a perturbed copy of itself, per perturbation.
+                   seed: int = 0, repeats: int = 1) -> dict:
+    """How often the true layout outscores a perturbed copy of itself, per perturbation, pooled
+    over `repeats` draws of the perturbations (seeds seed, seed + 1, ...).
 
     Layouts of 2+ elements take part; a perturbation that leaves a layout unchanged (nothing to
     swap, a row clipped back in place) is not a pair. A tie counts as a loss.
     {"pairs", "wins", "win_rate" (all perturbations), "by_perturbation": {...}, "reference"}."""
-    rng = np.random.default_rng(seed)
     truth = [list(layout) for layout in layouts if len(layout) >= 2]
     true_scores = score_batch(*padded(truth), cfg) if truth else np.zeros(0)
-    by: dict[str, dict] = {}
-    for name in PERTURBATIONS:
-        pairs = [(i, PERTURB[name](layout, rng)) for i, layout in enumerate(truth)]
-        pairs = [(i, p) for i, p in pairs if p != truth[i]]
-        if not pairs:
-            by[name] = {"pairs": 0, "wins": 0, "win_rate": 0.0}
-            continue
-        perturbed = score_batch(*padded([p for _, p in pairs]), cfg)
-        wins = int(sum(true_scores[i] > s for (i, _), s in zip(pairs, perturbed)))
-        by[name] = {"pairs": len(pairs), "wins": wins, "win_rate": wins / len(pairs),
-                    "mean_perturbed_score": float(perturbed.mean())}
+    by = {name: {"pairs": 0, "wins": 0, "perturbed": []} for name in PERTURBATIONS}
+    for r in range(repeats):
+        rng = np.random.default_rng(seed + r)
+        for name in PERTURBATIONS:
+            pairs = [(i, PERTURB[name](layout, rng)) for i, layout in enumerate(truth)]
+            pairs = [(i, p) for i, p in pairs if p != truth[i]]
+            if not pairs:
+                continue
+            perturbed = score_batch(*padded([p for _, p in pairs]), cfg)
+            by[name]["pairs"] += len(pairs)
+            by[name]["wins"] += int(sum(true_scores[i] > s for (i, _), s in zip(pairs, perturbed)))
+            by[name]["perturbed"] += perturbed.tolist()
+    for v in by.values():
+        scores = v.pop("perturbed")
+        v["win_rate"] = v["wins"] / v["pairs"] if v["pairs"] else 0.0
+        if scores:
+            v["mean_perturbed_score"] = float(np.mean(scores))
     pairs = sum(v["pairs"] for v in by.values())
     wins = sum(v["wins"] for v in by.values())
     return {"pairs": pairs, "wins": wins, "win_rate": wins / pairs if pairs else 0.0,
-            "by_perturbation": by, "reference": float(true_scores.mean()) if truth else 0.0}
+            "by_perturbation": by, "reference": float(true_scores.mean()) if truth else 0.0,
+            "layouts": len(truth), "repeats": repeats}

@@ -71,12 +71,16 @@ def test_summary_reports_the_forbidden_overlap_apart_from_contained_children():
 
 
 def test_spacing_part_by_hand():
-    # vertical gaps 0.05, 0.05 and the horizontal gap 0.04 between the buttons: 2 of 3 repeat
-    assert part("spacing", TIDY) == pytest.approx(2 / 3)
+    # vertical gaps 0.05, 0.05 and the horizontal gap 0.04 between the buttons, 0.01 from the others
+    tol = CFG.spacing_tolerance
+    assert part("spacing", TIDY) == pytest.approx((2 + math.exp(-0.01 / tol)) / 3)
     even = [B("paragraph", .1, y, .3, .1) for y in (.1, .25, .4, .55)]  # three gaps of 0.05
     uneven = [B("paragraph", .1, y, .3, .1) for y in (.1, .22, .4, .61)]  # 0.02, 0.08, 0.11
-    assert part("spacing", even) == 1.0
-    assert part("spacing", uneven) == 0.0
+    assert part("spacing", even) == pytest.approx(1.0)
+    assert part("spacing", uneven) == pytest.approx((math.exp(-0.06 / tol) + 2 * math.exp(-0.03 / tol)) / 3)
+    # closer gaps score higher even when no two are within the tolerance
+    nearer = [B("paragraph", .1, y, .3, .1) for y in (.1, .22, .4, .595)]  # 0.02, 0.08, 0.095
+    assert part("spacing", uneven) < part("spacing", nearer) < 0.5
     assert part("spacing", [B("heading", .1, .1, .3, .1)]) == 1.0  # no gaps to compare
 
 
@@ -92,12 +96,36 @@ def test_margins_part_by_hand():
     assert part("margins", outside) <= 0.5
 
 
+def test_margins_part_counts_a_containers_padding():
+    # a centred card whose contents sit 0.05 from its left and right, 0.05 from its top and bottom
+    padded = [B("card", .2, .2, .6, .6), B("heading", .25, .25, .5, .1), B("button", .25, .65, .2, .1)]
+    assert part("margins", padded) == pytest.approx(1.0)
+    # the heading moved down: top padding 0.15 against bottom 0.05 inside the card
+    low = [B("card", .2, .2, .6, .6), B("heading", .25, .35, .5, .1), B("button", .25, .65, .2, .1)]
+    inside = (1.0 + 1 - 0.10 / 0.20) / 2
+    assert part("margins", low) == pytest.approx((1.0 + inside) / 2)
+
+
 def test_reading_order_part_by_hand():
     assert part("reading_order", TIDY) == 1.0
     flipped = [B("paragraph", .2, .1, .6, .1), B("heading", .2, .25, .6, .1)]  # paragraph above its heading
     assert part("reading_order", flipped) == 0.0
     side = [B("paragraph", .1, .1, .3, .1), B("heading", .6, .25, .3, .1)]  # different columns: no rule
     assert part("reading_order", side) == 1.0
+
+
+def test_rows_part_by_hand():
+    # heading row and button row are both centred on 0.5: every element's row shares an axis
+    assert part("rows", TIDY) == pytest.approx(1.0)
+    # the button row moved 0.05 to the right: its span (0.25 - 0.85) is 0.05 from every axis of
+    # the heading's and the paragraph's rows (0.2 - 0.8), which still share theirs
+    moved = TIDY[:2] + [B("button", .25, .6, .28, .1), B("button", .57, .6, .28, .1)]
+    assert part("rows", moved) == pytest.approx((2 + 2 * math.exp(-0.05 / CFG.row_tolerance)) / 4)
+    # a card is not a row member; one row alone has nothing to line up with
+    assert part("rows", [B("card", .0, .0, 1, 1), B("button", .1, .6, .2, .1), B("button", .5, .6, .2, .1)]) == 1.0
+    # flush-left rows line up by their left edges, whatever their widths
+    left = [B("heading", .1, .1, .6, .1), B("paragraph", .1, .3, .3, .1), B("button", .1, .5, .1, .1)]
+    assert part("rows", left) == pytest.approx(1.0)
 
 
 def test_balance_part_by_hand():
@@ -107,7 +135,7 @@ def test_balance_part_by_hand():
 
 def test_score_is_the_weighted_mean_of_the_parts():
     cfg = AestheticConfig(weight_alignment=1, weight_overlap=0, weight_spacing=0, weight_margins=3,
-                          weight_reading_order=0, weight_balance=0)
+                          weight_reading_order=0, weight_balance=0, weight_rows=0)
     parts = A.layout_parts(TIDY, cfg)
     assert A.layout_score(TIDY, cfg) == pytest.approx((parts["alignment"] + 3 * parts["margins"]) / 4)
     with pytest.raises(ConfigError, match="model.aesthetics.container_types"):
@@ -155,8 +183,15 @@ def test_true_layouts_beat_perturbed_copies(synthetic_layouts):
     # the check has teeth: scoring with a constant (balance only, which a row shift barely moves)
     # loses most pairs
     flat = AestheticConfig(weight_alignment=0, weight_overlap=0, weight_spacing=0, weight_margins=0,
-                           weight_reading_order=0, weight_balance=1)
+                           weight_reading_order=0, weight_balance=1, weight_rows=0)
     assert A.validate_score(synthetic_layouts, flat, seed=0)["win_rate"] < 0.8
+
+
+def test_validation_pools_its_repeats(synthetic_layouts):
+    one, two = (A.validate_score(synthetic_layouts[:60], CFG, seed=s) for s in (0, 1))
+    both = A.validate_score(synthetic_layouts[:60], CFG, seed=0, repeats=2)
+    assert (both["pairs"], both["wins"]) == (one["pairs"] + two["pairs"], one["wins"] + two["wins"])
+    assert both["repeats"] == 2 and both["layouts"] == one["layouts"]
 
 
 def test_evaluation_reports_aesthetic_per_mode(synthetic_root):
