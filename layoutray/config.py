@@ -461,6 +461,8 @@ def _coerce(key: str, tp: Any, value: Any) -> Any:
         return [_coerce(f"{key}[{i}]", item, v) for i, v in enumerate(value)]
     if typing.get_origin(tp) is Literal:
         allowed = typing.get_args(tp)
+        if isinstance(value, bool) and {False: "off", True: "on"}[value] in allowed:
+            value = {False: "off", True: "on"}[value]  # YAML 1.1 reads an unquoted off / on as a boolean
         if value not in allowed or type(value) is not type(allowed[0]):
             raise ConfigError(key, f"got {value!r}; allowed: {', '.join(repr(a) for a in allowed)}")
         return value

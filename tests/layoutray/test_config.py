@@ -182,6 +182,20 @@ def test_set_overrides_are_typed_by_yaml():
     assert load_config(phase="phase1").training.epochs == 100
 
 
+def test_an_unquoted_off_means_the_level_not_a_boolean(tmp_path):
+    """YAML 1.1 reads off as False: `--set model.aesthetic_constraints=off` and an unquoted `off` in
+    a file still name the level; a boolean where no word fits is still refused."""
+    assert load_config(phase="phase1", overrides=["model.aesthetic_constraints=off"]).model.aesthetic_constraints == "off"
+    path = tmp_path / "cfg.yaml"
+    tree = C.read_yaml(PHASE1)
+    tree["model"]["aesthetic_constraints"] = False  # what `aesthetic_constraints: off` parses to
+    path.write_text(yaml.safe_dump(tree).replace("aesthetic_constraints: false", "aesthetic_constraints: off"))
+    assert "aesthetic_constraints: off" in path.read_text()
+    assert load_config(path).model.aesthetic_constraints == "off"
+    with pytest.raises(ConfigError, match="allowed: 'fp32'"):
+        load_config(phase="phase1", overrides=["deepspeed.precision=off"])
+
+
 @pytest.mark.parametrize("item, key, fragments", [
     ("model.d_modle=64", "model.d_modle", ["--set", "unknown key", "d_model"]),
     ("training.epochs=five", "training.epochs", ["--set training.epochs=five", "an integer"]),
