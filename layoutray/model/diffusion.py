@@ -53,7 +53,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from layoutray.config import ModelConfig
-from layoutray.model.network import DecoderBlock, Dropout
+from layoutray.model.network import DecoderBlock, Dropout, denoiser_block_pass, eval_mode
 from layoutray.model.tokenizer import BOS, EOS, PAD, TOKENS_PER_ELEMENT, Box, LayoutTokenizer
 
 EMPTY = EOS  # every token of an empty slot
@@ -149,15 +149,17 @@ class DiffusionDecoder(nn.Module):
         self.ln = nn.LayerNorm(d)
         self.drop = Dropout(dropout)
 
-    def memory_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Each block's cross-attention keys and values of the memory: the same at every step."""
-        return [blk.cross.memory_kv(memory) for blk in self.blocks]
+    def sampling_state(self, memory: torch.Tensor) -> list[tuple]:
+        """What every sampling step over one memory reuses: each block's cross-attention keys and
+        values of the memory, and its weights as a plain tuple (network.denoiser_block_pass)."""
+        return [(*blk.cross.memory_kv(memory), blk.step_weights()) for blk in self.blocks]
 
     def forward(self, canvas: torch.Tensor, memory: torch.Tensor, mem_mask, tok_emb: nn.Embedding,
-                run_block: Callable = lambda blk, *args: blk(*args), kv: list | None = None,
+                run_block: Callable = lambda blk, *args: blk(*args), state: list | None = None,
                 typed: torch.Tensor | None = None):
         """run_block: the LayoutModel's (activation checkpointing of each block when it is on);
-        kv: `memory_kv(memory)` when the caller runs many steps over one memory (sampling);
+        state: `sampling_state(memory)` when the caller runs many steps over one memory (sampling:
+        the blocks run as plain tensor calls, without dropout or autograd's bookkeeping);
         typed bool [B]: rows whose spec lists the element types (their empty slots are not live)."""
         V, L = tok_emb.num_embeddings, canvas.shape[1]
         live = None if typed is None else live_places(canvas, typed)
@@ -166,8 +168,13 @@ class DiffusionDecoder(nn.Module):
         x = torch.where(is_mask, self.mask_emb.to(memory.dtype), tok_emb(canvas.clamp(max=V - 1)))
         pos = (self.slot_pos[:, None] + self.attr_pos[None]).reshape(-1, x.shape[-1])[:L]
         x = self.drop(x + pos)
-        for blk, (k, v) in zip(self.blocks, kv if kv is not None else self.memory_kv(memory)):
-            x = run_block(blk, x, k, v, mem_mask, self_mask)
+        if state is not None:
+            heads = self.blocks[0].attn.n_heads
+            for k, v, w in state:
+                x = denoiser_block_pass(x, w, self_mask, k, v, mem_mask, heads)
+        else:
+            for blk in self.blocks:
+                x = run_block(blk, x, *blk.cross.memory_kv(memory), mem_mask, self_mask)
         return F.linear(self.ln(x), tok_emb.weight)
 
 
@@ -314,23 +321,30 @@ def _base_forbidden(tok: LayoutTokenizer, V: int, E: int, device) -> torch.Tenso
     return bad.repeat(E, 1)
 
 
-def forbidden(canvas: torch.Tensor, mask: int, base: torch.Tensor, tok: LayoutTokenizer,
+def _past_canvas(tok: LayoutTokenizer, V: int, device) -> torch.Tensor:
+    """Bool [bins + 1, V]: row k (k < bins) forbids the coordinate ids above bin bins - 1 - k, what
+    a box's start (size) may not be once its size (start) is bin k; row bins forbids nothing."""
+    co, bins = tok.coord_offset, tok.bins
+    limit = torch.cat([bins - 1 - torch.arange(bins, device=device), torch.tensor([bins], device=device)])
+    return (torch.arange(V, device=device) - co)[None] > limit[:, None]
+
+
+PARTNER = [3, 4, 1, 2]  # the place that limits each of x y w h: w h x y
+
+
+def forbidden(canvas: torch.Tensor, mask: int, base: torch.Tensor, past: torch.Tensor, tok: LayoutTokenizer,
               free_rows: torch.Tensor) -> torch.Tensor:
     """Bool [B, L, V]: the base rules, the first slot of a free row non-empty, and the canvas: a
-    known start limits its size to bins - 1 - start, a known size its start likewise."""
+    known start limits its size to bins - 1 - start, a known size its start likewise (`past`,
+    _past_canvas, looked up by the partner's bin)."""
     B, L = canvas.shape
     co, bins = tok.coord_offset, tok.bins
-    bad = base[None].expand(B, -1, -1).clone()
-    bad[:, 0, EMPTY] |= free_rows
-    el = canvas.view(B, L // 5, 5)
-    b = torch.arange(base.shape[1], device=canvas.device) - co  # bin of each id (coords only matter)
-    for start, size in ((1, 3), (2, 4)):
-        for have, want in ((start, size), (size, start)):
-            v = el[:, :, have]
-            is_known = (v != mask) & (v >= co)
-            limit = torch.where(is_known, bins - 1 - (v - co), bins)  # [B, E]
-            bad.view(B, L // 5, 5, -1)[:, :, want] |= b[None, None] > limit[:, :, None]
-    return bad
+    bad = base.view(1, L // 5, 5, -1).repeat(B, 1, 1, 1)  # [B, E, 5, V]
+    bad[:, 0, 0, EMPTY] |= free_rows
+    partner = canvas.view(B, L // 5, 5)[:, :, PARTNER]  # [B, E, 4]
+    bin_of = torch.where((partner != mask) & (partner >= co), partner - co, bins)
+    bad[:, :, 1:] |= past[bin_of]
+    return bad.view(B, L, -1)
 
 
 def _consistent(canvas: torch.Tensor, mask: int, revealed: torch.Tensor, tok: LayoutTokenizer) -> torch.Tensor:
@@ -369,15 +383,16 @@ def denoise(model, memory, mem_mask, canvas: torch.Tensor, known: torch.Tensor, 
     tok = LayoutTokenizer(bins=model.cfg.coord_bins)
     mask, T = mask_id(model), times[0]
     base = _base_forbidden(tok, model.vocab_size, canvas.shape[1] // 5, canvas.device)
+    past = _past_canvas(tok, model.vocab_size, canvas.device)
     m0, held, typed = (~known).sum(dim=1), canvas.clone(), ~free_rows
-    kv = model.diffusion.memory_kv(memory)
+    state = model.diffusion.sampling_state(memory)
     for t, s in zip(times[:-1], times[1:]):
         is_mask = canvas == mask
         n = (is_mask.sum(dim=1) - still_masked(m0, s, T)).clamp(min=0)  # [B] to reveal now
         if int(n.max()) == 0:
             continue  # nothing to reveal: the state stays as it is (no timestep input)
-        logits = model.diffusion(canvas, memory, mem_mask, model.tok_emb, kv=kv, typed=typed)
-        logits = logits.masked_fill(forbidden(canvas, mask, base, tok, free_rows), NEG_INF)
+        logits = model.diffusion(canvas, memory, mem_mask, model.tok_emb, state=state, typed=typed)
+        logits = logits.masked_fill(forbidden(canvas, mask, base, past, tok, free_rows), NEG_INF)
         ids, score = _choose(logits, temperature, top_p, generator)
         score = score.masked_fill(~is_mask, NEG_INF)
         rank = score.argsort(dim=1, descending=True).argsort(dim=1)
@@ -403,9 +418,7 @@ def sample_tokens(model, tokenizer: LayoutTokenizer, image, has_image, spec, *, 
     T = model.cfg.diffusion_steps
     times = step_times(T, T if steps is None else min(int(steps), T))
     B, E = spec.shape[0], model.cfg.max_elements
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         memory, mem_mask = model.encode(image, has_image, spec)
         canvas, known = initial_canvas(tokenizer, B, E, max_elements, mask_id(model), required_types, fixed,
                                        device=memory.device)
@@ -417,8 +430,6 @@ def sample_tokens(model, tokenizer: LayoutTokenizer, image, has_image, spec, *, 
         out = whole(denoise(model, memory, mem_mask, canvas[:, :5 * n], known[:, :5 * n], times,
                             free_rows=free_rows, temperature=temperature, top_p=top_p, generator=generator,
                             on_step=on_step and (lambda t, c: on_step(t, whole(c)))))
-    finally:
-        model.train(was_training)
     return from_canvas(out, tokenizer)
 
 

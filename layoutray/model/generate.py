@@ -21,7 +21,7 @@ import torch
 
 from layoutray.config import AestheticConfig
 from layoutray.model.constraints import DECODE_LEVELS, REFINE_LEVELS, DecodeConstraints, check_level
-from layoutray.model.network import LayoutModel
+from layoutray.model.network import LayoutModel, eval_mode
 from layoutray.model.tokenizer import BOS, EOS, NULL, PAD, TOKENS_PER_ELEMENT, Box, LayoutTokenizer
 
 NEG_INF = float("-inf")
@@ -170,9 +170,7 @@ def generate_tokens(model: LayoutModel, tokenizer: LayoutTokenizer, image: torch
     max_len = 2 + TOKENS_PER_ELEMENT * max_elements  # BOS + elements + EOS
     forced = forced_prefix(tokenizer, fixed, B, max_len, max_elements, device) if fixed and any(fixed) else None
 
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         memory, mem_mask = model.encode(image, has_image, spec)
         grammar = _Grammar(tokenizer, B, max_elements, required_types, device)
         cons = None  # level "off" decodes exactly as before the constraint levels existed
@@ -223,8 +221,6 @@ def generate_tokens(model: LayoutModel, tokenizer: LayoutTokenizer, image: torch
                     memory = memory[keep]
                     mem_mask = None if mem_mask is None else mem_mask[keep]
         return out
-    finally:
-        model.train(was_training)
 
 
 def generate(model: LayoutModel, tokenizer: LayoutTokenizer, image: torch.Tensor | None,

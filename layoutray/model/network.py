@@ -45,6 +45,7 @@ Design choices, and why:
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -222,6 +223,47 @@ def decoder_block_step(x, w: tuple, kv, cross_k, cross_v, mem_mask, t: int, n_he
     # MLP
     h = F.gelu(torch.addmm(fc1_b, F.layer_norm(x, (D,), ln3_w, ln3_b, eps), fc1_wt), approximate="tanh")
     return torch.addmm(fc2_b, h, fc2_wt).add_(x)
+
+
+def denoiser_block_pass(x, w: tuple, self_mask, cross_k, cross_v, mem_mask, n_heads: int,
+                        eps: float = 1e-5):
+    """DecoderBlock.forward of a bidirectional block (the diffusion denoiser's) at inference, as
+    decoder_block_step is the AR one's: plain torch calls on the weights of step_weights(), the
+    positions flattened to 2-D for the matmuls. A sampling step is this path, and at a few dozen
+    positions per call its cost is per-call overhead more than arithmetic. Tested equal to
+    `forward` (tests/layoutray/model/test_diffusion.py).
+
+    x [B, L, D]; self_mask bool [B, 1, 1, L] (True = attend) or None; cross_k, cross_v
+    [B, Hh, M, hd] the memory's keys and values (computed once per generation)."""
+    (ln1_w, ln1_b, qkv_wt, qkv_b, proj_wt, proj_b, ln2_w, ln2_b, q_wt, q_b, cproj_wt, cproj_b,
+     ln3_w, ln3_b, fc1_wt, fc1_b, fc2_wt, fc2_b) = w
+    B, L, D = x.shape
+    hd = D // n_heads
+    x = x.reshape(B * L, D)
+    h = F.layer_norm(x, (D,), ln1_w, ln1_b, eps)
+    qkv = torch.addmm(qkv_b, h, qkv_wt).view(B, L, 3, n_heads, hd).permute(2, 0, 3, 1, 4)  # [3, B, Hh, L, hd]
+    y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=self_mask)
+    x = torch.addmm(proj_b, y.transpose(1, 2).reshape(B * L, D), proj_wt).add_(x)
+    h = F.layer_norm(x, (D,), ln2_w, ln2_b, eps)
+    q = torch.addmm(q_b, h, q_wt).view(B, L, n_heads, hd).transpose(1, 2)  # [B, Hh, L, hd]
+    y = F.scaled_dot_product_attention(q, cross_k, cross_v, attn_mask=mem_mask)
+    x = torch.addmm(cproj_b, y.transpose(1, 2).reshape(B * L, D), cproj_wt).add_(x)
+    h = F.gelu(torch.addmm(fc1_b, F.layer_norm(x, (D,), ln3_w, ln3_b, eps), fc1_wt), approximate="tanh")
+    return torch.addmm(fc2_b, h, fc2_wt).add_(x).view(B, L, D)
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    """The model in eval mode inside, as it was after. A model already in eval mode (a served one
+    always is) is left alone: switching walks every module twice, ~2 ms of a 25 ms request."""
+    if not model.training:
+        yield model
+        return
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train()
 
 
 @dataclass

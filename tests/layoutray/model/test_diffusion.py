@@ -39,16 +39,25 @@ def spec_of(tok, types, section="hero"):
 # ---------------------------------------------------------------------------- the denoiser
 
 
-def test_the_memory_keys_and_values_cached_for_sampling_give_the_same_logits(model, tok):
+def test_the_sampling_pass_gives_the_same_logits_as_forward(model, tok):
+    """Sampling runs the blocks as plain tensor calls over memory keys/values computed once
+    (network.denoiser_block_pass); it is the same function as the modules' forward, masks too."""
     B, H, W = 2, model.cfg.image_height, model.cfg.image_width
     image = torch.rand(B, 1, H, W)
     spec = torch.cat([spec_of(tok, ["heading", "button"]), spec_of(tok, ["heading", "button"], "footer")])
     memory, mem_mask = model.encode(image, torch.tensor([True, False]), spec)
     canvas = torch.randint(0, model.vocab_size + 1, (B, 5 * model.cfg.max_elements))
+    canvas[:, 20:] = D.EMPTY  # slots 4.. empty: out of the typed row's attention
     with torch.no_grad():
         fresh = model.diffusion(canvas, memory, mem_mask, model.tok_emb)
-        cached = model.diffusion(canvas, memory, mem_mask, model.tok_emb, kv=model.diffusion.memory_kv(memory))
-    torch.testing.assert_close(cached, fresh, rtol=0, atol=0)
+        state = model.diffusion.sampling_state(memory)
+        cached = model.diffusion(canvas, memory, mem_mask, model.tok_emb, state=state)
+        typed = torch.tensor([True, False])
+        fresh_typed = model.diffusion(canvas, memory, mem_mask, model.tok_emb, typed=typed)
+        cached_typed = model.diffusion(canvas, memory, mem_mask, model.tok_emb, state=state, typed=typed)
+    torch.testing.assert_close(cached, fresh, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cached_typed, fresh_typed, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(fresh_typed, fresh, atol=1e-3)  # the typed row's mask is in play
 
 
 def test_a_typed_row_cut_after_its_last_typed_slot_gives_the_same_logits(model, tok):
@@ -206,6 +215,33 @@ def test_step_skipping_calls_the_network_at_most_K_times(model, tok):
     assert calls(model, run(1000)) == 12  # above T: T steps
     with pytest.raises(ValueError, match="steps must be in"):
         run(0)()
+
+
+def test_the_constraint_mask_forbids_exactly_what_leaves_the_canvas(model, tok):
+    """Place by place against the rules written out: types on type places (EMPTY too, except a
+    free row's first slot), x, y below the last bin, w, h at least one bin, and a known partner
+    (w for x, x for w; h for y, y for h) keeps start + size on the canvas."""
+    V, mask, co, bins, E = model.vocab_size, D.mask_id(model), tok.coord_offset, tok.bins, 4
+    g = torch.Generator().manual_seed(0)
+    canvas = torch.full((2, 5 * E), mask)
+    coords = torch.rand(2, 5 * E, generator=g) < 0.6
+    canvas[coords] = co + torch.randint(0, bins, (int(coords.sum()),), generator=g)
+    canvas[:, ::5] = tok.type_id("heading")
+    free_rows = torch.tensor([True, False])
+    bad = D.forbidden(canvas, mask, D._base_forbidden(tok, V, E, canvas.device), D._past_canvas(tok, V, canvas.device),
+                      tok, free_rows)
+    for b in range(2):
+        for j in range(E):
+            for p in range(5):
+                for i in range(V):
+                    if p == 0:
+                        ok = tok.is_type(i) or (i == D.EMPTY and not (j == 0 and bool(free_rows[b])))
+                    else:
+                        k = i - co
+                        partner = int(canvas[b, 5 * j + [3, 4, 1, 2][p - 1]])
+                        room = bins - 1 - (partner - co) if partner != mask else bins
+                        ok = 0 <= k < bins and (k <= bins - 2 if p < 3 else k >= 1) and k <= room
+                    assert bool(bad[b, 5 * j + p, i]) == (not ok), (b, j, p, i)
 
 
 def test_free_rows_stay_on_the_canvas_and_place_an_element(model, tok):

@@ -131,3 +131,23 @@ def test_constrained_generation_always_valid(rows, model_seed, temperature, top_
 
 
 MODELS = [make_model(seed=s, scale=[1.0, 20.0, 60.0, 5.0][s]) for s in range(4)]
+
+
+@pytest.mark.parametrize("decoder", ["autoregressive", "diffusion"])
+def test_generation_runs_in_eval_mode_and_leaves_the_mode_as_it_was(decoder):
+    """Dropout is off while generating (the same tokens from a model left in training mode), and
+    a model in training mode is back in it after."""
+    from dataclasses import replace
+
+    cfg = replace(CFG, decoder=decoder, diffusion_steps=20)
+    torch.manual_seed(0)
+    model = LayoutModel(cfg, vocab_size_for(cfg), dropout=0.5)
+    image, has_image, spec = inputs([("hero", ["heading", "button"])], [True])
+    runs = [generate_tokens(model, TOK, image, has_image, spec, max_elements=4, required_types=[["heading", "button"]])
+            for _ in range(2)]
+    assert model.training and all(m.training for m in model.modules())
+    assert torch.equal(runs[0], runs[1])  # dropout at 0.5 would change them
+    model.eval()
+    assert torch.equal(generate_tokens(model, TOK, image, has_image, spec, max_elements=4,
+                                       required_types=[["heading", "button"]]), runs[0])
+    assert not model.training
