@@ -12,7 +12,8 @@ test split (the run's eval-data). Per decoder and K:
     quality     F1@0.5, mIoU, maxIoU, FID, overlap, alignment, validity per mode (image+spec,
                 image, spec), greedy, from layoutray.eval.evaluate
     latency     P50 / P95 ms per layout, one request at a time on the CPU (spec-only requests of
-                the test split's element lists), torch at --threads threads
+                the test split's element lists), torch at --threads threads; AR and every K
+                take turns request by request, so a change in the machine's load reaches all alike
     diversity   mean pairwise IoU between --samples samples of one spec (temperature 1, top_p
                 0.9; matched elements, layoutray.eval.metrics.mean_matched_iou): lower is more varied
 
@@ -88,16 +89,25 @@ def test_specs(data: str, n: int) -> list[tuple[str, list[str]]]:
     return [(r["section_type"], [e["type"] for e in r["elements"]]) for r in read_rows(data, "test", n)]
 
 
-def latency(predictor, specs, steps: int | None, repeats: int) -> dict:
-    """P50 / P95 ms per layout, one spec-only request at a time (one warm-up request first)."""
-    kw = {} if steps is None else {"steps": steps}
-    predictor.predict(section_type=specs[0][0], elements=specs[0][1], **kw)
-    ms = []
-    for section, elements in itertools.islice(itertools.cycle(specs), repeats):
+def latencies(variants: dict, specs, repeats: int) -> dict:
+    """{name: P50 / P95 ms per layout} for variants {name: (predictor, steps or None)}: one
+    spec-only request at a time, the variants in turn for each spec (one warm-up request each)."""
+    def ask(predictor, steps, section, elements):
+        kw = {} if steps is None else {"steps": steps}
         t0 = time.perf_counter()
         predictor.predict(section_type=section, elements=elements, **kw)
-        ms.append((time.perf_counter() - t0) * 1000)
-    ms.sort()
+        return (time.perf_counter() - t0) * 1000
+
+    for predictor, steps in variants.values():
+        ask(predictor, steps, *specs[0])
+    ms = {name: [] for name in variants}
+    for section, elements in itertools.islice(itertools.cycle(specs), repeats):
+        for name, (predictor, steps) in variants.items():
+            ms[name].append(ask(predictor, steps, section, elements))
+    return {name: _percentiles(sorted(v)) for name, v in ms.items()}
+
+
+def _percentiles(ms: list[float]) -> dict:
     return {"p50_ms": round(ms[len(ms) // 2], 2), "p95_ms": round(ms[min(len(ms) - 1, int(0.95 * len(ms)))], 2),
             "requests": len(ms)}
 
@@ -118,15 +128,8 @@ def diversity(predictor, specs, steps: int | None, samples: int) -> float:
     return round(statistics.mean(values), 4) if values else None
 
 
-def score_variant(model: str, data: str, steps: int | None, args, specs) -> dict:
-    import torch
-
-    from layoutray.model.predictor import load
-
-    torch.set_num_threads(args.threads)
-    predictor = load(model)
+def score_variant(predictor, model: str, data: str, steps: int | None, args, specs) -> dict:
     return {"steps": steps, "quality": quality(model, data, args.eval_limit, steps),
-            "latency": latency(predictor, specs, steps, args.latency_requests),
             "diversity_pairwise_iou": diversity(predictor, specs[:args.diversity_specs], steps, args.samples)}
 
 
@@ -177,15 +180,26 @@ def main() -> int:
     add_result_args(ap)
     args = ap.parse_args()
     out = reserve_stdout()
+    import torch
+
+    from layoutray.model.predictor import load
+
     run = BenchRun("decoders", tag=args.tag, results_dir=args.results_dir)
     ks = [int(k) for k in args.ks.split(",")]
     runs = {d: train(d, args) for d in DECODERS}
     data = str(Path(runs["autoregressive"]["model"]).parent / "eval-data")
     specs = test_specs(data, max(args.diversity_specs, 32))
-    ar = {"decoder": "autoregressive", **score_variant(runs["autoregressive"]["model"], data, None, args, specs)}
-    ar["steps"] = None
-    variants = [{"decoder": "diffusion", **score_variant(runs["diffusion"]["model"], data, k, args, specs)}
-                for k in ks]
+    torch.set_num_threads(args.threads)
+    predictors = {d: load(r["model"]) for d, r in runs.items()}
+    ar = {"decoder": "autoregressive",
+          **score_variant(predictors["autoregressive"], runs["autoregressive"]["model"], data, None, args, specs)}
+    variants = [{"decoder": "diffusion", **score_variant(predictors["diffusion"], runs["diffusion"]["model"],
+                                                          data, k, args, specs)} for k in ks]
+    timed = latencies({"ar": (predictors["autoregressive"], None),
+                       **{k: (predictors["diffusion"], k) for k in ks}}, specs, args.latency_requests)
+    ar["latency"] = timed["ar"]
+    for v in variants:
+        v["latency"] = timed[v["steps"]]
     figures = {"training": {d: training_figures(r) for d, r in runs.items()}, "autoregressive": ar,
                "diffusion": variants, "goals": goals(ar, variants)}
     run.finish(out, config={**vars(args), "ks": ks, "eval_data": data, "phase": "phase1"}, figures=figures)
