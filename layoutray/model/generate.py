@@ -252,10 +252,12 @@ def generate(model: LayoutModel, tokenizer: LayoutTokenizer, image: torch.Tensor
                           required_types=required_types, use_cache=use_cache, steps=steps, fixed=fixed,
                           constraints=constraints, aesthetics=aesthetics)
     layouts = [tokenizer.decode_layout(row) for row in ids.tolist()]
+    held = held_elements(layouts, fixed, tokenizer.bins)
     if refines(model, constraints):
         from layoutray.model.refine import refine_layouts
-        layouts = refine_layouts(layouts, aesthetics or AestheticConfig(), held_elements(layouts, fixed, tokenizer.bins))
-    return layouts
+        layouts = refine_layouts(layouts, aesthetics or AestheticConfig(), [set(h) for h in held])
+    # the model holds a fixed box to its coordinate bins; the caller gets it back exactly as given
+    return [[h.get(j, b) for j, b in enumerate(layout)] for layout, h in zip(layouts, held)]
 
 
 def refines(model: LayoutModel, constraints: str) -> bool:
@@ -267,16 +269,16 @@ def refines(model: LayoutModel, constraints: str) -> bool:
     return constraints in REFINE_LEVELS
 
 
-def held_elements(layouts: list[list[Box]], fixed: list[list[Box] | None] | None, bins: int) -> list[set[int]]:
-    """Per layout, the indices of the elements that are the caller's fixed boxes (same type, every
-    coordinate within one bin): refinement must not move them."""
-    held: list[set[int]] = []
+def held_elements(layouts: list[list[Box]], fixed: list[list[Box] | None] | None, bins: int) -> list[dict[int, Box]]:
+    """Per layout, {index of an element: the caller's fixed box it is} (same type, every coordinate
+    within one bin): refinement must not move them."""
+    held: list[dict[int, Box]] = []
     for layout, want in zip(layouts, fixed or [None] * len(layouts)):
-        mine: set[int] = set()
+        mine: dict[int, Box] = {}
         for f in want or []:
             j = next((j for j, b in enumerate(layout) if j not in mine and b.type == f.type
                       and all(abs(getattr(b, k) - getattr(f, k)) <= 1.0 / bins for k in "xywh")), None)
             if j is not None:
-                mine.add(j)
+                mine[j] = f
         held.append(mine)
     return held
