@@ -54,61 +54,62 @@ def _rows(a: np.ndarray, B: int) -> np.ndarray:
 
 
 class DecodeConstraints:
-    """Per-row placed boxes (in bins, [x0, y0, x1, y1)) and the masks/snapping of `basic`.
+    """Per-row placed boxes (in bins, (x0, y0, x1, y1, is_container)) and the masks/snapping of `basic`.
 
-    The state is numpy: a decoding step asks a few dozen questions of [B, E] and [B, bins] arrays,
-    where each torch call costs several microseconds of dispatch and numpy's cost one; on the CPU
-    this halves what `basic` adds to the latency of a layout. Tensors go in and out."""
+    The state is plain Python, a list of placed boxes per row: a step asks a handful of questions
+    about at most max_elements boxes, and between the model's matmuls, with its caches cold, each
+    numpy or torch call costs microseconds where an integer comparison costs tens of nanoseconds.
+    One array per step goes out (a mask, or snapped ids), and only when it says something."""
 
     def __init__(self, tok: LayoutTokenizer, B: int, max_elements: int, cfg: AestheticConfig, device):
         self.tok, self.bins, self.tol, self.size_share = tok, tok.bins, cfg.snap_tolerance, cfg.snap_size_share
-        E = max(1, max_elements)
-        self.boxes = np.zeros((B, E, 4), dtype=np.int64)
-        self.valid = np.zeros((B, E), dtype=bool)
-        self.is_container = np.zeros((B, E), dtype=bool)
-        self.n = np.zeros(B, dtype=np.int64)
-        self.cur = np.zeros((B, 4), dtype=np.int64)  # x, y, w of the element being placed
-        self.cur_container = np.zeros(B, dtype=bool)
-        self.container_ids = np.array([tok.type_id(t) for t in cfg.container_types] or [-1], dtype=np.int64)
-        self.values = np.arange(self.bins)
+        self.cap = max(1, max_elements)
+        self.placed: list[list[tuple[int, int, int, int, bool]]] = [[] for _ in range(B)]
+        self.cur = [[0, 0, 0] for _ in range(B)]  # x, y, w of the element being placed
+        self.cur_container = [False] * B
+        self.container_ids = {tok.type_id(t) for t in cfg.container_types}
 
     def select(self, rows: torch.Tensor) -> None:
-        r = _np(rows)
-        for name in ("boxes", "valid", "is_container", "n", "cur", "cur_container"):
-            setattr(self, name, getattr(self, name)[r])
+        r = rows.tolist()
+        self.placed = [self.placed[i] for i in r]
+        self.cur = [self.cur[i] for i in r]
+        self.cur_container = [self.cur_container[i] for i in r]
 
     # ------------------------------------------------------------------ masks
 
-    def _holders(self) -> np.ndarray:
-        """[B, E]: placed containers holding the start cell (x, y) of the current element."""
-        x, y = self.cur[:, 0:1], self.cur[:, 1:2]
-        b = self.boxes
-        inside = (b[..., 0] <= x) & (x < b[..., 2]) & (b[..., 1] <= y) & (y < b[..., 3])
-        return self.valid & self.is_container & inside
+    def _limit(self, b: int, phase: int) -> int:
+        """Row b's largest allowed w (phase 3) or h (phase 4) in bins (self.bins: no limit)."""
+        x, y, w = self.cur[b]
+        limit = self.bins
+        for x0, y0, x1, y1, container in self.placed[b]:
+            if container and x0 <= x < x1 and y0 <= y < y1:  # holds the start cell: stay inside
+                limit = min(limit, x1 - x if phase == 3 else y1 - y)
+            elif phase == 3 and y0 <= y < y1 and x0 > x:  # next in the first row, to the right
+                limit = min(limit, x0 - x)
+            elif phase == 4 and x0 < x + w and x1 > x and y0 > y:  # next below, in its columns
+                limit = min(limit, y0 - y)
+        return limit
 
     def _coord_forbidden(self, phase: int) -> np.ndarray | None:
-        """[B, bins] True where a coordinate value is forbidden at this phase (1 x, 2 y, 3 w, 4 h)."""
-        if phase == 1:
+        """[B, bins] True where a coordinate value is forbidden at this phase (1 x, 2 y, 3 w, 4 h);
+        None where nothing is (a type step, phase 0, takes no coordinate; x is free; nothing placed
+        in the way)."""
+        if phase <= 1:
             return None
-        b, v = self.boxes, self.values[None, :]
-        x, y = self.cur[:, 0:1], self.cur[:, 1:2]
-        content = ~self.cur_container[:, None]
-        if phase == 2:  # start cells inside a placed content element
-            col = self.valid & ~self.is_container & (b[..., 0] <= x) & (x < b[..., 2])  # [B, E]
-            rows = (b[..., 1, None] <= v[:, None]) & (v[:, None] < b[..., 3, None])  # [B, E, bins]
-            return (col[..., None] & rows).any(axis=1) & content
-        holders = self._holders()
-        others = self.valid & ~holders
-        if phase == 3:
-            in_row = others & (b[..., 1] <= y) & (y < b[..., 3]) & (b[..., 0] > x)
-            limit = np.where(in_row, b[..., 0] - x, self.bins)
-        else:
-            w = self.cur[:, 2:3]
-            cols = others & (b[..., 0] < x + w) & (b[..., 2] > x) & (b[..., 1] > y)
-            limit = np.where(cols, b[..., 1] - y, self.bins)
-        edge = b[..., 2] - x if phase == 3 else b[..., 3] - y
-        limit = np.minimum(limit, np.where(holders, edge, self.bins)).min(axis=1)  # [B]
-        return (v > limit[:, None]) & content
+        out = None
+        for b, placed in enumerate(self.placed):
+            if self.cur_container[b] or not placed:
+                continue  # a container is not confined
+            if phase == 2:  # start cells inside a placed content element
+                x = self.cur[b][0]
+                spans = [(y0, y1) for x0, y0, x1, y1, container in placed if not container and x0 <= x < x1]
+            else:
+                limit = self._limit(b, phase)
+                spans = [(limit + 1, self.bins)] if limit < self.bins - 1 else []
+            for lo, hi in spans:
+                out = np.zeros((len(self.placed), self.bins), dtype=bool) if out is None else out
+                out[b, lo:hi] = True
+        return out
 
     def forbidden(self, step: int, grammar_bad: torch.Tensor) -> torch.Tensor:
         """The grammar's mask [B or 1, V] with this step's constraints added, row by row; a row the
@@ -116,7 +117,7 @@ class DecodeConstraints:
         coord = self._coord_forbidden(step % TOKENS_PER_ELEMENT)
         if coord is None:
             return grammar_bad
-        grammar = _rows(_np(grammar_bad), len(self.n))
+        grammar = _rows(_np(grammar_bad), len(self.placed))
         bad = grammar.copy()
         co = self.tok.coord_offset
         bad[:, co:co + self.bins] |= coord
@@ -127,61 +128,62 @@ class DecodeConstraints:
 
     # ------------------------------------------------------------------ snapping
 
-    def _lines(self, phase: int) -> np.ndarray:
-        """[B, E, k] the values the current coordinate would take to share a placed element's line."""
-        b = self.boxes
-        x, y = self.cur[:, 0:1, None], self.cur[:, 1:2, None]
+    def _lines(self, b: int, phase: int) -> list[int]:
+        """The values row b's current coordinate would take to share a placed element's line, in
+        slot order (phase 3: each element's right edge, then its centre where the width comes out
+        whole; -1 where it does not)."""
+        x, y, _ = self.cur[b]
+        placed = self.placed[b]
         if phase == 1:
-            return b[..., 0:1]  # left edges
+            return [p[0] for p in placed]  # left edges
         if phase == 2:
-            return b[..., 1:2]  # top edges
-        if phase == 3:  # right edges; centres where the width comes out whole
-            centre2 = b[..., 0:1] + b[..., 2:3]  # 2 * centre
-            return np.concatenate([b[..., 2:3] - x, centre2 - 2 * x], axis=2)
-        return b[..., 3:4] - y  # bottom edges
+            return [p[1] for p in placed]  # top edges
+        if phase == 4:
+            return [p[3] - y for p in placed]  # bottom edges
+        out = []
+        for x0, _, x1, _, _ in placed:  # right edges; centres (2 * (centre - x) must be even)
+            out += [x1 - x, (x0 + x1 - 2 * x) // 2 if (x0 + x1) % 2 == 0 else -1]
+        return out
 
     def snap(self, step: int, ids: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
         """ids moved to the nearest allowed value within snap_tolerance that lines up with a placed
-        element (phase 3: a right edge, or a centre when the width comes out whole)."""
+        element (phase 3: a right edge, or a centre when the width comes out whole); the first
+        such line in slot order wins a tie. A width or height moves by at most snap_size_share
+        of itself."""
         phase = step % TOKENS_PER_ELEMENT
-        if phase == 0 or self.tol <= 0 or not self.valid.any():
+        if phase == 0 or self.tol <= 0:
             return ids
-        co, B = self.tok.coord_offset, ids.shape[0]
-        picked = _np(ids) - co  # [B]
-        lines = self._lines(phase)
-        if phase == 3:  # the centre candidate is 2 * (centre - x): only even values give a whole width
-            centre_w = lines[..., 1:2]
-            lines = np.concatenate([lines[..., :1], np.where(centre_w % 2 == 0, centre_w // 2, -1)], axis=2)
-        ok = self.valid[..., None] & (lines >= 0) & (lines < self.bins)
-        cand = np.minimum(np.maximum(lines, 0), self.bins - 1).reshape(B, -1)  # [B, E * k]
-        rows = np.arange(B)
-        allowed = ~_rows(_np(bad), B)[rows[:, None], cand + co]
-        dist = np.abs(cand - picked[:, None])
-        dist = np.where(ok.reshape(B, -1) & allowed & (dist <= self.tol), dist, self.bins * 4)
-        best = dist.argmin(axis=1)
-        near = dist[rows, best] <= self.tol
-        if phase >= 3:  # a width or height moves by at most this share of itself: a small box keeps its size
-            near &= dist[rows, best] <= self.size_share * picked
-        return torch.from_numpy(np.where(near, cand[rows, best] + co, picked + co)).to(ids.device)
+        co, picks, moved = self.tok.coord_offset, ids.tolist(), False
+        bad_rows = None
+        for b, pick in enumerate(picks):
+            v, best = pick - co, None
+            for c in self._lines(b, phase):
+                d = abs(c - v)
+                if 0 <= c < self.bins and d <= self.tol and (best is None or d < best[0]):
+                    bad_rows = _rows(_np(bad), len(picks)) if bad_rows is None else bad_rows
+                    if not bad_rows[b, c + co]:
+                        best = (d, c)
+            if best is not None and (phase < 3 or best[0] <= self.size_share * v) and best[1] != v:
+                picks[b], moved = best[1] + co, True
+        return torch.tensor(picks, dtype=ids.dtype, device=ids.device) if moved else ids
 
     # ------------------------------------------------------------------ state
 
     def advance(self, step: int, ids: torch.Tensor) -> None:
         phase = step % TOKENS_PER_ELEMENT
-        ids = _np(ids)
-        value = ids - self.tok.coord_offset
-        if phase == 0:
-            self.cur_container = (ids[:, None] == self.container_ids).any(axis=1)
-        elif phase < 4:
-            self.cur[:, phase - 1] = value
-        else:
-            rows = np.arange(ids.shape[0])
-            slot = np.minimum(self.n, self.valid.shape[1] - 1)
-            x, y, w = self.cur[:, 0], self.cur[:, 1], self.cur[:, 2]
-            self.boxes[rows, slot] = np.stack([x, y, x + w, y + value], axis=1)
-            self.valid[rows, slot] = True
-            self.is_container[rows, slot] = self.cur_container
-            self.n += 1
+        for b, tok_id in enumerate(ids.tolist()):
+            if phase == 0:
+                self.cur_container[b] = tok_id in self.container_ids
+            elif phase < 4:
+                self.cur[b][phase - 1] = tok_id - self.tok.coord_offset
+            else:
+                x, y, w = self.cur[b]
+                box = (x, y, x + w, y + tok_id - self.tok.coord_offset, self.cur_container[b])
+                placed = self.placed[b]
+                if len(placed) == self.cap:
+                    placed[-1] = box  # (a row never places more than max_elements; kept total)
+                else:
+                    placed.append(box)
 
 
 # ---------------------------------------------------------------------------- training losses

@@ -159,12 +159,44 @@ def test_a_small_width_is_not_snapped_out_of_shape():
         step += 1
     # w 2 ends at 15, one bin from 16: snapping would make it 3, a change of half its size
     assert dc.snap(step, torch.tensor([co + 2]), none).item() == co + 2
+    dc, step = _placed([(6, 2, 10, 3)], ["heading"])
+    for v in (TOK.type_id("icon"), co + 11, co + 8):
+        dc.advance(step, torch.tensor([v]))
+        step += 1
+    assert dc.snap(step, torch.tensor([co + 4]), none).item() == co + 4  # w 4: a move of a quarter
     # the same one-bin move is within snap_size_share (1/8) of a width of 8 or more
     dc, step = _placed([(6, 2, 20, 3)], ["heading"])  # right edge at 26
     for v in (TOK.type_id("paragraph"), co + 17, co + 8):
         dc.advance(step, torch.tensor([v]))
         step += 1
     assert dc.snap(step, torch.tensor([co + 8]), none).item() == co + 9
+
+
+def test_rows_of_a_batch_are_constrained_independently():
+    """A batch of rows gives each row the masks and snaps it gets alone, at every step; rows that
+    leave the batch (select) take nothing of the others with them."""
+    g = np.random.default_rng(0)
+    co, B = TOK.coord_offset, 4
+    types = [TOK.type_id(t) for t in ("heading", "card", "paragraph", "image", "button")]
+    steps = [[int(g.choice(types)) if k % 5 == 0 else co + int(g.integers(1, 12)) for k in range(40)] for _ in range(B)]
+    batch = DecodeConstraints(TOK, B, 8, AestheticConfig(snap_tolerance=2), "cpu")
+    alone = [DecodeConstraints(TOK, 1, 8, AestheticConfig(snap_tolerance=2), "cpu") for _ in range(B)]
+    grammar = torch.zeros(1, TOK.vocab_size, dtype=torch.bool)
+    grammar[0, co + TOK.bins - 1] = True
+    rows = list(range(B))
+    for k in range(40):
+        if k == 20:  # rows 1 and 3 leave the batch
+            batch.select(torch.tensor([0, 2]))
+            rows = [0, 2]
+        bad = batch.forbidden(k, grammar)
+        ids = torch.tensor([steps[r][k] for r in rows])
+        snapped = batch.snap(k, ids, bad)
+        for i, r in enumerate(rows):
+            own = alone[r].forbidden(k, grammar)
+            assert torch.equal(bad.expand(len(rows), -1)[i], own[0])
+            assert snapped[i].item() == alone[r].snap(k, ids[i:i + 1], own).item()
+            alone[r].advance(k, snapped[i:i + 1])
+        batch.advance(k, snapped)
 
 
 def test_basic_improves_alignment_and_overlap_of_random_model():
