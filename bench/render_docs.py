@@ -477,7 +477,8 @@ def aesthetic_goal_lines(f: dict) -> list[str]:
         by = ", ".join(f"{k.replace('_', ' ')} {pct(r.get('win_rate'))}" for k, r in v.get("by_perturbation", {}).items())
         draws = f", {v['repeats']} draws each" if v.get("repeats", 1) > 1 else ""
         lines.append(f"- {name} ({v.get('layouts', s.get('sections', '?'))} layouts{draws}): the true layout outscores a "
-                     f"perturbed copy in {pct(v.get('win_rate'), 2)} of {v.get('pairs', '?')} pairs ({by}); goals: "
+                     f"perturbed copy in {pct(v.get('win_rate'), 2)} of {v.get('pairs', '?')} pairs ({by}"
+                     + (f"; {v['ties']} ties, counted as losses" if v.get("ties") is not None else "") + "); goals: "
                      + "; ".join(f"{k.replace('_', ' ')} {met(ok)}" for k, ok in g.get("met", {}).items()))
     return lines
 

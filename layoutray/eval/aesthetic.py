@@ -340,11 +340,13 @@ def validate_score(layouts: Sequence[Sequence[Box]], cfg: AestheticConfig | None
     over `repeats` draws of the perturbations (seeds seed, seed + 1, ...).
 
     Layouts of 2+ elements take part; a perturbation that leaves a layout unchanged (nothing to
-    swap, a row clipped back in place) is not a pair. A tie counts as a loss.
-    {"pairs", "wins", "win_rate" (all perturbations), "by_perturbation": {...}, "reference"}."""
+    swap, a row clipped back in place) is not a pair. A tie counts as a loss; `ties` says how
+    many there were (two elements on one left edge, of one height, trading widths: no score of
+    the boxes alone tells those apart).
+    {"pairs", "wins", "ties", "win_rate" (all perturbations), "by_perturbation": {...}, "reference"}."""
     truth = [list(layout) for layout in layouts if len(layout) >= 2]
     true_scores = score_batch(*padded(truth), cfg) if truth else np.zeros(0)
-    by = {name: {"pairs": 0, "wins": 0, "perturbed": []} for name in PERTURBATIONS}
+    by = {name: {"pairs": 0, "wins": 0, "ties": 0, "perturbed": []} for name in PERTURBATIONS}
     for r in range(repeats):
         rng = np.random.default_rng(seed + r)
         for name in PERTURBATIONS:
@@ -355,6 +357,7 @@ def validate_score(layouts: Sequence[Sequence[Box]], cfg: AestheticConfig | None
             perturbed = score_batch(*padded([p for _, p in pairs]), cfg)
             by[name]["pairs"] += len(pairs)
             by[name]["wins"] += int(sum(true_scores[i] > s for (i, _), s in zip(pairs, perturbed)))
+            by[name]["ties"] += int(sum(true_scores[i] == s for (i, _), s in zip(pairs, perturbed)))
             by[name]["perturbed"] += perturbed.tolist()
     for v in by.values():
         scores = v.pop("perturbed")
@@ -363,6 +366,7 @@ def validate_score(layouts: Sequence[Sequence[Box]], cfg: AestheticConfig | None
             v["mean_perturbed_score"] = float(np.mean(scores))
     pairs = sum(v["pairs"] for v in by.values())
     wins = sum(v["wins"] for v in by.values())
-    return {"pairs": pairs, "wins": wins, "win_rate": wins / pairs if pairs else 0.0,
+    return {"pairs": pairs, "wins": wins, "ties": sum(v["ties"] for v in by.values()),
+            "win_rate": wins / pairs if pairs else 0.0,
             "by_perturbation": by, "reference": float(true_scores.mean()) if truth else 0.0,
             "layouts": len(truth), "repeats": repeats}

@@ -192,6 +192,16 @@ def test_validation_pools_its_repeats(synthetic_layouts):
     both = A.validate_score(synthetic_layouts[:60], CFG, seed=0, repeats=2)
     assert (both["pairs"], both["wins"]) == (one["pairs"] + two["pairs"], one["wins"] + two["wins"])
     assert both["repeats"] == 2 and both["layouts"] == one["layouts"]
+    assert both["ties"] == one["ties"] + two["ties"]
+
+
+def test_a_tie_is_counted_and_loses():
+    """Two lines on one left edge, of one height, trading widths: nothing in the boxes tells the
+    copy from the truth, so the pair ties, and a tie is not a win."""
+    column = [Box("subheading", 0.1, 0.2, 0.5, 0.04), Box("subheading", 0.1, 0.6, 0.3, 0.04)]
+    v = A.validate_score([column], CFG, seed=0)
+    r = v["by_perturbation"]["swapped_sizes"]
+    assert (r["pairs"], r["wins"], r["ties"]) == (1, 0, 1) and v["ties"] >= 1
 
 
 def test_evaluation_reports_aesthetic_per_mode(synthetic_root):
