@@ -15,6 +15,7 @@ and `finish` prints the document and writes it to `bench/results/<name>.json`:
     name      the benchmark ("train_throughput"); `tag` the variant, or null
     date      UTC, ISO 8601, when the run started; `finished` when it ended
     commit    `git rev-parse HEAD`; `dirty` true when the work tree had uncommitted changes
+              (outside bench/results/)
     machine   cores (os.cpu_count), cpu (model name from /proc/cpuinfo), memory_gib, gpu (the
               torch.cuda device name, or null), loadavg_start / loadavg_end (os.getloadavg) and
               loadavg_1min_max (the highest 1-minute load seen during the run, sampled every 5 s):
@@ -101,7 +102,8 @@ def git_commit(repo: Path = REPO) -> dict:
         return r.stdout.strip() if r.returncode == 0 else None
 
     head = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # another benchmark's results file written before this run is not a change to what is measured
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results")
     return {"commit": head, "dirty": None if status is None else bool(status)}
 
 

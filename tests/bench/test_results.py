@@ -114,3 +114,24 @@ def test_docs_are_in_sync_with_the_results():
     root = BENCH.parent
     files = [root / "README.md", *sorted((root / "docs").glob("*.md"))]
     assert render_docs.main(["--check", *map(str, files)]) == 0, "run bench/render_docs.py"
+
+
+def test_a_results_file_written_earlier_does_not_make_the_tree_dirty(tmp_path):
+    """A run records `dirty` for changes to what it measures; another benchmark's results file,
+    written before it in the same tree, is not one."""
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "bench" / "results" / "a.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init")
+    assert jsonout.git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "bench" / "results" / "a.json").write_text('{"new": 1}')
+    assert jsonout.git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert jsonout.git_commit(tmp_path)["dirty"] is True
