@@ -9,7 +9,8 @@ whose children are elements of their own.
 
 An explicit `data-layout="TYPE"` always wins (`data-layout="none"` marks a wrapper), unless the
 caller asks to ignore it, which is how the project's own pages measure the rules
-(`layoutray.data.web.score`).
+(`layoutray.data.web.score`). Where it wins, a rule's guess around explicit elements that the
+guessed type cannot hold is a wrapper (a brand bar around a marked logo is not a second logo).
 
 Signals, strongest first: ARIA roles, form controls, tag semantics, common class conventions
 (Bootstrap, Bulma, BEM: `btn`, `badge`, `card`, `navbar-brand`, `feature-icon`...), then what the
@@ -478,6 +479,7 @@ def label_tree(t: Tree, honour_explicit: bool = True) -> list[Element]:
         out.append(Element(0, root_kind, list(t.root_box), True))
     elif root_kind is None and t.nodes[0].get("bgimg"):
         out.append(Element(0, "image", list(t.root_box), False))  # a full-bleed background picture
+    below = _explicit_below(t) if honour_explicit else {}
     # (node, what may be labelled there by the rules: None = anything, a set inside a leaf)
     stack: list[tuple[int, frozenset | None]] = [(j, None) for j in reversed(t.children[0])]
     while stack:
@@ -487,6 +489,8 @@ def label_tree(t: Tree, honour_explicit: bool = True) -> list[Element]:
         if kind is None and t.visible(i) and allowed != frozenset():
             kind = infer_type(t, i)[0]
             kind = kind if allowed is None or kind in allowed else None
+            if kind and not _may_hold(t, i, kind, below.get(i, set())):
+                kind = None  # a guess around an explicit element it cannot hold: a wrapper
         elif kind == EXPLICIT_WRAPPER or (explicit and not t.visible(i)):
             kind = None
         el = _element(t, i, kind, explicit) if kind else None
@@ -497,6 +501,33 @@ def label_tree(t: Tree, honour_explicit: bool = True) -> list[Element]:
         if inner != frozenset() or honour_explicit:  # explicit labels win even inside a leaf
             stack.extend((j, inner) for j in reversed(t.children[i]))
     return out
+
+
+def _explicit_below(t: Tree) -> dict[int, set[str]]:
+    """{node: the explicit data-layout types of the visible nodes under it}, in one pass."""
+    order, stack = [], [0]
+    while stack:  # pre-order; read backwards, every node comes after all of its descendants
+        i = stack.pop()
+        order.append(i)
+        stack.extend(t.children[i])
+    below: dict[int, set[str]] = {}
+    for i in reversed(order):
+        own = set()
+        for j in t.children[i]:
+            own |= below.get(j, set())
+            kind = _explicit(t, j, True)
+            if kind not in (None, EXPLICIT_WRAPPER) and t.visible(j):
+                own.add(kind)
+        if own:
+            below[i] = own
+    return below
+
+
+def _may_hold(t: Tree, i: int, kind: str, explicit_inside: set[str]) -> bool:
+    """Whether a node the rules call `kind` may hold these explicitly labelled elements: a
+    container holds anything; a leaf only what INSIDE lets it (a badge in a heading). The brand
+    bar guessed `logo` around a link marked `data-layout="logo"` is not a second logo."""
+    return kind in CONTAINERS or _holds_content(t, i, kind) or explicit_inside <= INSIDE.get(kind, frozenset())
 
 
 def _holds_content(t: Tree, i: int, kind: str) -> bool:

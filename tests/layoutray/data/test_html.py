@@ -83,6 +83,17 @@ def test_explicit_data_layout_wins_and_can_be_ignored():
     assert kinds(t, honour=False) == [("a", "button"), ("p", "paragraph")]
 
 
+def test_a_guess_around_an_explicit_element_is_a_wrapper_unless_it_may_hold_it():
+    """A brand bar the rules call a logo, around a link marked data-layout="logo", is not a second
+    logo; a heading may still hold an explicit badge."""
+    t = tree(ROOT, (0, "div", (100, 0, 150, 56), {"cls": "navbar-brand"}),
+             (1, "a", (100, 0, 150, 56), {"href": True, "dl": "logo"}), (2, "img", (100, 12, 128, 32), {"alt": "Acme"}),
+             (0, "h2", (500, 100, 400, 40), {"own": "Title ", "fs": 32}),
+             (4, "span", (700, 110, 60, 20), {"own": "New", "dl": "badge"}))
+    assert kinds(t) == [("a", "logo"), ("h2", "heading"), ("span", "badge")]
+    assert kinds(t, honour=False)[0] == ("div", "logo")  # the rules alone: the brand bar is the logo
+
+
 def test_an_unknown_data_layout_value_is_refused():
     t = tree(ROOT, (0, "div", (0, 0, 100, 100), {"dl": "carousel"}))
     with pytest.raises(elements.LayoutAttributeError, match="carousel"):
