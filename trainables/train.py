@@ -97,15 +97,15 @@ def _train_recipe(args: argparse.Namespace, overrides: list[str]) -> int:
     from layoutray.eval.evaluate import format_metrics
     from layoutray.training.recipe import load_recipe, run_recipe
 
-    if args.config or args.init_from or args.phase != "auto":
-        raise ConfigError("--recipe", "a recipe sets the phase, config and starting model of each stage; "
-                                      "drop --config / --init-from / --phase")
+    if args.config or args.phase != "auto":
+        raise ConfigError("--recipe", "a recipe sets the phase and config of each stage; drop --config / --phase")
     recipe = load_recipe(args.recipe, overrides)
     name = args.name or recipe.name
     print(f"[layoutray] recipe {args.recipe}: {len(recipe.stages)} stages; run '{name}' in "
           f"{storage.absolute(args.output)}", flush=True)
     state = run_recipe(recipe, data=args.data, name=name, output=args.output, resume=args.resume,
-                       extra=overrides, address=args.address, progress=lambda s: print(s, flush=True))
+                       extra=overrides, address=args.address, init_from=args.init_from,
+                       progress=lambda s: print(s, flush=True))
     last = state["stages"][recipe.stage_dir_name(len(recipe.stages) - 1)]
     if last.get("test"):
         print("[layoutray] test split:\n" + format_metrics(last["test"]))

@@ -2,7 +2,8 @@
 
 A recipe is a list of stages run in order; each stage is an ordinary training run (same driver,
 checkpoints and artifact) that starts from the previous stage's exported model (`--init-from`)
-with a fresh optimizer and schedule: a warm restart. A stage may change the data source, the
+with a fresh optimizer and schedule: a warm restart. `--init-from MODEL` starts the first stage
+from a trained model: a recipe that fine-tunes. A stage may change the data source, the
 learning rate and its schedule, augmentation, clean epochs, or any config key (`set`).
 
     runs/NAME/recipe.json          the recipe and, per finished stage, its model and test metrics
@@ -99,9 +100,10 @@ def _write_state(path: str, state: dict) -> None:
 
 
 def run_recipe(recipe: Recipe, *, data: str | None, name: str, output: str, resume: bool = False,
-               extra: list[str] = (), address: str | None = None,
+               extra: list[str] = (), address: str | None = None, init_from: str | None = None,
                progress: Callable[[str], None] = print) -> dict:
-    """Run every stage in order (skipping finished ones on resume); returns the recipe state."""
+    """Run every stage in order (skipping finished ones on resume); returns the recipe state.
+    init_from: a model the first stage starts from (fine-tuning a trained model on new data)."""
     from layoutray.training.driver import run_training
 
     # `output` may be a directory or an object-store URI (s3://, gs://): every path goes through storage.
@@ -113,7 +115,9 @@ def run_recipe(recipe: Recipe, *, data: str | None, name: str, output: str, resu
                                     f"continue it or choose another --name")
     state = _read_state(state_path)
     state["recipe"] = recipe.to_dict()
-    previous = previous_dir = None
+    if init_from:
+        state["init_from"] = init_from
+    previous, previous_dir = (init_from, init_from) if init_from else (None, None)
     for i, stage in enumerate(recipe.stages):
         dir_name = recipe.stage_dir_name(i)
         done = state["stages"].get(dir_name)

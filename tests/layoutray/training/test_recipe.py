@@ -1,5 +1,7 @@
 """Recipes: parsing and checking the stages (fast); running and resuming them is in test_train.py."""
 
+from pathlib import Path
+
 import pytest
 
 from layoutray.config import ConfigError
@@ -49,7 +51,6 @@ def test_bad_recipes_name_the_file_and_key(tmp_path, change, key):
 
 
 def test_shipped_recipes_parse():
-    from pathlib import Path
     recipes = sorted((Path(__file__).resolve().parents[3] / "configs" / "recipes").glob("*.yaml"))
     assert recipes
     for path in recipes:
@@ -89,3 +90,11 @@ def test_recipe_runs_stages_in_order_and_resumes(ray_local, tmp_path, capsys):
     # Starting a finished recipe again without --resume is refused, naming the run.
     assert main(["train", "--recipe", str(_recipe(tmp_path, two)), "--output", str(out)]) == 2
     assert "'r' already exists" in capsys.readouterr().err
+    # --init-from: the first stage fine-tunes a trained model.
+    assert main(["train", "--recipe", str(_recipe(tmp_path, one)), "--output", str(out), "--name", "r2",
+                 "--init-from", state["model"]]) == 0
+    assert f"from {state['model']}" in capsys.readouterr().out
+    tuned = json.loads((out / "r2" / "recipe.json").read_text())
+    assert tuned["init_from"] == state["model"]
+    meta = json.loads((Path(tuned["model"]) / "meta.json").read_text())
+    assert meta["lineage"]["parent"]["path"] == state["model"]
