@@ -313,6 +313,16 @@ def test_the_project_pages_are_labelled_as_their_ground_truth_says():
     assert figures["section_accuracy"] >= 0.9, figures["section_errors"]
 
 
+@pytest.mark.slow
+def test_the_training_pages_ingest_whole_at_the_phase1_cap(tmp_path):
+    """realweb/train-pages: every section becomes a row at phase 1's element cap (no skips), and no
+    page there is a test page."""
+    train = REPO / "realweb" / "train-pages"
+    assert not {p.name for p in train.glob("*.html")} & {p.name for p in PAGES.glob("*.html")}
+    doc = from_html([str(train)], tmp_path / "ds", Options(widths=(1440,), max_elements=16))
+    assert doc["skipped"] == {} and doc["sections"] >= 190, doc["skipped"]
+
+
 def test_every_section_type_is_in_the_project_pages():
     import re
 
