@@ -383,7 +383,9 @@ def test_console_follows_a_canary_pause_abort_and_promote(served, page_of):
         page.wait_for_selector("#status[data-status='running']")
         _wait_weight(page, "canary", "25 %", 30)
         _wait_weight(page, "canary", "50 %", 120)  # the judge advanced it
-        assert page.locator("li.decision[data-decision='advance']").count() >= 1
+        # a decision's state (the weights) is saved before its audit entry is appended, so the
+        # timeline may show the decision one poll after the weights
+        page.wait_for_selector("li.decision[data-decision='advance']", timeout=15_000)
         assert "window passed" in page.text_content("li.decision[data-decision='advance'] .reason")
         wait_for(lambda: re.fullmatch(r"\d+\.\d\d", rate := page.text_content(
             ".version[data-role='stable'] [data-stat='rate']")) and float(rate) > 0, 30, "a stable request rate")
