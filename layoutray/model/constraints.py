@@ -96,20 +96,24 @@ class DecodeConstraints:
         in the way)."""
         if phase <= 1:
             return None
-        out = None
-        for b, placed in enumerate(self.placed):
-            if self.cur_container[b] or not placed:
-                continue  # a container is not confined
-            if phase == 2:  # start cells inside a placed content element
-                x = self.cur[b][0]
-                spans = [(y0, y1) for x0, y0, x1, y1, container in placed if not container and x0 <= x < x1]
-            else:
-                limit = self._limit(b, phase)
-                spans = [(limit + 1, self.bins)] if limit < self.bins - 1 else []
-            for lo, hi in spans:
-                out = np.zeros((len(self.placed), self.bins), dtype=bool) if out is None else out
+        spans = {b: self._spans(b, phase) for b in range(len(self.placed))}
+        if not any(spans.values()):
+            return None
+        out = np.zeros((len(self.placed), self.bins), dtype=bool)
+        for b, row in spans.items():
+            for lo, hi in row:
                 out[b, lo:hi] = True
         return out
+
+    def _spans(self, b: int, phase: int) -> list[tuple[int, int]]:
+        """Row b's forbidden coordinate values at phase 2-4 as [lo, hi) ranges of bins."""
+        if self.cur_container[b] or not self.placed[b]:
+            return []  # a container is not confined
+        if phase == 2:  # start cells inside a placed content element
+            x = self.cur[b][0]
+            return [(y0, y1) for x0, y0, x1, y1, container in self.placed[b] if not container and x0 <= x < x1]
+        limit = self._limit(b, phase)
+        return [(limit + 1, self.bins)] if limit < self.bins - 1 else []
 
     def forbidden(self, step: int, grammar_bad: torch.Tensor) -> torch.Tensor:
         """The grammar's mask [B or 1, V] with this step's constraints added, row by row; a row the
