@@ -60,8 +60,9 @@ def _add_synth(data) -> None:
     p.add_argument("--max-elements", type=int, default=16, help="element cap per section (Phase 1's is 16)")
     p.add_argument("--appearance", choices=("wireframe", "screenshot", "mixed"), default="wireframe",
                    help="images as wireframes, screenshot-like renderings, or either per example")
-    p.add_argument("--variety", choices=("base", "wide"), default="base",
-                   help="wide: also the narrower text and smaller logos/avatars/inputs/badges of real pages")
+    p.add_argument("--variety", choices=("base", "wide", "responsive"), default="base",
+                   help="wide: also the narrower text and smaller logos/avatars/inputs/badges of real pages; "
+                        "responsive: wide, at tablet and phone viewports too")
 
 
 def _add_writer_args(p: argparse.ArgumentParser) -> None:

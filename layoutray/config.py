@@ -273,7 +273,8 @@ class DataConfig:
         in_range("data.synth_test", self.synth_test, 1)
         check("data.synth_appearance", self.synth_appearance in ("wireframe", "screenshot", "mixed"),
               "one of wireframe, screenshot, mixed")
-        check("data.synth_variety", self.synth_variety in ("base", "wide"), "one of base, wide")
+        check("data.synth_variety", self.synth_variety in ("base", "wide", "responsive"),
+              "one of base, wide, responsive")
         in_range("data.clean_epochs", self.clean_epochs, 0)
         in_range("data.max_bad_fraction", self.max_bad_fraction, 0.0, 1.0)
         in_range("data.preprocess_concurrency", self.preprocess_concurrency, 1)

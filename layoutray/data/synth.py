@@ -20,6 +20,7 @@ from pathlib import Path
 from layoutray.data import dataset
 from layoutray.data.imaging import encode_png
 from layoutray.data.page_grid import Page, bottom
+from layoutray.data.reflow import reflow
 from layoutray.render.screenshot import render_screenshot
 from layoutray.render.wireframe import _as_random, render_wireframe
 from layoutray.data.sections import GENERATORS
@@ -46,7 +47,11 @@ APPEARANCES = ("wireframe", "screenshot", "mixed")
 # How wide its distributions are (data.synth_variety): "base" is the generator as designed; "wide"
 # also draws the sizes real pages show more often (text blocks narrower than their column, smaller
 # logos, avatars, inputs and badges), from an rng of its own so "base" datasets stay as they were.
-VARIETIES = ("base", "wide")
+# "responsive" is "wide" at the viewports of a responsive page (`viewport`): desktop as "base" draws
+# it, a 1024 px tablet drawn on the grid, or a 768 px tablet or a 360-414 px phone reflowed from a
+# desktop section the way responsive CSS collapses it (`layoutray.data.reflow`). Phones get the
+# largest share, as they take most page views.
+VARIETIES = ("base", "wide", "responsive")
 
 
 def look_rng(kind: str, seed: int, index: int) -> random.Random:
@@ -81,6 +86,16 @@ def widen(els: list[dict], r: random.Random) -> None:
     for e in els:
         if e.get("style") != "bleed" and e["type"] in _WIDEN:
             _WIDEN[e["type"]](e, r)
+
+
+def viewport(r: random.Random) -> int | None:
+    """A responsive section's viewport width: None (desktop, 40%), a tablet (20%) or a phone (40%)."""
+    u = r.random()
+    if u < 0.4:
+        return None
+    if u < 0.6:
+        return r.choice((768, 1024))
+    return r.choice((360, 375, 390, 414))
 
 
 def split_counts(n: int) -> dict[str, int]:
@@ -125,19 +140,27 @@ def _normalise(els: list[dict], W: int, H: int) -> list[dict]:
 
 def generate_layout(rng: random.Random, section_type: str | None = None,
                     max_elements: int = DEFAULT_MAX_ELEMENTS,
-                    variety_rng: random.Random | None = None) -> tuple[str, int, int, list[dict]]:
+                    variety_rng: random.Random | None = None,
+                    view: int | None = None) -> tuple[str, int, int, list[dict]]:
     """(section_type, canvas_w, canvas_h, elements with render hints), boxes normalised;
-    `variety_rng` given: variety "wide" (see `widen`)."""
+    `variety_rng` given: variety "wide" (see `widen`); `view`: a narrower viewport (see `viewport`):
+    1024 px is drawn on the grid, narrower ones are reflowed from the desktop section."""
     if max_elements < 2:
         raise ValueError(f"max_elements must be at least 2; got {max_elements}")
     rng = _as_random(rng)
     section_type = section_type or rng.choice(SECTION_TYPES)
     W = rng.choices((1440, 1280, 1920), weights=(70, 15, 15))[0]
+    if view == 1024:
+        W = view
     p = Page(rng, W, max_elements)
     H = _place(p, GENERATORS[section_type](p))
+    els = p.els
+    if view is not None and view < W:
+        els, H = reflow(els, W, H, view, variety_rng or random.Random(0))
+        W = view
     if variety_rng is not None:
-        widen(p.els, variety_rng)
-    return section_type, W, H, _normalise(p.els, W, H)
+        widen(els, variety_rng)
+    return section_type, W, H, _normalise(els, W, H)
 
 
 def _render(appearance: str, seed: int, index: int):
@@ -151,8 +174,9 @@ def generate_example(rng: random.Random, index: int, section_type: str | None = 
                      variety: str = "base") -> dict:
     """One dataset row (dataset.SCHEMA) with its image PNG (a wireframe unless `appearance` says)."""
     rng = _as_random(rng)
-    vr = look_rng("variety", seed, index) if variety == "wide" else None
-    section_type, W, H, els = generate_layout(rng, section_type, max_elements, vr)
+    vr = look_rng("variety", seed, index) if variety != "base" else None
+    view = viewport(look_rng("viewport", seed, index)) if variety == "responsive" else None
+    section_type, W, H, els = generate_layout(rng, section_type, max_elements, vr, view)
     img = _render(appearance, seed, index)(section_type, els, W, H, rng)
     return {
         "id": f"synth-{seed}-{index:07d}",
