@@ -47,17 +47,21 @@ def _step(msg: str) -> float:
 
 
 def make_data(data: Path, examples: int) -> None:
-    """The synthetic dataset, reused when an earlier run made the same one."""
+    """The synthetic dataset, reused when an earlier run made the same one (same generator, size,
+    seed and looks: a dataset a user drew into this folder with other settings is made anew)."""
     from layoutray.data.dataset import read_manifest
-    from layoutray.data.synth import synthesize
+    from layoutray.data.synth import DEFAULT_MAX_ELEMENTS, GENERATOR_VERSION, synthesize
 
+    want = {"name": "layoutray.data.synth", "version": GENERATOR_VERSION, "seed": 0,
+            "max_elements": DEFAULT_MAX_ELEMENTS, "appearance": "wireframe", "variety": "base"}
     try:
         m = read_manifest(data)
-        reuse = m.get("total") == examples and (m.get("generator") or {}).get("seed") == 0
+        made = {"appearance": "wireframe", "variety": "base", **(m.get("generator") or {})}
+        reuse = m.get("total") == examples and all(made.get(k) == v for k, v in want.items())
     except Exception:
         reuse = False
     if reuse:
-        print("   reusing the dataset made by an earlier run (same size and seed)")
+        print("   reusing the dataset made by an earlier run (same generator, size and seed)")
         return
     shutil.rmtree(data, ignore_errors=True)
     synthesize(data, examples, seed=0)

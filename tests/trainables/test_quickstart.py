@@ -44,3 +44,18 @@ def test_quickstart_writes_every_output(tmp_path):
     assert len(layouts) == 2
     assert all(sorted(e["type"] for e in lay["elements"]) == ["button", "heading"] for lay in layouts)
     assert layoutray.evaluate(out / "model", data, limit=4)["examples"] == 4
+
+
+@pytest.mark.parametrize("drawn", [{}, {"variety": "responsive"}, {"appearance": "mixed"}, {"seed": 1}])
+def test_the_main_job_reuses_only_the_dataset_it_would_make(tmp_path, drawn):
+    from layoutray.data.dataset import read_manifest
+    from layoutray.data.synth import synthesize
+    from trainables.quickstart import make_data
+
+    data = tmp_path / "quickstart-data"
+    synthesize(data, 20, **{"seed": 0, **drawn})
+    made = (data / "manifest.json").stat().st_mtime_ns
+    make_data(data, 20)
+    generator = read_manifest(data)["generator"]
+    assert (generator["variety"], generator["appearance"], generator["seed"]) == ("base", "wireframe", 0)
+    assert ((data / "manifest.json").stat().st_mtime_ns == made) == (not drawn)  # reused only when the same
