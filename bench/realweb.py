@@ -8,7 +8,8 @@ The project's own real-browser pages (realweb/pages, never trained on) are rende
 `layoutray data from-html` in Debian's Chromium, every section becomes a test row, and the model is
 scored three ways on the same sections: with the real screenshot as the image, with a wireframe
 drawn from the real boxes by the project's renderer (so the gap between the two is the
-appearance gap alone), and against the synthetic test split of the data it was trained on. The
+appearance gap alone), and against the synthetic test split of the data it was trained on; the
+real scores are also given per browser width (a third of the sections are at phone width). The
 goals (issue "real web sections in"): real-wireframe F1@0.5 (image+spec) within 0.10 of the
 synthetic test's, and image-only F1 on screenshots within 0.05 of image-only on wireframes.
 
@@ -64,6 +65,29 @@ def score(model: str, data: str) -> dict:
     return {"examples": m["examples"], **{mode: {k: m[mode].get(k) for k in KEEP} for mode in MODES if mode in m}}
 
 
+def viewport(row: dict) -> str:
+    """The browser width a row was rendered at (from-html's ids end in @WIDTH)."""
+    return row["id"].rsplit("@", 1)[-1] if "@" in row["id"] else str(row["canvas_width"])
+
+
+def by_viewport(model: str, work: Path) -> dict:
+    """Image+spec and image-only F1@0.5 per browser width, on wireframes and on screenshots."""
+    from layoutray.data import dataset, importer
+
+    out: dict = {}
+    for kind in ("wireframes", "screenshots"):
+        rows = dataset.read_rows(work / kind, "test", count=1_000_000)
+        for width in sorted({viewport(r) for r in rows}, key=int):
+            subset = [r for r in rows if viewport(r) == width]
+            d = work / f"{kind}-{width}"
+            importer.write_dataset(d, subset, None, 0, {"name": "bench.realweb", "viewport": width},
+                                   kept_splits={"test": subset})
+            m = score(model, str(d))
+            out.setdefault(width, {"sections": len(subset)})[kind] = {
+                mode: m[mode]["element_f1@0.5"] for mode in ("both", "image") if mode in m}
+    return out
+
+
 def gaps(synthetic: dict, wire: dict, screen: dict) -> dict:
     """The two figures the goals are about (positive: the real sections score lower)."""
     f1 = "element_f1@0.5"
@@ -100,6 +124,7 @@ def main() -> int:
                "real_screenshot": score(args.model, str(work / "screenshots"))}
     entry = {"model": args.label, "path": args.model, "sections": found, **results,
              "gaps": gaps(results["synthetic"], results["real_wireframe"], results["real_screenshot"]),
+             "by_viewport": by_viewport(args.model, work),
              "scored": utc_now(), **git_commit()}
     run.finish(out, config={"pages": args.pages, "widths": list(widths), "max_elements": max_elements},
                figures={"models": merged(run.path, entry)})

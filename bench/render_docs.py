@@ -507,8 +507,21 @@ def render_realweb(src: Sources) -> str:
                           f"F1 (image+spec) {num(g.get('both_synthetic_minus_real_wireframe'))} (goal <= 0.10), "
                           f"image-only wireframe minus screenshot {num(g.get('image_wireframe_minus_screenshot'))} "
                           f"(goal <= 0.05)."]
+        widths = sorted({w for m in models for w in m.get("by_viewport", {})}, key=int)
+        if widths:
+            lines += ["", "By browser width, F1@0.5 image+spec on wireframes / screenshots (image-only in brackets):", ""]
+            lines += table(["model", *[f"{w} px" for w in widths]],
+                           [[m.get("model"), *[viewport_cell(m.get("by_viewport", {}).get(w)) for w in widths]]
+                            for m in models if m.get("by_viewport")])
         return lines
     return per_doc_blocks(src.of("realweb"), one)
+
+
+def viewport_cell(v: dict | None) -> str:
+    if not v:
+        return ""
+    w, s = v.get("wireframes", {}), v.get("screenshots", {})
+    return f"{num(w.get('both'))} / {num(s.get('both'))} ({num(w.get('image'))} / {num(s.get('image'))})"
 
 
 def phi_target(phi_dir: Path) -> float | None:
