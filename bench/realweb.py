@@ -96,8 +96,11 @@ def gaps(synthetic: dict, wire: dict, screen: dict) -> dict:
 
 
 def merged(path: Path, entry: dict) -> list[dict]:
+    """The recorded models with this one replaced where it stood, or added last."""
     old = json.loads(path.read_text())["figures"].get("models", []) if path.exists() else []
-    return [m for m in old if m.get("model") != entry["model"]] + [entry]
+    if any(m.get("model") == entry["model"] for m in old):
+        return [entry if m.get("model") == entry["model"] else m for m in old]
+    return old + [entry]
 
 
 def main() -> int:
