@@ -157,7 +157,7 @@ def _anchored(x0: float, x1: float, px0: float, px1: float, w: float, avail: flo
 
 
 def _place_rows(parts: list[dict], avail: float) -> tuple[list[dict], float, float]:
-    px0, py0, px1, _ = _extent(_members({"parts": parts}))
+    px0, _, px1, _ = _extent(_members({"parts": parts}))
     out, y, prev_bottom = [], 0.0, None
     for part in parts:
         x0, y0, x1, y1 = _extent(_members(part))
