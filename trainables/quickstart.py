@@ -50,14 +50,11 @@ def make_data(data: Path, examples: int) -> None:
     """The synthetic dataset, reused when an earlier run made the same one (same generator, size,
     seed and looks: a dataset a user drew into this folder with other settings is made anew)."""
     from layoutray.data.dataset import read_manifest
-    from layoutray.data.synth import DEFAULT_MAX_ELEMENTS, GENERATOR_VERSION, synthesize
+    from layoutray.data.synth import drawn_as, generator_info, synthesize
 
-    want = {"name": "layoutray.data.synth", "version": GENERATOR_VERSION, "seed": 0,
-            "max_elements": DEFAULT_MAX_ELEMENTS, "appearance": "wireframe", "variety": "base"}
     try:
         m = read_manifest(data)
-        made = {"appearance": "wireframe", "variety": "base", **(m.get("generator") or {})}
-        reuse = m.get("total") == examples and all(made.get(k) == v for k, v in want.items())
+        reuse = m.get("total") == examples and drawn_as(m) == generator_info(seed=0)
     except Exception:
         reuse = False
     if reuse:

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from layoutray.data import dataset
-from layoutray.data.synth import DEFAULT_MAX_ELEMENTS, generate_example, iter_examples
+from layoutray.data.synth import DEFAULT_MAX_ELEMENTS, drawn_as, generate_example, iter_examples
 
 SYNTH_PREFIX = "synth"
 ROWS_PER_BLOCK = 64  # one generation task's rows: ~0.1 s of a core, small enough to stream
@@ -114,7 +114,7 @@ def write_eval_splits(out_dir: str | Path, seed: int, val: int, test: int,
            "appearance": appearance, "variety": variety}
     try:
         m = dataset.read_manifest(out)
-        old = {"appearance": "wireframe", "variety": "base", **(m.get("generator") or {})}
+        old = drawn_as(m)
         if m.get("counts", {}).get("val") == val and m.get("counts", {}).get("test") == test \
                 and all(old.get(k) == v for k, v in gen.items() if k != "name"):
             return m

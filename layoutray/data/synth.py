@@ -88,6 +88,9 @@ def widen(els: list[dict], r: random.Random) -> None:
             _WIDEN[e["type"]](e, r)
 
 
+GRID_MIN_WIDTH = 1024  # the section generators hold from this width up; narrower viewports are reflowed
+
+
 def viewport(r: random.Random) -> int | None:
     """A responsive section's viewport width: None (desktop, 40%), a tablet (20%) or a phone (40%)."""
     u = r.random()
@@ -143,14 +146,14 @@ def generate_layout(rng: random.Random, section_type: str | None = None,
                     variety_rng: random.Random | None = None,
                     view: int | None = None) -> tuple[str, int, int, list[dict]]:
     """(section_type, canvas_w, canvas_h, elements with render hints), boxes normalised;
-    `variety_rng` given: variety "wide" (see `widen`); `view`: a narrower viewport (see `viewport`):
-    1024 px is drawn on the grid, narrower ones are reflowed from the desktop section."""
+    `variety_rng` given: variety "wide" (see `widen`); `view`: a narrower viewport (see `viewport`),
+    drawn on the grid from GRID_MIN_WIDTH up, reflowed from the desktop section below it."""
     if max_elements < 2:
         raise ValueError(f"max_elements must be at least 2; got {max_elements}")
     rng = _as_random(rng)
     section_type = section_type or rng.choice(SECTION_TYPES)
     W = rng.choices((1440, 1280, 1920), weights=(70, 15, 15))[0]
-    if view == 1024:
+    if view is not None and view >= GRID_MIN_WIDTH:
         W = view
     p = Page(rng, W, max_elements)
     H = _place(p, GENERATORS[section_type](p))
@@ -212,6 +215,16 @@ def synthesize(out_dir: str | Path, examples: int, seed: int = 0, shard_rows: in
         start += counts[split]
         shards += dataset.write_split(out_dir, split, iter_examples(idx, seed, max_elements, appearance, variety),
                                       shard_rows)
-    gen = {"name": "layoutray.data.synth", "version": GENERATOR_VERSION, "seed": seed, "max_elements": max_elements,
-           "appearance": appearance, "variety": variety}
-    return dataset.write_manifest(out_dir, shards, generator=gen)
+    return dataset.write_manifest(out_dir, shards, generator=generator_info(seed, max_elements, appearance, variety))
+
+
+def generator_info(seed: int, max_elements: int = DEFAULT_MAX_ELEMENTS, appearance: str = "wireframe",
+                   variety: str = "base") -> dict:
+    """The manifest's `generator` entry of a dataset `synthesize` makes with these settings."""
+    return {"name": "layoutray.data.synth", "version": GENERATOR_VERSION, "seed": seed, "max_elements": max_elements,
+            "appearance": appearance, "variety": variety}
+
+
+def drawn_as(manifest: dict) -> dict:
+    """A manifest's `generator` entry; datasets made before the looks existed are wireframe and base."""
+    return {"appearance": "wireframe", "variety": "base", **(manifest.get("generator") or {})}
